@@ -1,0 +1,86 @@
+"""The app, its global options and the one place errors become messages and exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from .. import __version__
+from ..errors import ConfigError, PipectlError
+from ..store import Store, default_db_path
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class Group(TyperGroup):
+    """Turns the product's errors into a message on stderr and an exit code, never a traceback."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as e:
+            for problem in e.problems:
+                err.print(problem, markup=False)
+            raise typer.Exit(e.exit_code) from None
+        except PipectlError as e:
+            err.print(f"error: {e}", markup=False)
+            raise typer.Exit(e.exit_code) from None
+        except sqlite3.Error as e:
+            err.print(f"error: database {ctx.obj.get('db') if ctx.obj else ''}: {e}", markup=False)
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(
+    cls=Group,
+    no_args_is_help=True,
+    add_completion=True,
+    help="Sales-pipeline automation: pipelines in YAML, leads from CSV, a cron tick.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"pipectl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    db: Annotated[
+        Path | None,
+        typer.Option("--db", envvar="PIPECTL_DB", help="Database file (default ./pipectl.db)."),
+    ] = None,
+    version: Annotated[
+        bool | None,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = None,
+) -> None:
+    ctx.obj = {"db": db or default_db_path()}
+
+
+def open_store(ctx: typer.Context) -> Store:
+    """The store named by --db / PIPECTL_DB, created and migrated when missing."""
+    return Store(ctx.obj["db"])
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+def is_terminal() -> bool:
+    return sys.stdout.isatty() and "NO_COLOR" not in os.environ
+
+
+def main() -> None:
+    app()

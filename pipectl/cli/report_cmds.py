@@ -1,0 +1,3 @@
+"""status, actions list."""
+
+from __future__ import annotations

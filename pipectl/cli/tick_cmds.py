@@ -1,0 +1,3 @@
+"""tick, run, reply, replies import, retry."""
+
+from __future__ import annotations

@@ -1,0 +1,93 @@
+"""Durations ("1d12h"), rates ("200/hour") and the one text format for times."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from .errors import DurationError
+
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+_PART = re.compile(r"(\d+)([smhdw])")
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def parse_duration(text: object) -> int:
+    """Seconds in a duration like `30s`, `15m`, `2h`, `3d`, `1w` or `1d12h`."""
+    if isinstance(text, bool) or not isinstance(text, str | int):
+        raise DurationError(
+            f"duration must be text like 30s, 15m, 2h, 3d, 1w or 1d12h, not {text!r}"
+        )
+    if isinstance(text, int):
+        raise DurationError(f"duration {text} needs a unit: s, m, h, d or w (e.g. {text}s)")
+    s = text.strip().lower()
+    pos, total, seen = 0, 0, set()
+    for m in _PART.finditer(s):
+        if m.start() != pos or m.group(2) in seen:
+            break
+        seen.add(m.group(2))
+        total += int(m.group(1)) * UNITS[m.group(2)]
+        pos = m.end()
+    if not s or pos != len(s):
+        raise DurationError(
+            f"invalid duration {text!r}: use a number and a unit (s, m, h, d, w), e.g. 30s, 2h, 1d12h"
+        )
+    return total
+
+
+@dataclass(frozen=True)
+class Rate:
+    """At most `count` in any rolling window of `seconds`."""
+
+    count: int
+    seconds: int
+
+    def __str__(self) -> str:
+        period = next(k for k, v in PERIODS.items() if v == self.seconds)
+        return f"{self.count}/{period}"
+
+
+def parse_rate(text: object) -> Rate:
+    """A rate like `200/hour`: N per second, minute, hour or day."""
+    m = (
+        re.fullmatch(r"\s*(\d+)\s*/\s*(second|minute|hour|day)s?\s*", str(text))
+        if isinstance(text, str)
+        else None
+    )
+    if not m or int(m.group(1)) <= 0:
+        raise DurationError(
+            f"invalid rate {text!r}: use N/second, N/minute, N/hour or N/day with N > 0, e.g. 200/hour"
+        )
+    return Rate(int(m.group(1)), PERIODS[m.group(2)])
+
+
+def format_time(t: datetime) -> str:
+    """UTC as `2027-03-01T14:00:00Z`, always that width, so times sort as text."""
+    return t.astimezone(UTC).strftime(TIME_FORMAT)
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO-8601 time (`2027-03-01T14:00:00Z`, `2027-03-01 09:00`, with offset); naive is UTC."""
+    s = text.strip()
+    if s.endswith(("Z", "z")):
+        s = s[:-1] + "+00:00"
+    try:
+        t = datetime.fromisoformat(s)
+    except ValueError:
+        raise DurationError(
+            f"invalid time {text!r}: use ISO-8601 like 2027-03-01T14:00:00Z"
+        ) from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return t.astimezone(UTC).replace(microsecond=0)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def add_seconds(t: str, seconds: float) -> str:
+    """The stored time `t` plus `seconds`, in the stored format."""
+    return format_time(parse_time(t) + timedelta(seconds=seconds))

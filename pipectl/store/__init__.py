@@ -1,0 +1,68 @@
+"""All SQL lives in this package: one Store whose methods read like the scheduler's vocabulary.
+
+Each submodule holds the SQL of one part of the product; `Store` combines them. A second
+backend (PostgreSQL) would be a second package with the same methods.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlite_utils
+
+from ..errors import PipectlError
+from .config_sql import ConfigSQL
+from .leads_sql import LeadsSQL
+from .migrations import migrate
+from .reports_sql import ReportsSQL
+from .scheduler_sql import SchedulerSQL
+
+BUSY_TIMEOUT_MS = 10_000
+
+
+def default_db_path() -> Path:
+    return Path(os.environ.get("PIPECTL_DB", "pipectl.db"))
+
+
+class Store(ConfigSQL, LeadsSQL, SchedulerSQL, ReportsSQL):
+    """One SQLite file in WAL mode; writes go through `transaction()` (BEGIN IMMEDIATE)."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+        if not self.path.parent.exists():
+            raise PipectlError(f"{self.path}: directory {self.path.parent} does not exist")
+        try:
+            self.conn = sqlite3.connect(
+                self.path,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+            )
+            self.conn.row_factory = sqlite3.Row
+            self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self.conn.execute("PRAGMA journal_mode = WAL")
+            self.conn.execute("PRAGMA synchronous = NORMAL")
+            self.conn.execute("PRAGMA foreign_keys = ON")
+            migrate(self.conn)
+        except sqlite3.DatabaseError as e:
+            raise PipectlError(f"{self.path}: cannot open the database: {e}") from None
+        self.db = sqlite_utils.Database(self.conn)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; IMMEDIATE so waiting for the lock honours busy_timeout."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")

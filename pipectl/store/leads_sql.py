@@ -1,0 +1,7 @@
+"""Leads and the enrollment queue: import, list, find, stop."""
+
+from __future__ import annotations
+
+
+class LeadsSQL:
+    """Leads and the enrollment queue: import, list, find, stop."""
