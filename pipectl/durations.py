@@ -32,7 +32,8 @@ def parse_duration(text: object) -> int:
         pos = m.end()
     if not s or pos != len(s):
         raise DurationError(
-            f"invalid duration {text!r}: use a number and a unit (s, m, h, d, w), e.g. 30s, 2h, 1d12h"
+            f"invalid duration {text!r}: use a number and a unit (s, m, h, d, w),"
+            " e.g. 30s, 2h, 1d12h"
         )
     return total
 
@@ -58,7 +59,8 @@ def parse_rate(text: object) -> Rate:
     )
     if not m or int(m.group(1)) <= 0:
         raise DurationError(
-            f"invalid rate {text!r}: use N/second, N/minute, N/hour or N/day with N > 0, e.g. 200/hour"
+            f"invalid rate {text!r}: use N/second, N/minute, N/hour or N/day with N > 0,"
+            " e.g. 200/hour"
         )
     return Rate(int(m.group(1)), PERIODS[m.group(2)])
 
