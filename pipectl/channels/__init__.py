@@ -1,0 +1,56 @@
+"""Channels render and send messages. No database here: a send returns or raises.
+
+The tick calls, from worker threads:
+    message = render_message(action)          # pipectl.channels.render (templates sandboxed)
+    provider_id = senders.send(message)       # a SenderPool, one connection per thread
+and turns `TransientError` into a retry (honouring `retry_after`) and `PermanentError`
+into a failure. Any other exception is treated as transient by the tick.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class TransientError(Exception):
+    """Worth retrying later: timeouts, refused connections, 4xx SMTP, HTTP 429/5xx, a broken
+    channel (authentication refused, a missing ${VAR})."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentError(Exception):
+    """Retrying cannot help: a refused recipient, other HTTP 4xx, a template error, no address."""
+
+
+@dataclass(frozen=True)
+class Message:
+    """A rendered message, ready to send; everything a sender needs and nothing secret."""
+
+    channel: str  # "email" | "sms"
+    account: str  # account key
+    config: dict[str, Any]  # the account's channel config, ${VAR} not yet resolved
+    to: str
+    body: str
+    action_id: int
+    lead_id: int
+    message_id: str  # derived from the action: the same on every attempt
+    subject: str | None = None
+    html: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SendAction:
+    """What the tick hands a worker: the claimed action and the lead it is for."""
+
+    action_id: int
+    lead_id: int
+    account: str
+    type: str  # "email" | "sms"
+    params: dict[str, Any]  # the snapshot (see pipectl.config.Action)
+    lead: dict[str, Any]  # email, phone, first_name, last_name, timezone and custom fields
+    config: dict[str, Any]  # the account's config for this channel (may be empty)
