@@ -40,6 +40,7 @@ def m001_initial(conn: sqlite3.Connection) -> None:
             name TEXT NOT NULL,
             on_reply TEXT,
             on_failure TEXT NOT NULL DEFAULT 'stop',
+            removed_at TEXT,                    -- gone from the YAML but still holds leads
             created_at TEXT NOT NULL,
             updated_at TEXT NOT NULL
         );
@@ -51,6 +52,7 @@ def m001_initial(conn: sqlite3.Connection) -> None:
             position INTEGER NOT NULL,
             outcome TEXT CHECK (outcome IN ('won', 'lost')),
             on_failure TEXT,
+            removed_at TEXT,                    -- gone from the YAML but still holds leads
             UNIQUE (pipeline_id, key)
         );
         CREATE TABLE pipeline_stage_actions (

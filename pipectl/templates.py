@@ -1,0 +1,31 @@
+"""Jinja2 in a sandbox: lead data is data, undefined variables are errors."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+
+
+def check_template(source: str) -> str | None:
+    """The syntax error in a template, or None; for `validate`."""
+    try:
+        ENV.parse(source)
+    except TemplateError as e:
+        line = f" (template line {e.lineno})" if getattr(e, "lineno", None) else ""
+        return f"template error: {e.message}{line}"
+    return None
+
+
+@lru_cache(maxsize=1024)
+def _compiled(source: str):
+    return ENV.from_string(source)
+
+
+def render(source: str, context: dict[str, Any]) -> str:
+    """Render `source`; raises jinja2.TemplateError (undefined variable, sandbox refusal)."""
+    return _compiled(source).render(context)
