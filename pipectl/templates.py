@@ -9,6 +9,8 @@ from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+# HTML bodies escape lead data, so a first name like "<a href=...>" shows as text.
+HTML_ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=True)
 
 
 def check_template(source: str) -> str | None:
@@ -22,10 +24,10 @@ def check_template(source: str) -> str | None:
 
 
 @lru_cache(maxsize=1024)
-def _compiled(source: str):
-    return ENV.from_string(source)
+def _compiled(source: str, html: bool = False):
+    return (HTML_ENV if html else ENV).from_string(source)
 
 
-def render(source: str, context: dict[str, Any]) -> str:
+def render(source: str, context: dict[str, Any], *, html: bool = False) -> str:
     """Render `source`; raises jinja2.TemplateError (undefined variable, sandbox refusal)."""
-    return _compiled(source).render(context)
+    return _compiled(source, html).render(context)

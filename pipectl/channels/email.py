@@ -1,0 +1,178 @@
+"""Email over SMTP: one reused connection per worker, proper MIME, errors classified."""
+
+from __future__ import annotations
+
+import re
+import smtplib
+import socket
+import ssl
+from email.message import EmailMessage
+from email.utils import formatdate, parseaddr
+from functools import lru_cache
+
+from . import Message, PermanentError, TransientError
+from .resolve import Resolved, single_line
+
+DEFAULT_FROM = "pipectl@pipectl.local"
+DEFAULT_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
+_QUEUED_AS = re.compile(rb"queued as ([^\s;]+)", re.IGNORECASE)
+# A reused connection the server has closed: worth one reconnect.
+_STALE = (
+    smtplib.SMTPServerDisconnected,
+    ConnectionResetError,
+    BrokenPipeError,
+    ConnectionAbortedError,
+)
+
+
+def build_mime(message: Message, config: dict) -> EmailMessage:
+    """The RFC 5322 message for SMTP and the outbox alike; every header made single-line."""
+    msg = EmailMessage()
+    msg["From"] = single_line(str(config.get("from") or DEFAULT_FROM))
+    msg["To"] = single_line(message.to)
+    msg["Subject"] = single_line(message.subject or "")
+    msg["Date"] = formatdate(usegmt=True)
+    msg["Message-ID"] = message.message_id
+    if config.get("reply_to"):
+        msg["Reply-To"] = single_line(str(config["reply_to"]))
+    if config.get("list_unsubscribe"):
+        msg["List-Unsubscribe"] = single_line(str(config["list_unsubscribe"]))
+        if config.get("list_unsubscribe_post"):
+            msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    for name, value in message.headers.items():
+        msg[single_line(name)] = single_line(str(value))
+    msg.set_content(message.body)
+    if message.html:
+        msg.add_alternative(message.html, subtype="html")
+    return msg
+
+
+@lru_cache(maxsize=1)
+def _local_hostname() -> str:
+    """The EHLO name, looked up once: socket.getfqdn can take seconds on a bad resolver."""
+    return socket.getfqdn()
+
+
+class _Replies:
+    """Keeps the server's reply to DATA, which names the queue id ("queued as ...")."""
+
+    last_data_reply = b""
+
+    def data(self, msg):
+        code, reply = super().data(msg)
+        self.last_data_reply = reply
+        return code, reply
+
+
+class _SMTP(_Replies, smtplib.SMTP):
+    pass
+
+
+class _SMTPSSL(_Replies, smtplib.SMTP_SSL):
+    pass
+
+
+class SmtpSender:
+    """One SMTP connection, opened on first use and reused; not shared between threads."""
+
+    def __init__(self, resolved: Resolved):
+        self.resolved = resolved
+        cfg = resolved.config
+        self.host = str(cfg.get("host") or "")
+        self.security = str(cfg.get("security") or "starttls").lower()
+        if self.security not in DEFAULT_PORTS:
+            raise TransientError(f"channel email: unknown security {self.security!r}")
+        self.port = int(cfg.get("port") or DEFAULT_PORTS[self.security])
+        self.timeout = float(cfg.get("timeout") or 30)
+        self.conn: smtplib.SMTP | None = None
+
+    def send(self, message: Message) -> str | None:
+        """Send one message; reconnects once if the server closed a reused connection."""
+        mime = build_mime(message, self.resolved.config)
+        for attempt in (1, 2):
+            reused = self.conn is not None
+            try:
+                return self._deliver(mime, message.to)
+            except _STALE as e:
+                self.close(polite=False)
+                if not reused or attempt == 2:
+                    raise self._transient(f"connection lost: {type(e).__name__}") from None
+        raise AssertionError("unreachable")
+
+    def close(self, polite: bool = True) -> None:
+        """Say QUIT (when `polite`) and drop the connection; never raises."""
+        conn, self.conn = self.conn, None
+        if conn is None:
+            return
+        try:
+            if polite:
+                conn.quit()
+        except Exception:
+            pass
+        finally:
+            conn.close()
+
+    def _deliver(self, mime: EmailMessage, to: str) -> str | None:
+        try:
+            conn = self.conn or self._connect()
+            sender = parseaddr(str(mime["From"]))[1] or DEFAULT_FROM
+            conn.last_data_reply = b""
+            conn.send_message(mime, from_addr=sender, to_addrs=[to])
+        except smtplib.SMTPRecipientsRefused as e:
+            code, reply = next(iter(e.recipients.values()), (0, b""))
+            raise self._classified(code, reply, "recipient refused") from None
+        except smtplib.SMTPSenderRefused as e:
+            raise self._classified(e.smtp_code, e.smtp_error, "sender refused") from None
+        except smtplib.SMTPDataError as e:
+            raise self._classified(e.smtp_code, e.smtp_error, "message refused") from None
+        except smtplib.SMTPAuthenticationError as e:
+            self.close(polite=False)
+            raise self._transient(f"authentication refused ({e.smtp_code})") from None
+        except smtplib.SMTPResponseException as e:
+            self.close(polite=False)
+            raise self._transient(f"server said {e.smtp_code} {_text(e.smtp_error)}") from None
+        except _STALE:
+            raise
+        except (smtplib.SMTPException, OSError) as e:  # timeouts, refused connections, TLS
+            self.close(polite=False)
+            raise self._transient(f"{type(e).__name__}: {e}") from None
+        match = _QUEUED_AS.search(conn.last_data_reply or b"")
+        return match.group(1).decode("ascii", "replace") if match else None
+
+    def _connect(self) -> smtplib.SMTP:
+        if not self.host:
+            raise TransientError("channel email: no SMTP host configured")
+        name = _local_hostname()
+        if self.security == "ssl":
+            context = ssl.create_default_context()
+            conn = _SMTPSSL(
+                self.host, self.port, local_hostname=name, timeout=self.timeout, context=context
+            )
+        else:
+            conn = _SMTP(self.host, self.port, local_hostname=name, timeout=self.timeout)
+        self.conn = conn
+        if self.security == "starttls":
+            conn.starttls(context=ssl.create_default_context())
+            conn.ehlo()
+        cfg = self.resolved.config
+        if cfg.get("username"):
+            conn.login(str(cfg["username"]), str(cfg.get("password") or ""))
+        return conn
+
+    def _classified(self, code: int, reply: bytes | str, what: str) -> Exception:
+        text = f"{what}: {code} {_text(reply)}"
+        if 500 <= code < 600:
+            return PermanentError(self.resolved.scrub(f"channel email: {text}"))
+        if code == 421:
+            self.close(polite=False)
+        return self._transient(text)
+
+    def _transient(self, text: str) -> TransientError:
+        where = f"{self.host}:{self.port}"
+        return TransientError(self.resolved.scrub(f"channel email: {where}: {text}"))
+
+
+def _text(reply: bytes | str) -> str:
+    if isinstance(reply, bytes):
+        reply = reply.decode("utf-8", "replace")
+    return single_line(reply)[:200]

@@ -1,0 +1,90 @@
+"""A claimed action + its lead -> a Message; template and address problems are permanent."""
+
+from __future__ import annotations
+
+import re
+from email.utils import parseaddr
+from typing import Any
+
+from jinja2 import TemplateError
+
+from .. import templates
+from . import Message, PermanentError, SendAction
+from .resolve import single_line
+
+_DOMAIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
+_STANDARD = ("email", "phone", "first_name", "last_name")
+
+
+def render_message(action: SendAction) -> Message:
+    """Render the action's templates for its lead; raises PermanentError when it cannot."""
+    if action.type not in ("email", "sms"):
+        raise PermanentError(f"cannot send an action of type {action.type!r}")
+    lead = lead_context(action.lead)
+    context = {"lead": lead}
+    params = action.params
+    if action.type == "email":
+        to = _address(lead.get("email"), "email address")
+        subject = single_line(_render(params.get("subject") or "", context, "subject"))
+        body = _render(params.get("body") or "", context, "body")
+        html_source = params.get("html")
+        html = _render(html_source, context, "html", html=True) if html_source else None
+    else:
+        to = _address(lead.get("phone"), "phone number")
+        subject, html = None, None
+        body = _render(params.get("body") or "", context, "body")
+    return Message(
+        channel=action.type,
+        account=action.account,
+        config=dict(action.config or {}),
+        to=to,
+        body=body,
+        action_id=action.action_id,
+        lead_id=action.lead_id,
+        message_id=message_id(action.action_id, (action.config or {}).get("from")),
+        subject=subject,
+        html=html,
+    )
+
+
+def lead_context(lead: dict[str, Any]) -> dict[str, Any]:
+    """The `lead` templates see: standard fields and custom fields side by side."""
+    context: dict[str, Any] = {}
+    custom = lead.get("fields")
+    if isinstance(custom, dict):
+        context.update(custom)
+    context.update({k: v for k, v in lead.items() if k != "fields" or not isinstance(v, dict)})
+    for name in _STANDARD:
+        context.setdefault(name, None)
+    return context
+
+
+def message_id(action_id: int, from_address: Any) -> str:
+    """The Message-ID of an action: the same on every attempt, so a repeat can be dropped."""
+    domain = "pipectl.local"
+    if isinstance(from_address, str) and "${" not in from_address:
+        _, addr = parseaddr(from_address)
+        candidate = addr.rpartition("@")[2]
+        if "@" in addr and _DOMAIN.match(candidate):
+            domain = candidate.lower()
+    return f"<pipectl.{int(action_id)}@{domain}>"
+
+
+def _address(value: Any, what: str) -> str:
+    address = str(value).strip() if value is not None else ""
+    if not address:
+        raise PermanentError(f"lead has no {what}")
+    if any(c.isspace() or c < " " for c in address) or (
+        what == "email address" and "@" not in address
+    ):
+        raise PermanentError(f"lead's {what} is not valid")
+    return address
+
+
+def _render(source: str, context: dict[str, Any], part: str, html: bool = False) -> str:
+    try:
+        return templates.render(source, context, html=html)
+    except TemplateError as e:
+        raise PermanentError(f"template error in {part}: {e.message or type(e).__name__}") from None
+    except Exception as e:  # a template bug such as {{ lead.name + 1 }}, not a channel problem
+        raise PermanentError(f"template error in {part}: {type(e).__name__}: {e}") from None
