@@ -1,3 +1,106 @@
-"""tick, run, reply, replies import, retry."""
+"""tick and run: the scheduler, from cron or as a service."""
 
 from __future__ import annotations
+
+import signal
+import threading
+import time
+from typing import Annotated
+
+import typer
+
+from ..durations import parse_time
+from ..errors import DurationError, LockHeld, PipectlError
+from ..tick import tick as run_tick
+from .app import app, err, out, print_json
+
+
+def _stop_on_signals() -> threading.Event:
+    """SIGTERM or SIGINT: stop claiming, let sends in flight finish and be recorded."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def _parse_now(now: str | None):
+    try:
+        return parse_time(now) if now else None
+    except DurationError as e:
+        raise PipectlError(f"--now: {e}") from None
+
+
+@app.command()
+def tick(
+    ctx: typer.Context,
+    now: Annotated[
+        str | None, typer.Option(help="Run as if at this UTC time, e.g. 2027-03-01T14:00:00Z.")
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, max=256, help="Send threads.")] = 16,
+    max_seconds: Annotated[
+        float, typer.Option(min=0, help="Stop claiming new work after this many seconds.")
+    ] = 50,
+    dry_run: Annotated[bool, typer.Option(help="Show what would be done; change nothing.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("-q", "--quiet", help="Print nothing unless something failed.")
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="The summary as JSON.")] = False,
+) -> None:
+    """One scheduler pass: perform the actions that are due. Run it from cron every minute.
+
+    Exits 75 at once when another tick holds the lock.
+
+    Example: * * * * * cd /srv/sales && pipectl tick -q
+    """
+    summary = run_tick(
+        ctx.obj["db"],
+        now=_parse_now(now),
+        workers=workers,
+        max_seconds=max_seconds,
+        dry_run=dry_run,
+        stop=None if dry_run else _stop_on_signals(),
+    )
+    if json_out:
+        print_json(summary.as_dict())
+        return
+    if dry_run:
+        for a in summary.would_send:
+            out.print(
+                f"would send {a['type']} to {a['to']} (action {a['action_id']}, "
+                f"account {a['account']}, due {a['perform_at']})",
+                markup=False,
+            )
+        out.print(
+            f"dry run at {summary.now}: would admit {summary.admitted}, send "
+            f"{len(summary.would_send)}, do {summary.done} internal actions; "
+            f"{summary.held_back} due held back by limits; nothing was changed",
+            markup=False,
+        )
+        return
+    if not quiet or summary.failed:
+        out.print(summary.line(), markup=False)
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    interval: Annotated[float, typer.Option(min=1, help="Seconds between ticks.")] = 60,
+    workers: Annotated[int, typer.Option(min=1, max=256, help="Send threads.")] = 16,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only failures.")] = False,
+) -> None:
+    """Tick in a loop, for a systemd service; stops cleanly on SIGTERM.
+
+    Example: pipectl --db /var/lib/pipectl/pipectl.db run --interval 60
+    """
+    stop = _stop_on_signals()
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            summary = run_tick(
+                ctx.obj["db"], workers=workers, max_seconds=max(1.0, interval - 10), stop=stop
+            )
+            if not quiet or summary.failed:
+                out.print(summary.line(), markup=False)
+        except LockHeld as e:
+            err.print(f"skipped: {e}", markup=False)
+        stop.wait(max(0.0, interval - (time.monotonic() - started)))

@@ -57,7 +57,21 @@ class Store(ConfigSQL, LeadsSQL, SchedulerSQL, ReportsSQL):
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; IMMEDIATE so waiting for the lock honours busy_timeout."""
+        """One write transaction; IMMEDIATE so waiting for the lock honours busy_timeout.
+        Inside another transaction it is a savepoint, so `rolled_back()` can wrap anything."""
+        if self.conn.in_transaction:
+            self._savepoints = getattr(self, "_savepoints", 0) + 1
+            name = f"sp{self._savepoints}"
+            self.conn.execute(f"SAVEPOINT {name}")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute(f"ROLLBACK TO {name}")
+                self.conn.execute(f"RELEASE {name}")
+                raise
+            else:
+                self.conn.execute(f"RELEASE {name}")
+            return
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield self.conn
@@ -66,3 +80,12 @@ class Store(ConfigSQL, LeadsSQL, SchedulerSQL, ReportsSQL):
             raise
         else:
             self.conn.execute("COMMIT")
+
+    @contextmanager
+    def rolled_back(self) -> Iterator[sqlite3.Connection]:
+        """Run anything and then undo it all: `--dry-run` uses the real code paths."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        finally:
+            self.conn.execute("ROLLBACK")

@@ -1,0 +1,227 @@
+"""One scheduler pass: lock -> recover -> admit -> claim -> perform -> record, within budget.
+
+Worker threads only render and send; this thread is the one database writer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from .channels import PermanentError, SendAction, TransientError
+from .channels.render import render_message
+from .channels.senders import SenderPool
+from .durations import format_time, utcnow
+from .limits import retry_delay
+from .lock import TickLock
+from .store import Store
+from .store.scheduler_sql import Result
+
+DEFAULT_RETRY = {"attempts": 5, "backoff": 60, "max_backoff": 3600}
+
+
+class Clock:
+    """The tick's notion of now: real time, or `--now` moving forward with real time."""
+
+    def __init__(self, start: datetime | None = None):
+        self.base = start or utcnow()
+        self.started = time.monotonic()
+
+    def now(self) -> str:
+        return format_time(self.base + timedelta(seconds=time.monotonic() - self.started))
+
+
+@dataclass
+class TickSummary:
+    started_at: str
+    now: str
+    claimed: int = 0
+    done: int = 0
+    retried: int = 0
+    failed: int = 0
+    skipped: int = 0
+    deferred: int = 0
+    held_back: int = 0
+    admitted: int = 0
+    recovered: int = 0
+    seconds: float = 0.0
+    pid: int = field(default_factory=os.getpid)
+    would_send: list[dict[str, Any]] = field(default_factory=list)
+
+    def line(self) -> str:
+        return (
+            f"tick {self.now}: claimed {self.claimed}, done {self.done}, "
+            f"retried {self.retried}, failed {self.failed}, held back {self.held_back}, "
+            f"admitted {self.admitted} in {self.seconds:.2f}s"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def tick(
+    db_path: str | os.PathLike[str],
+    *,
+    now: datetime | None = None,
+    workers: int = 16,
+    max_seconds: float = 50,
+    dry_run: bool = False,
+    stop: threading.Event | None = None,
+    outbox_dir: Path | None = None,
+) -> TickSummary:
+    """Run one pass; raises LockHeld (exit 75) when another tick holds the lock."""
+    clock = Clock(now)
+    if dry_run:
+        return _dry_run(Store(db_path), clock)
+    with TickLock(db_path):
+        store = Store(db_path)
+        try:
+            senders = SenderPool(outbox_dir or Path(db_path).resolve().parent / "outbox")
+            try:
+                return _run(store, clock, workers, max_seconds, stop or threading.Event(), senders)
+            finally:
+                senders.close()
+        finally:
+            store.close()
+
+
+def _run(
+    store: Store,
+    clock: Clock,
+    workers: int,
+    max_seconds: float,
+    stop: threading.Event,
+    senders: SenderPool,
+) -> TickSummary:
+    started = time.monotonic()
+    summary = TickSummary(started_at=format_time(utcnow()), now=clock.now())
+    summary.recovered = store.recover_running()
+    token = uuid.uuid4().hex
+    in_flight: dict[Future[Result], dict[str, Any]] = {}
+    busy: Counter[tuple[int, str]] = Counter()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pipectl-send") as pool:
+        while True:
+            claiming = not stop.is_set() and time.monotonic() - started < max_seconds
+            progressed = False
+            if claiming:
+                admitted = store.admit_queued(clock.now())
+                claim = store.claim_due(clock.now(), token, workers - len(in_flight), busy)
+                summary.admitted += admitted
+                summary.claimed += len(claim.sends) + claim.internal
+                summary.done += claim.internal - claim.failed
+                summary.failed += claim.failed
+                summary.skipped += claim.skipped
+                summary.deferred += claim.deferred
+                for row in claim.sends:
+                    in_flight[pool.submit(perform, row, senders, clock)] = row
+                    busy[row["account_id"], row["channel"]] += 1
+                progressed = bool(admitted or claim.sends or claim.internal or claim.skipped)
+            if not in_flight:
+                if claiming and progressed:
+                    continue
+                break
+            finished, _ = wait(in_flight, timeout=1.0, return_when=FIRST_COMPLETED)
+            results = []
+            for future in finished:
+                row = in_flight.pop(future)
+                busy[row["account_id"], row["channel"]] -= 1
+                results.append(future.result())
+            if results:
+                counts = store.record_results(results)
+                summary.done += counts["done"]
+                summary.retried += counts["retry"]
+                summary.failed += counts["failed"]
+    summary.held_back = store.count_due(clock.now())
+    summary.seconds = round(time.monotonic() - started, 3)
+    store.record_tick(summary.as_dict())
+    return summary
+
+
+def perform(row: dict[str, Any], senders: SenderPool, clock: Clock) -> Result:
+    """In a worker thread: render and send one message; no database here."""
+    action = SendAction(
+        action_id=row["id"],
+        lead_id=row["lead_id"],
+        account=row["account_key"],
+        type=row["type"],
+        params=row["params"],
+        lead=lead_context(row),
+        config=row["channel_config"],
+    )
+    try:
+        message = render_message(action)
+        provider_id = senders.send(message)
+    except PermanentError as e:
+        return Result(row, "failed", clock.now(), error=str(e))
+    except TransientError as e:
+        return _retry_or_fail(row, str(e), e.retry_after, clock.now())
+    except Exception as e:  # an unexpected error is not the lead's fault: retry it
+        return _retry_or_fail(row, f"{type(e).__name__}: {e}", None, clock.now())
+    return Result(
+        row,
+        "done",
+        clock.now(),
+        recipient=message.to,
+        message_id=message.message_id,
+        provider_id=provider_id,
+    )
+
+
+def _retry_or_fail(row: dict[str, Any], error: str, retry_after: float | None, now: str) -> Result:
+    retry = {**DEFAULT_RETRY, **(row["params"].get("retry") or {})}
+    if row["attempts"] >= retry["attempts"]:
+        return Result(
+            row, "failed", now, error=f"gave up after {row['attempts']} attempts: {error}"
+        )
+    delay = retry_delay(row["attempts"], retry["backoff"], retry["max_backoff"], retry_after)
+    retry_at = format_time(
+        datetime.fromisoformat(now.replace("Z", "+00:00")) + timedelta(seconds=delay)
+    )
+    return Result(row, "retry", now, error=error, retry_at=retry_at)
+
+
+def lead_context(row: dict[str, Any]) -> dict[str, Any]:
+    """The `lead` a template sees: its custom fields, then the standard ones."""
+    lead = json.loads(row.get("fields") or "{}")
+    for key in ("email", "phone", "first_name", "last_name", "timezone"):
+        lead[key] = row.get(key)
+    lead["id"] = row["lead_id"]
+    return lead
+
+
+def _dry_run(store: Store, clock: Clock) -> TickSummary:
+    """What a tick would do now, through the same code, with every change rolled back."""
+    summary = TickSummary(started_at=format_time(utcnow()), now=clock.now())
+    try:
+        with store.rolled_back():
+            summary.recovered = store.recover_running()
+            summary.admitted = store.admit_queued(clock.now())
+            claim = store.claim_due(clock.now(), "dry-run", 10_000, Counter())
+            summary.claimed = len(claim.sends) + claim.internal
+            summary.done = claim.internal
+            summary.skipped = claim.skipped
+            summary.deferred = claim.deferred
+            summary.would_send = [
+                {
+                    "action_id": r["id"],
+                    "account": r["account_key"],
+                    "lead_id": r["lead_id"],
+                    "type": r["type"],
+                    "to": r["email"] if r["type"] == "email" else r["phone"],
+                    "perform_at": r["perform_at"],
+                }
+                for r in claim.sends
+            ]
+            summary.held_back = store.count_due(clock.now()) - len(claim.sends)
+    finally:
+        store.close()
+    return summary
