@@ -88,7 +88,8 @@ class SchedulerSQL:
                 room = cap - admitted
                 if account["active_leads"] is not None:
                     active = self.conn.execute(
-                        "SELECT count(*) FROM enrollments WHERE account_id = ? AND status = 'active'",
+                        "SELECT count(*) FROM enrollments "
+                        "WHERE account_id = ? AND status = 'active'",
                         (account["id"],),
                     ).fetchone()[0]
                     room = min(room, account["active_leads"] - active)
@@ -495,8 +496,9 @@ class SchedulerSQL:
         """Keep a row per tick, for `status` and the operator."""
         columns = [k for k in summary if k in TICK_COLUMNS]
         with self.transaction():
+            placeholders = ", ".join("?" * len(columns))
             self.conn.execute(
-                f"INSERT INTO ticks ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                f"INSERT INTO ticks ({', '.join(columns)}) VALUES ({placeholders})",
                 [summary[k] for k in columns],
             )
 
