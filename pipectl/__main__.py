@@ -1,0 +1,5 @@
+"""`python -m pipectl`."""
+
+from .cli import main
+
+main()
