@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
-from .app import app, open_store, out
+from ..config import Config, load_config
+from ..store.config_sql import CHANGED, CREATED, REMOVED, UNCHANGED, Plan
+from .app import app, open_store, out, print_json
+
+FileArg = Annotated[Path, typer.Argument(help="The pipelines YAML file.", show_default=True)]
+MARKS = {CREATED: "[green]+[/]", CHANGED: "[yellow]~[/]", REMOVED: "[red]-[/]"}
 
 
 @app.command()
@@ -15,3 +23,73 @@ def init(ctx: typer.Context) -> None:
     """
     store = open_store(ctx)
     out.print(f"database ready: {store.path}")
+
+
+@app.command()
+def validate(file: FileArg = Path("pipelines.yaml")) -> None:
+    """Check a pipelines YAML, templates included; print every problem as file:line: message.
+
+    Example: pipectl validate pipelines.yaml
+    """
+    config = load_config(file)
+    out.print(f"{file}: ok ({_counts(config)})", markup=False)
+
+
+@app.command()
+def apply(
+    ctx: typer.Context,
+    file: FileArg = Path("pipelines.yaml"),
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show the plan and write nothing.")
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Remove stages and pipelines even while leads are in them."),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+) -> None:
+    """Load the YAML into the database in one transaction and print what changed.
+
+    Example: pipectl apply pipelines.yaml --dry-run
+    """
+    config = load_config(file)
+    plan = open_store(ctx).apply_config(config, force=force, dry_run=dry_run)
+    if as_json:
+        print_json(plan.as_json())
+        return
+    _print_plan(file, config, plan)
+
+
+def _print_plan(file: Path, config: Config, plan: Plan) -> None:
+    for change in plan.changes:
+        if change.change == UNCHANGED:
+            continue
+        detail = f" ({change.detail})" if change.detail else ""
+        out.print(f"  {MARKS[change.change]} {change.kind} {change.key}: {change.change}{detail}")
+    prefix = "dry run, nothing written: " if plan.dry_run else ""
+    if not plan.changed:
+        out.print(f"{prefix}{file}: nothing changed ({_counts(config)})", markup=False)
+        return
+    counts = ", ".join(
+        f"{plan.count(name)} {name}" for name in (CREATED, CHANGED, UNCHANGED, REMOVED)
+    )
+    verb = "would apply" if plan.dry_run else "applied"
+    out.print(f"{prefix}{verb} {file}: {counts}", markup=False)
+
+
+def _counts(config: Config) -> str:
+    stages = [s for p in config.pipelines for s in p.stages]
+    actions = sum(len(s.actions) for s in stages)
+    return ", ".join(
+        _plural(n, word)
+        for n, word in (
+            (len(config.accounts), "account"),
+            (len(config.pipelines), "pipeline"),
+            (len(stages), "stage"),
+            (actions, "action"),
+        )
+    )
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
