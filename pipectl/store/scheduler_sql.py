@@ -209,7 +209,8 @@ class SchedulerSQL:
                 continue
             window = row["params"].get("send_window")
             if window:
-                tz = row["timezone"] or window.get("timezone") or account["timezone"]
+                # A window's own time zone is deliberate; else the lead's, else the account's.
+                tz = window.get("timezone") or row["timezone"] or account["timezone"]
                 opens = next_opening(window, tz, parse_time(now))
                 if opens is not None:
                     self.conn.execute(
