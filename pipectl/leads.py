@@ -1,0 +1,372 @@
+"""CSV exports -> normalised lead records (a generator; no database).
+
+`open_leads` reads and checks the file and its header at once (raising CsvError for a file
+that cannot be imported); iterating the result yields a `LeadRecord` or an `InvalidRow` per
+data row, each carrying the physical line where the row starts.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
+
+from .errors import CsvError
+
+FIELDS = ("email", "phone", "first_name", "last_name", "name", "timezone", "do_not_contact")
+ALIASES = {
+    "email": "email emailaddress primaryemail workemail",
+    "phone": "phone phonenumber mobile mobilephone mobilenumber cell cellphone telephone tel",
+    "first_name": "firstname givenname forename",
+    "last_name": "lastname surname familyname",
+    "name": "name fullname contactname",
+    "timezone": "timezone tz",
+    "do_not_contact": "donotcontact unsubscribed optedout optout dnc",
+}
+ALIAS_TO_FIELD = {alias: f for f, aliases in ALIASES.items() for alias in aliases.split()}
+TRUE = {"true", "yes", "1", "y"}
+FALSE = {"false", "no", "0", "n"}
+BINARY_MAGIC = {
+    b"PK\x03\x04": "a ZIP archive (an Excel .xlsx workbook?)",
+    b"\xd0\xcf\x11\xe0": "an Excel .xls workbook",
+    b"\x89PNG": "a PNG image",
+    b"%PDF": "a PDF document",
+    b"\x1f\x8b": "a gzip archive",
+    b"\xff\xfe": "UTF-16 text",
+    b"\xfe\xff": "UTF-16 text",
+}
+MAX_SHOWN = 60
+
+
+@dataclass(slots=True)
+class LeadRecord:
+    """One valid row, normalised: what the store merges into `leads`."""
+
+    line: int
+    email: str | None = None
+    phone: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    timezone: str | None = None
+    do_not_contact: bool = False
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidRow:
+    """A row that cannot be imported, shown as `file:line: reason`."""
+
+    file: str
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.reason}"
+
+
+def normalise_header(name: str) -> str:
+    """The key columns are matched by: lower case, letters and digits only."""
+    return "".join(c for c in name.lower() if c.isalnum())
+
+
+def snake_case(name: str) -> str:
+    """A custom field's name in templates: `Company Name` -> `company_name`."""
+    s = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name.strip())
+    return re.sub(r"[^0-9a-z]+", "_", s.lower()).strip("_")
+
+
+def parse_map(specs: list[str]) -> dict[str, str]:
+    """`--map 'Col=field'` options -> {normalised column: field}."""
+    mapping: dict[str, str] = {}
+    for spec in specs:
+        column, sep, target = spec.partition("=")
+        target = target.strip().lower().replace("-", "_").replace(" ", "_")
+        if not sep or not column.strip() or not target:
+            raise CsvError(f"--map {spec!r}: write it as 'Column=field', e.g. 'Cell No=phone'")
+        if target not in FIELDS:
+            raise CsvError(
+                f"--map {spec!r}: unknown field {target!r}; use one of {', '.join(FIELDS)}"
+            )
+        mapping[normalise_header(column)] = target
+    return mapping
+
+
+def shown(value: str) -> str:
+    """A value quoted for a message, cut short when long."""
+    return repr(value if len(value) <= MAX_SHOWN else value[:MAX_SHOWN] + "...")
+
+
+class LeadsFile:
+    """A checked CSV file; iterate it for one LeadRecord or InvalidRow per data row."""
+
+    def __init__(self, path: Path, text: str, country: str | None, mapping: dict[str, str]):
+        self.name = str(path)
+        self.country = country
+        self.lines = text.count("\n") + 1
+        self._reader = csv.reader(io.StringIO(text, newline=""))
+        self.header_line, header = self._read_header()
+        self.columns = len(header)
+        self._plan(header, mapping)
+
+    def _read_header(self) -> tuple[int, list[str]]:
+        try:
+            for row in self._reader:
+                if any(cell.strip() for cell in row):
+                    return self._reader.line_num, row
+        except csv.Error as e:
+            raise CsvError(f"{self.name}:{self._reader.line_num}: not valid CSV: {e}") from None
+        raise CsvError(f"{self.name}: no header row (the file has no data)")
+
+    def _plan(self, header: list[str], mapping: dict[str, str]) -> None:
+        where = f"{self.name}:{self.header_line}"
+        keys = [normalise_header(h) for h in header]
+        seen: dict[str, int] = {}
+        for i, (key, name) in enumerate(zip(keys, header, strict=True)):
+            if key and key in seen:
+                first = header[seen[key]]
+                raise CsvError(
+                    f"{where}: columns {seen[key] + 1} {first!r} and {i + 1} {name!r}"
+                    " have the same name once case, spaces and punctuation are ignored"
+                )
+            seen[key] = i
+        for key in mapping:
+            if key not in seen:
+                raise CsvError(
+                    f"{self.name}: --map names column {key!r}, which is not in the header"
+                    f" (columns: {', '.join(h for h in header)})"
+                )
+        has_names = {"first_name", "last_name"} & {
+            mapping.get(k, ALIAS_TO_FIELD.get(k)) for k in keys
+        }
+        targets: dict[str, int] = {}
+        self.custom: list[tuple[int, str]] = []
+        self.unnamed: list[int] = []
+        for i, key in enumerate(keys):
+            target = mapping.get(key) or ALIAS_TO_FIELD.get(key)
+            if key not in mapping and target in mapping.values():
+                target = None  # an explicit --map to this field wins over the alias
+            if target == "name" and has_names and key not in mapping:
+                target = None
+            if target is None:
+                if not key:
+                    self.unnamed.append(i)
+                else:
+                    self.custom.append((i, snake_case(header[i]) or key))
+                continue
+            if target in targets:
+                other = header[targets[target]]
+                raise CsvError(
+                    f"{where}: columns {other!r} and {header[i]!r} are both read as {target};"
+                    f" choose one with --map '{header[i]}={target}'"
+                )
+            targets[target] = i
+        if "email" not in targets and "phone" not in targets:
+            looks_like_data = any("@" in h or sum(c.isdigit() for c in h) >= 7 for h in header)
+            hint = (
+                "the first line looks like data: the file needs a header row"
+                if looks_like_data
+                else "name one with --map 'Column=email' or --map 'Column=phone'"
+            )
+            raise CsvError(
+                f"{where}: no email or phone column in the header"
+                f" (columns: {', '.join(h for h in header)}); {hint}"
+            )
+        self.targets = targets
+
+    def __iter__(self) -> Iterator[LeadRecord | InvalidRow]:
+        reader, targets, ncols = self._reader, self.targets, self.columns
+        previous = reader.line_num
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:
+                raise CsvError(f"{self.name}:{previous + 1}: not valid CSV: {e}") from None
+            line, previous = previous + 1, reader.line_num
+            if not any(row):
+                continue
+            if len(row) > ncols:
+                yield InvalidRow(
+                    self.name,
+                    line,
+                    f"row has {len(row)} fields but the header has {ncols} (an unquoted comma?)",
+                )
+                continue
+            yield self._record(line, row, targets)
+
+    def _record(
+        self, line: int, row: list[str], targets: dict[str, int]
+    ) -> LeadRecord | InvalidRow:
+        n = len(row)
+        values = {f: row[i].strip() for f, i in targets.items() if i < n}
+        rec = LeadRecord(line)
+        try:
+            if email := values.get("email"):
+                rec.email = normalise_email(email)
+            if phone := values.get("phone"):
+                rec.phone = normalise_phone(phone, self.country)
+            if tz := values.get("timezone"):
+                rec.timezone = check_timezone(tz)
+            if dnc := values.get("do_not_contact"):
+                rec.do_not_contact = parse_flag(dnc)
+        except ValueError as e:
+            return InvalidRow(self.name, line, str(e))
+        rec.first_name = values.get("first_name") or None
+        rec.last_name = values.get("last_name") or None
+        if (full := values.get("name")) and not rec.first_name and not rec.last_name:
+            first, _, last = full.partition(" ")
+            rec.first_name, rec.last_name = first, last.strip() or None
+        for i, name in self.custom:
+            if i < n and (v := row[i].strip()):
+                rec.fields[name] = v.replace("\r\n", "\n") if "\r" in v else v
+        for i in self.unnamed:
+            if i < n and row[i].strip():
+                return InvalidRow(
+                    self.name, line, f"value {shown(row[i])} in column {i + 1}, which has no name"
+                )
+        if not rec.email and not rec.phone:
+            return InvalidRow(
+                self.name, line, f"row has no email and no phone: {shown(','.join(row))}"
+            )
+        return rec
+
+
+def open_leads(
+    path: Path, *, country: str | None, mapping: dict[str, str] | None = None
+) -> LeadsFile:
+    """Read `path` and check it is UTF-8 CSV text with a usable header."""
+    name = str(path)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise CsvError(f"{name}: cannot read the file: {e.strerror}") from None
+    for magic, kind in BINARY_MAGIC.items():
+        if data.startswith(magic):
+            raise CsvError(f"{name}: this is {kind}, not CSV text; export it as CSV (UTF-8)")
+    if not data.strip():
+        raise CsvError(f"{name}: the file is empty; it needs a header row and rows of leads")
+    if b"\x00" in data[:65536]:
+        raise CsvError(f"{name}: this is a binary file, not CSV text; export it as CSV (UTF-8)")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise CsvError(
+            f"{name}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x});"
+            " save the file as CSV UTF-8"
+        ) from None
+    return LeadsFile(Path(path), text, country, mapping or {})
+
+
+_LOCAL = r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+_DOMAIN = r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+([a-z]{2,63})"
+_PLAIN_EMAIL = re.compile(rf"({_LOCAL})@({_DOMAIN})")
+
+
+def normalise_email(value: str) -> str:
+    """A valid address, lower-cased; plain ASCII addresses skip the slower full validation."""
+    lowered = value.lower()
+    m = _PLAIN_EMAIL.fullmatch(lowered)
+    if (
+        m
+        and len(lowered) <= 254
+        and len(m.group(1)) <= 64
+        and "--" not in m.group(2)
+        and m.group(3) not in SPECIAL_USE_DOMAIN_NAMES
+    ):
+        return lowered
+    try:
+        return validate_email(value, check_deliverability=False).normalized.lower()
+    except EmailNotValidError as e:
+        raise ValueError(f"invalid email {shown(value)}: {e}") from None
+
+
+_FORMATTING = str.maketrans("", "", " ()-./\u00a0")
+
+
+def normalise_phone(value: str, country: str | None) -> str:
+    """E.164 (`+12125550123`); a number without +country code is read as `country`'s."""
+    fast = _plain_national(value, country) if country else None
+    if fast:
+        return fast
+    try:
+        number = phonenumbers.parse(value, country)
+    except phonenumbers.NumberParseException as e:
+        if e.error_type == phonenumbers.NumberParseException.INVALID_COUNTRY_CODE and not country:
+            raise ValueError(
+                f"invalid phone {shown(value)}: no +country code, and the account has no country"
+            ) from None
+        raise ValueError(f"invalid phone {shown(value)}: {e._msg}") from None
+    if not phonenumbers.is_valid_number(number):
+        where = f"for {country}" if country and not value.lstrip().startswith("+") else ""
+        raise ValueError(f"invalid phone {shown(value)}: not a valid phone number {where}".rstrip())
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _plain_national(value: str, country: str) -> str | None:
+    """E.164 for a plain number of the account's own country, else None (the slow path decides)."""
+    digits = value.translate(_FORMATTING)
+    if digits.startswith("+"):
+        digits = digits[1:]
+        plus = True
+    else:
+        plus = False
+    if not (digits.isascii() and digits.isdigit()):
+        return None
+    meta = _metadata(country)
+    if meta is None:
+        return None
+    cc = str(meta.country_code)
+    candidates = [digits[len(cc) :]] if plus else []
+    if not plus:
+        prefix = meta.national_prefix_for_parsing
+        if prefix and prefix.isdigit() and digits.startswith(prefix):
+            candidates.append(digits[len(prefix) :])
+        candidates.append(digits)
+    if plus and not digits.startswith(cc):
+        return None
+    for national in candidates:
+        if national and national[0] != "0" and _valid_for(national, country, int(cc)):
+            return f"+{cc}{national}"
+    return None
+
+
+@lru_cache(maxsize=64)
+def _metadata(country: str) -> phonenumbers.PhoneMetadata | None:
+    return phonenumbers.PhoneMetadata.metadata_for_region(country.upper(), None)
+
+
+def _valid_for(national: str, country: str, cc: int) -> bool:
+    number = phonenumbers.PhoneNumber(country_code=cc, national_number=int(national))
+    return phonenumbers.is_valid_number_for_region(number, country.upper())
+
+
+@lru_cache(maxsize=1024)
+def check_timezone(value: str) -> str:
+    """An IANA time zone name such as `Europe/London`."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"invalid timezone {shown(value)}: use an IANA name such as America/New_York"
+        ) from None
+    return value
+
+
+def parse_flag(value: str) -> bool:
+    """A do_not_contact / unsubscribed cell: true, yes, 1, y (or false, no, 0, n)."""
+    v = value.strip().lower()
+    if v in TRUE:
+        return True
+    if v in FALSE:
+        return False
+    raise ValueError(f"invalid do_not_contact {shown(value)}: use true/yes/1/y or false/no/0/n")
