@@ -153,7 +153,12 @@ def load_config(path: Path) -> Config:
         mark = e.problem_mark or e.context_mark
         context = f" ({e.context})" if e.context else ""
         line = mark.line + 1 if mark else 1
-        raise ConfigError([f"{path}:{line}: YAML syntax error: {e.problem}{context}"]) from None
+        hint = _syntax_hint(
+            text.splitlines()[line - 1] if mark and line <= len(text.splitlines()) else ""
+        )
+        raise ConfigError(
+            [f"{path}:{line}: YAML syntax error: {e.problem}{context}{hint}"]
+        ) from None
     except yaml.YAMLError as e:
         raise ConfigError([f"{path}:1: YAML syntax error: {e}"]) from None
     reader = _Reader(path)
@@ -162,6 +167,15 @@ def load_config(path: Path) -> Config:
         reader.problems.sort(key=lambda p: p[0])
         raise ConfigError([f"{path}:{line}: {message}" for line, message in reader.problems])
     return config
+
+
+def _syntax_hint(line: str) -> str:
+    """The usual cause of a syntax error on this line, when we can tell."""
+    if "\t" in line[: len(line) - len(line.lstrip())]:
+        return "; indent with spaces, not tabs"
+    if "${" in line and "{" in line.split("${")[0]:
+        return "; inside { } quote ${VAR} references, e.g. password: '${SMTP_PASSWORD}'"
+    return ""
 
 
 def readable(key: str) -> str:
@@ -531,12 +545,14 @@ class _Reader:
             send_window=window or (account.send_window if account else None),
         )
         if "on_failure" in fields:
-            context.refs.append((fields["on_failure"], context.on_failure, "on_failure", True))
+            context.refs.append(
+                (fields["on_failure"], context.on_failure, f"{what} on_failure", True)
+            )
         on_reply = (
             self.text(fields["on_reply"], f"{what} on_reply") if "on_reply" in fields else None
         )
         if on_reply is not None:
-            context.refs.append((fields["on_reply"], on_reply, "on_reply", False))
+            context.refs.append((fields["on_reply"], on_reply, f"{what} on_reply", False))
         stage_nodes = (
             self.sequence(fields["stages"], f"{what} stages") if "stages" in fields else []
         )
@@ -565,7 +581,7 @@ class _Reader:
             choices = (["stop", "continue"] if allow_stop else []) + sorted(stage_keys)
             self.problem(
                 node,
-                f"{what} {field_name}: no stage '{target}' in this pipeline;"
+                f"{field_name}: no stage '{target}' in this pipeline;"
                 f" use one of: {', '.join(choices)}",
             )
 
@@ -574,7 +590,7 @@ class _Reader:
         key = self.key(fields, node, f"a stage of {pipeline}")
         if key is None:
             return None
-        what = f"stage '{key}'"
+        what = f"{pipeline} stage '{key}'"
         on_failure = None
         if "on_failure" in fields:
             on_failure = self.text(fields["on_failure"], f"{what} on_failure")
