@@ -1,0 +1,165 @@
+"""The scheduler as cron runs it: due work only, chaining, limits, fairness, retries."""
+
+from __future__ import annotations
+
+from .conftest import rows
+from .scenario import T0, outbox, setup, statuses, summary
+
+DRIP = """\
+  - key: drip
+    account: acme
+    name: Drip
+    stages:
+      - key: intro
+        actions:
+          - email: {subject: "Hi {{ lead.first_name }}", body: "Hello from {{ lead.company_name }}"}
+          - wait: 1d
+          - email: {subject: "Again, {{ lead.first_name }}", body: "Still there?"}
+          - move: lost
+      - {key: won, outcome: won}
+      - {key: lost, outcome: lost}
+"""
+
+
+def tick(cli, now: str, *args: str) -> dict:
+    result = cli("tick", "--now", now, "--json", *args)
+    assert result.exit_code == 0, result.output
+    return summary(result)
+
+
+def test_email_wait_email_move_runs_on_time_and_ends_lost(cli, db, tmp_path):
+    setup(cli, tmp_path, DRIP, {("acme", "drip"): 3})
+
+    first = tick(cli, T0)
+    assert first["admitted"] == 3
+    assert len(outbox(tmp_path)) == 3
+    assert "Subject: Hi Lead0" in (outbox(tmp_path)[0]).read_text()
+
+    tick(cli, "2027-03-02T13:00:00Z")  # 23 hours later: the wait is not over
+    assert len(outbox(tmp_path)) == 3
+
+    tick(cli, "2027-03-02T14:00:00Z")  # one day later: the second email, then the move
+    assert len(outbox(tmp_path)) == 6
+    assert {r["status"] for r in rows(db, "SELECT status FROM leads")} == {"lost"}
+    assert statuses(db) == {"done": 12}
+    stages = rows(
+        db,
+        "SELECT s.key, ls.exited_at FROM lead_stages ls "
+        "JOIN pipeline_stages s ON s.id = ls.pipeline_stage_id ORDER BY ls.id",
+    )
+    assert [s["key"] for s in stages] == ["intro"] * 3 + ["lost"] * 3
+    assert all(s["exited_at"] == "2027-03-02T14:00:00Z" for s in stages[:3])
+
+
+def test_tick_with_nothing_due_changes_nothing_and_says_so(cli, db, tmp_path):
+    setup(cli, tmp_path, DRIP, {("acme", "drip"): 2})
+    tick(cli, T0)
+    before = statuses(db)
+    again = tick(cli, "2027-03-01T15:00:00Z")
+    assert again["claimed"] == again["done"] == again["admitted"] == 0
+    assert statuses(db) == before
+
+
+def test_summary_line_and_quiet(cli, tmp_path):
+    setup(cli, tmp_path, DRIP, {("acme", "drip"): 2})
+    loud = cli("tick", "--now", T0)
+    assert loud.exit_code == 0
+    assert "claimed 2" in loud.stdout and "done 2" in loud.stdout and "admitted 2" in loud.stdout
+    quiet = cli("tick", "--now", T0, "-q")
+    assert quiet.exit_code == 0 and quiet.stdout == ""
+
+
+def test_dry_run_shows_the_work_and_changes_nothing(cli, db, tmp_path):
+    from .conftest import dump
+
+    setup(cli, tmp_path, DRIP, {("acme", "drip"): 2})
+    before = dump(db)
+    result = cli("tick", "--now", T0, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "would send email to lead0@acme.example" in result.stdout
+    assert "nothing was changed" in result.stdout
+    assert dump(db) == before
+    assert outbox(tmp_path) == []
+
+
+def test_rate_limit_holds_back_without_dropping_or_counting_attempts(cli, db, tmp_path):
+    setup(
+        cli,
+        tmp_path,
+        DRIP.replace("drip", "slow"),
+        {("acme", "slow"): 20},
+        acme_extra="    limits: {rates: {email: 5/hour}}",
+    )
+    first = tick(cli, T0)
+    assert first["done"] == 5 and first["held_back"] == 15
+    held = rows(
+        db, "SELECT attempts FROM lead_stage_actions WHERE status = 'pending' AND type = 'email'"
+    )
+    assert len(held) == 15 and {r["attempts"] for r in held} == {0}
+
+    assert tick(cli, "2027-03-01T14:30:00Z")["done"] == 0  # the window is still full
+    assert tick(cli, "2027-03-01T15:00:01Z")["done"] == 5
+    tick(cli, "2027-03-01T16:00:02Z")
+    tick(cli, "2027-03-01T17:00:03Z")
+    assert len(outbox(tmp_path)) == 20
+    sent = rows(
+        db, "SELECT attempts FROM lead_stage_actions WHERE type = 'email' AND status = 'done'"
+    )
+    assert len(sent) == 20 and {r["attempts"] for r in sent} == {1}
+
+
+def test_active_leads_limit_queues_the_rest_and_admits_as_leads_finish(cli, db, tmp_path):
+    pipeline = """\
+  - key: short
+    account: acme
+    name: Short
+    stages:
+      - key: intro
+        actions:
+          - email: {subject: "Hi", body: "Hello"}
+          - wait: 1h
+          - move: lost
+      - {key: lost, outcome: lost}
+"""
+    setup(
+        cli,
+        tmp_path,
+        pipeline,
+        {("acme", "short"): 30},
+        acme_extra="    limits: {active_leads: 10}",
+    )
+
+    def enrollment_states() -> dict[str, int]:
+        return {
+            r["status"]: r["n"]
+            for r in rows(db, "SELECT status, count(*) AS n FROM enrollments GROUP BY status")
+        }
+
+    tick(cli, T0)
+    assert enrollment_states() == {"active": 10, "queued": 20}
+    assert len(outbox(tmp_path)) == 10
+    first_ten = rows(db, "SELECT lead_id FROM enrollments WHERE status = 'active' ORDER BY id")
+    assert [r["lead_id"] for r in first_ten] == [
+        r["lead_id"] for r in rows(db, "SELECT lead_id FROM enrollments ORDER BY id LIMIT 10")
+    ]  # FIFO
+
+    tick(cli, "2027-03-01T15:00:00Z")  # the first ten finish; the next ten enter at once
+    assert enrollment_states() == {"lost": 10, "active": 10, "queued": 10}
+    assert len(outbox(tmp_path)) == 20
+
+
+def test_small_account_is_served_while_a_big_one_has_a_backlog(cli, db, tmp_path):
+    pipelines = DRIP + DRIP.replace("key: drip", "key: drip-b").replace(
+        "account: acme", "account: beta"
+    )
+    setup(
+        cli,
+        tmp_path,
+        pipelines,
+        {("acme", "drip"): 3000, ("beta", "drip-b"): 10},
+        acme_extra="    limits: {concurrency: 4}",
+    )
+    result = tick(cli, T0, "--max-seconds", "0.3")
+    assert statuses(db, "beta").get("done") == 10
+    assert statuses(db, "acme").get("pending", 0) > 0  # acme's backlog did not finish
+    assert result["held_back"] > 0
