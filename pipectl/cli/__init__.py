@@ -5,7 +5,7 @@ Commands live in one small module per area; each registers itself on `app` or a 
 
 from __future__ import annotations
 
-from . import config_cmds, leads_cmds, report_cmds, tick_cmds  # noqa: F401  (register commands)
+from . import config_cmds, leads_cmds, reply_cmds, report_cmds, tick_cmds  # noqa: F401  (register commands)
 from .app import app, main
 
 __all__ = ["app", "main"]

@@ -1,0 +1,307 @@
+"""Replies and opt-outs: match an inbound message to its lead, record it, and let it steer.
+
+A reply completes the lead's `wait_for_reply` (its `on_reply` move, else the pipeline's, else
+the next action) or takes the pipeline's `on_reply`; an opt-out keyword stops everything.
+The state changes reuse the scheduler's helpers, inside one transaction per call.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ..durations import add_seconds, format_time, utcnow
+from ..errors import NotFound, PipectlError
+from ..leads import normalise_phone
+
+OPT_OUT = re.compile(r"[\W_]*(stop|stopall|unsubscribe|cancel|end|quit)[\W_]*", re.IGNORECASE)
+RUNNING_STATES = ("queued", "active", "idle")
+
+
+def is_opt_out(body: str | None) -> bool:
+    """Only an opt-out keyword, any case, with nothing around it but spaces and punctuation."""
+    return bool(body) and OPT_OUT.fullmatch(body) is not None  # type: ignore[arg-type]
+
+
+@dataclass
+class ReplyRow:
+    """One reply to import (from a CSV row); `line` names it in the summary."""
+
+    line: int
+    channel: str
+    received_at: str
+    email: str | None = None
+    phone: str | None = None
+    body: str = ""
+
+
+class RepliesSQL:
+    """Record replies, apply opt-outs, stop leads by hand."""
+
+    conn: sqlite3.Connection
+
+    # --- public verbs -------------------------------------------------------------------
+
+    def record_reply(
+        self,
+        account_key: str,
+        *,
+        email: str | None = None,
+        phone: str | None = None,
+        channel: str,
+        body: str | None,
+        received_at: str,
+    ) -> dict[str, Any]:
+        """Record one inbound reply and what it did; NotFound when no lead has that address."""
+        with self.transaction():  # type: ignore[attr-defined]
+            account = self.account_by_key(account_key)  # type: ignore[attr-defined]
+            leads = self._sender_leads(account, email=email, phone=phone)
+            if not leads:
+                sender = f"email {email!r}" if email else f"phone {phone!r}"
+                raise NotFound(
+                    f"no lead of account '{account_key}' has {sender}; the reply was not recorded"
+                )
+            return self._record(account["id"], leads, channel, body or "", received_at)
+
+    def import_replies(self, account_key: str, replies: Iterable[ReplyRow]) -> dict[str, Any]:
+        """Record many replies in time order, in one transaction; unmatched rows are reported."""
+        summary: dict[str, Any] = {"rows": 0, "matched": 0, "opt_outs": 0, "unmatched": []}
+        with self.transaction():  # type: ignore[attr-defined]
+            account = self.account_by_key(account_key)  # type: ignore[attr-defined]
+            for reply in sorted(replies, key=lambda r: (r.received_at, r.line)):
+                summary["rows"] += 1
+                try:
+                    leads = self._sender_leads(account, email=reply.email, phone=reply.phone)
+                except PipectlError as e:
+                    summary["unmatched"].append({"line": reply.line, "reason": str(e)})
+                    continue
+                if not leads:
+                    sender = reply.email or reply.phone
+                    summary["unmatched"].append(
+                        {"line": reply.line, "reason": f"no lead has {sender!r}"}
+                    )
+                    continue
+                result = self._record(
+                    account["id"], leads, reply.channel, reply.body, reply.received_at
+                )
+                summary["matched"] += 1
+                summary["opt_outs"] += result["opt_out"]
+        summary["unmatched"].sort(key=lambda u: u["line"])
+        return summary
+
+    def stop_lead(
+        self, lead_ref: str, *, account_key: str | None = None, now: str | None = None
+    ) -> dict[str, Any]:
+        """Stop a lead's automation by hand: every running enrollment ends `stopped`."""
+        now = now or format_time(utcnow())
+        with self.transaction():  # type: ignore[attr-defined]
+            lead = self.resolve_lead(lead_ref, account_key=account_key)
+            stopped = self._stop_all(lead["id"], now)
+            self.conn.execute(
+                "UPDATE leads SET status = 'stopped', updated_at = ? WHERE id = ?",
+                (now, lead["id"]),
+            )
+        return {
+            "lead_id": lead["id"],
+            "email": lead["email"],
+            "phone": lead["phone"],
+            "stopped": stopped,
+        }
+
+    def resolve_lead(self, ref: str, *, account_key: str | None = None) -> sqlite3.Row:
+        """A lead named by id, email or phone (optionally within one account)."""
+        ref = ref.strip()
+        where, params = "", []
+        if account_key is not None:
+            account = self.account_by_key(account_key)  # type: ignore[attr-defined]
+            where, params = " AND account_id = ?", [account["id"]]
+        found: list[sqlite3.Row] = []
+        if ref.isdigit():
+            found = self.conn.execute(
+                f"SELECT * FROM leads WHERE id = ?{where}", (int(ref), *params)
+            ).fetchall()
+        if not found and "@" in ref:
+            found = self.conn.execute(
+                f"SELECT * FROM leads WHERE email = ?{where}", (ref.lower(), *params)
+            ).fetchall()
+        elif not found:
+            phones = self._phone_candidates(ref, account_key)
+            found = self.conn.execute(
+                "SELECT * FROM leads WHERE phone IN (SELECT value FROM json_each(?))"
+                f"{where} ORDER BY id",
+                (json.dumps(sorted(phones)), *params),
+            ).fetchall()
+        if not found:
+            scope = f" in account '{account_key}'" if account_key else ""
+            raise NotFound(f"no lead {ref!r}{scope}: give the lead's id, email or phone")
+        if len(found) > 1:
+            ids = ", ".join(str(r["id"]) for r in found)
+            raise PipectlError(
+                f"{ref!r} names {len(found)} leads (ids {ids}); give the lead's id"
+                + ("" if account_key else " or --account")
+            )
+        return found[0]
+
+    # --- inside the caller's transaction --------------------------------------------------
+
+    def _sender_leads(
+        self, account: sqlite3.Row, *, email: str | None, phone: str | None
+    ) -> list[sqlite3.Row]:
+        """The account's leads with this email (case-insensitive) or this phone (E.164)."""
+        if email:
+            return self.conn.execute(
+                "SELECT * FROM leads WHERE account_id = ? AND email = ?",
+                (account["id"], email.strip().lower()),
+            ).fetchall()
+        if not phone:
+            raise PipectlError("a reply needs the sender's email or phone")
+        try:
+            e164 = normalise_phone(phone, account["country"])
+        except ValueError as e:
+            raise PipectlError(str(e)) from None
+        # A shared number (a family, an office) matches every lead that has it.
+        return self.conn.execute(
+            "SELECT * FROM leads WHERE account_id = ? AND phone = ? ORDER BY id",
+            (account["id"], e164),
+        ).fetchall()
+
+    def _phone_candidates(self, ref: str, account_key: str | None) -> set[str]:
+        """`ref` in E.164 as each account's country reads it (one account's, if given)."""
+        countries = {
+            r[0]
+            for r in self.conn.execute(
+                "SELECT country FROM accounts WHERE ? IS NULL OR key = ?",
+                (account_key, account_key),
+            )
+        } or {None}
+        phones = set()
+        for country in countries:
+            try:
+                phones.add(normalise_phone(ref, country))
+            except ValueError:
+                continue
+        return phones
+
+    def _record(
+        self,
+        account_id: int,
+        leads: list[sqlite3.Row],
+        channel: str,
+        body: str,
+        received_at: str,
+    ) -> dict[str, Any]:
+        opt_out = is_opt_out(body)
+        created_at = format_time(utcnow())
+        replies = []
+        for lead in leads:
+            if opt_out:
+                effect = self._opt_out(lead["id"], received_at)
+            else:
+                effect = self._steer(lead["id"], received_at)
+            reply_id = self.conn.execute(
+                "INSERT INTO replies (account_id, lead_id, channel, body, received_at, opt_out,"
+                " effect, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (account_id, lead["id"], channel, body, received_at, int(opt_out), effect,
+                 created_at),
+            ).lastrowid  # fmt: skip
+            replies.append(
+                {
+                    "reply_id": reply_id,
+                    "lead_id": lead["id"],
+                    "lead": lead["email"] or lead["phone"],
+                    "effect": effect,
+                }
+            )
+        return {
+            "channel": channel,
+            "received_at": received_at,
+            "opt_out": opt_out,
+            "replies": replies,
+        }
+
+    def _opt_out(self, lead_id: int, now: str) -> str:
+        """Do-not-contact from now on, and every running enrollment stopped."""
+        self.conn.execute(
+            "UPDATE leads SET do_not_contact = 1, updated_at = ? WHERE id = ?", (now, lead_id)
+        )
+        stopped = self._stop_all(lead_id, now)
+        if not stopped:
+            return "opt-out: marked do-not-contact; no automation was running"
+        return f"opt-out: marked do-not-contact; stopped {', '.join(stopped)}"
+
+    def _stop_all(self, lead_id: int, now: str) -> list[str]:
+        """End every queued, active or idle enrollment of the lead; returns their pipelines."""
+        enrollments = self.conn.execute(
+            "SELECT e.id, p.key FROM enrollments e JOIN pipelines p ON p.id = e.pipeline_id"
+            f" WHERE e.lead_id = ? AND e.status IN {RUNNING_STATES} ORDER BY e.id",
+            (lead_id,),
+        ).fetchall()
+        for enrollment in enrollments:
+            self._stop_enrollment(enrollment["id"], lead_id, "stopped", now)  # type: ignore[attr-defined]
+        return [e["key"] for e in enrollments]
+
+    def _steer(self, lead_id: int, received_at: str) -> str:
+        """A reply completes the open wait_for_reply, or takes the pipeline's `on_reply`."""
+        effects = []
+        enrollments = self.conn.execute(
+            "SELECT e.id, p.key AS pipeline, p.on_reply, ls.id AS lead_stage_id,"
+            " s.key AS stage FROM enrollments e JOIN pipelines p ON p.id = e.pipeline_id"
+            " JOIN lead_stages ls ON ls.enrollment_id = e.id AND ls.exited_at IS NULL"
+            " JOIN pipeline_stages s ON s.id = ls.pipeline_stage_id"
+            " WHERE e.lead_id = ? AND e.status IN ('active', 'idle') ORDER BY e.id",
+            (lead_id,),
+        ).fetchall()
+        for e in enrollments:
+            effect = self._steer_enrollment(e, lead_id, received_at)
+            if effect:
+                effects.append(f"{e['pipeline']}: {effect}")
+        return "; ".join(effects) or "recorded; no automation was waiting for it"
+
+    def _steer_enrollment(self, e: sqlite3.Row, lead_id: int, received_at: str) -> str | None:
+        wait = self.conn.execute(
+            "SELECT * FROM lead_stage_actions WHERE lead_stage_id = ?"
+            " AND status = 'awaiting_reply'",
+            (e["lead_stage_id"],),
+        ).fetchone()
+        if wait is not None and self._within_wait(wait, received_at):
+            self.conn.execute(
+                "UPDATE lead_stage_actions SET status = 'done', performed_at = ? WHERE id = ?",
+                (received_at, wait["id"]),
+            )
+            target = json.loads(wait["params"]).get("on_reply") or e["on_reply"]
+            if not target:
+                self._advance(wait, received_at)  # type: ignore[attr-defined]
+                return f"wait for reply in {e['stage']} done; the next action follows"
+            return self._move_on_reply(e, lead_id, wait, target, received_at)
+        if e["on_reply"] and e["on_reply"] != e["stage"]:
+            return self._move_on_reply(e, lead_id, None, e["on_reply"], received_at)
+        return None
+
+    @staticmethod
+    def _within_wait(wait: sqlite3.Row, received_at: str) -> bool:
+        """A reply counts for a wait it arrived during; after the timeout, the timeout won."""
+        started = add_seconds(wait["perform_at"], -json.loads(wait["params"]).get("timeout", 0))
+        return started <= received_at < wait["perform_at"]
+
+    def _move_on_reply(
+        self,
+        e: sqlite3.Row,
+        lead_id: int,
+        wait: sqlite3.Row | None,
+        target: str,
+        received_at: str,
+    ) -> str:
+        error = self._move(e["id"], lead_id, e["lead_stage_id"], target, received_at)  # type: ignore[attr-defined]
+        if error is None:
+            return f"moved from {e['stage']} to {target}"
+        if wait is not None:
+            self.conn.execute(
+                "UPDATE lead_stage_actions SET status = 'failed', last_error = ? WHERE id = ?",
+                (error, wait["id"]),
+            )
+        self._stop_enrollment(e["id"], lead_id, "failed", received_at)  # type: ignore[attr-defined]
+        return f"failed: {error}"
