@@ -40,6 +40,15 @@ def write_yaml(tmp_path: Path, pipelines: str, acme_extra: str = "", beta_extra:
     return path
 
 
+def smtp_channel(port: int, timeout: int = 10) -> str:
+    """An account's `channels:` override sending email to a test SMTP server on 127.0.0.1."""
+    return (
+        "    channels:\n"
+        f"      email: {{transport: smtp, host: 127.0.0.1, port: {port}, security: none,"
+        f' timeout: {timeout}, from: "Acme <sales@acme.example>"}}'
+    )
+
+
 def write_csv(tmp_path: Path, name: str, count: int, domain: str = "example.com") -> Path:
     path = tmp_path / name
     lines = ["Email,First Name,Company Name"]

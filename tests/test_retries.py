@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .channel_servers import smtp_server
 from .conftest import rows
-from .scenario import T0, setup
+from .scenario import T0, setup, smtp_channel
 
 PIPELINE = """\
   - key: drip
@@ -23,14 +23,6 @@ PIPELINE = """\
       - {key: won, outcome: won}
       - {key: lost, outcome: lost}
 """
-
-
-def smtp(port: int) -> str:
-    return (
-        "    channels:\n"
-        f"      email: {{transport: smtp, host: 127.0.0.1, port: {port}, security: none,"
-        ' timeout: 5, from: "Acme <sales@acme.example>"}'
-    )
 
 
 def email_row(db, address: str) -> dict:
@@ -52,7 +44,7 @@ def enrollment(db, address: str) -> str:
 
 def test_451_retries_after_backoff_and_550_fails_once_then_on_failure(cli, db, tmp_path):
     with smtp_server() as (server, recorder):
-        setup(cli, tmp_path, PIPELINE, {("acme", "drip"): 3}, acme_extra=smtp(server.port))
+        setup(cli, tmp_path, PIPELINE, {("acme", "drip"): 3}, acme_extra=smtp_channel(server.port))
         recorder.replies["lead0@acme.example"] = "451 4.3.0 Try again later"
         recorder.replies["lead1@acme.example"] = "550 5.1.1 No such user"
 
@@ -84,7 +76,7 @@ def test_451_retries_after_backoff_and_550_fails_once_then_on_failure(cli, db, t
 
 def test_transient_failures_give_up_after_the_attempts_allowed(cli, db, tmp_path):
     with smtp_server() as (server, recorder):
-        setup(cli, tmp_path, PIPELINE, {("acme", "drip"): 1}, acme_extra=smtp(server.port))
+        setup(cli, tmp_path, PIPELINE, {("acme", "drip"): 1}, acme_extra=smtp_channel(server.port))
         recorder.replies["lead0@acme.example"] = "451 4.3.0 Try again later"
         for minute in (0, 5, 10, 15):
             cli("tick", "--now", f"2027-03-01T14:{minute:02d}:00Z")
@@ -98,7 +90,7 @@ def test_server_down_is_transient_and_nothing_is_lost(cli, db, tmp_path):
     from .channel_servers import free_port
 
     port = free_port()
-    setup(cli, tmp_path, PIPELINE, {("acme", "drip"): 2}, acme_extra=smtp(port))
+    setup(cli, tmp_path, PIPELINE, {("acme", "drip"): 2}, acme_extra=smtp_channel(port))
     cli("tick", "--now", T0)
     assert {email_row(db, f"lead{i}@acme.example")["status"] for i in range(2)} == {"pending"}
     with smtp_server(port) as (_, recorder):

@@ -12,7 +12,7 @@ from collections import Counter
 
 from .channel_servers import SmtpRecorder, SmtpServer, free_port
 from .conftest import rows
-from .scenario import T0, pipectl, setup, spawn, statuses
+from .scenario import T0, pipectl, setup, smtp_channel, spawn, statuses
 
 SMTP_PIPELINE = """\
   - key: drip
@@ -35,14 +35,6 @@ class SlowSmtp(SmtpRecorder):
     async def handle_DATA(self, server, session, envelope):
         await asyncio.sleep(self.delay)
         return await super().handle_DATA(server, session, envelope)
-
-
-def smtp_yaml_extra(port: int) -> str:
-    return (
-        "    channels:\n"
-        "      email: {transport: smtp, host: 127.0.0.1, port: %d, security: none,"
-        ' timeout: 10, from: "Acme <sales@acme.example>"}' % port
-    )
 
 
 def start_smtp(delay: float) -> tuple[SmtpServer, SlowSmtp]:
@@ -97,7 +89,7 @@ def test_four_ticks_at_once_send_each_lead_exactly_one_message(db, cli, tmp_path
             tmp_path,
             SMTP_PIPELINE,
             {("acme", "drip"): 40},
-            acme_extra=smtp_yaml_extra(server.port),
+            acme_extra=smtp_channel(server.port),
         )
         procs = [spawn(db, "tick", "--now", T0, "--workers", "4") for _ in range(4)]
         codes = [p.wait(timeout=60) for p in procs]
@@ -118,7 +110,7 @@ def test_kill_9_mid_tick_loses_nothing_and_repeats_only_sends_in_flight(db, cli,
             tmp_path,
             SMTP_PIPELINE,
             {("acme", "drip"): 20},
-            acme_extra=smtp_yaml_extra(server.port),
+            acme_extra=smtp_channel(server.port),
         )
         victim = spawn(db, "tick", "--now", T0, "--workers", "4")
         wait_for(lambda: len(recorder.received) >= 6)
@@ -160,7 +152,7 @@ def test_sigterm_lets_sends_in_flight_finish_and_be_recorded(db, cli, tmp_path):
             tmp_path,
             SMTP_PIPELINE,
             {("acme", "drip"): 20},
-            acme_extra=smtp_yaml_extra(server.port),
+            acme_extra=smtp_channel(server.port),
         )
         ticking = spawn(db, "tick", "--now", T0, "--workers", "4")
         wait_for(lambda: len(recorder.received) >= 2)
