@@ -340,14 +340,57 @@ def _plain_national(value: str, country: str) -> str | None:
     return None
 
 
+TYPE_DESCS = (
+    "premium_rate",
+    "toll_free",
+    "shared_cost",
+    "voip",
+    "personal_number",
+    "pager",
+    "uan",
+    "voicemail",
+    "fixed_line",
+    "mobile",
+)
+
+
 @lru_cache(maxsize=64)
 def _metadata(country: str) -> phonenumbers.PhoneMetadata | None:
     return phonenumbers.PhoneMetadata.metadata_for_region(country.upper(), None)
 
 
+@lru_cache(maxsize=64)
+def _validity(country: str) -> dict[int, re.Pattern[str]]:
+    """Per national number length, one pattern: the region's general and type patterns.
+
+    The same test as phonenumbers' `is_valid_number_for_region`, precompiled: a number is
+    valid when it fits the general description and one number type (checked in tests).
+    """
+    meta = _metadata(country)
+    general = meta.general_desc if meta else None
+    if general is None or not general.national_number_pattern:
+        return {}
+    lengths = set(general.possible_length or range(1, 18))
+    by_length: dict[int, re.Pattern[str]] = {}
+    for n in lengths:
+        types = [
+            desc.national_number_pattern
+            for desc in (getattr(meta, name) for name in TYPE_DESCS)
+            if desc is not None
+            and desc.national_number_pattern
+            and (not desc.possible_length or n in desc.possible_length)
+        ]
+        if types:
+            alternatives = "|".join(f"(?:{t})" for t in types)
+            by_length[n] = re.compile(
+                f"(?=(?:{general.national_number_pattern})$)(?:{alternatives})"
+            )
+    return by_length
+
+
 def _valid_for(national: str, country: str, cc: int) -> bool:
-    number = phonenumbers.PhoneNumber(country_code=cc, national_number=int(national))
-    return phonenumbers.is_valid_number_for_region(number, country.upper())
+    pattern = _validity(country).get(len(national))
+    return pattern is not None and pattern.fullmatch(national) is not None
 
 
 @lru_cache(maxsize=1024)

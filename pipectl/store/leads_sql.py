@@ -15,6 +15,8 @@ from ..leads import LeadRecord
 RESTARTABLE = ("won", "lost", "idle")
 LEAD_STATES = ("queued", "active", "idle", "won", "lost", "stopped", "failed")
 OPEN_ACTIONS = "('waiting', 'pending', 'awaiting_reply')"
+IMPORT_CACHE_KIB = 256 * 1024  # page cache while importing: index pages stay in memory
+encode_fields = json.JSONEncoder(ensure_ascii=False).encode
 
 
 @dataclass
@@ -93,6 +95,7 @@ class LeadsSQL:
     ) -> ImportCounts:
         """Merge the records into the account's leads and queue their enrollment, all at once."""
         counts = ImportCounts()
+        self.conn.execute(f"PRAGMA cache_size = -{IMPORT_CACHE_KIB}")
         with self._snapshot(dry_run):
             touched = self._merge(account_id, records, counts)
             enroll, restart = (
@@ -209,7 +212,7 @@ class LeadsSQL:
         next_id = self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM leads").fetchone()[0]
         inserts, updates = [], []
         for lead in touched:
-            v, fields = lead.values, json.dumps(lead.fields or {}, ensure_ascii=False)
+            v, fields = lead.values, encode_fields(lead.fields or {})
             if lead.id is None:
                 next_id += 1
                 lead.id = next_id
