@@ -77,15 +77,18 @@ def tick(
     dry_run: bool = False,
     stop: threading.Event | None = None,
     outbox_dir: Path | None = None,
+    senders: SenderPool | None = None,
 ) -> TickSummary:
-    """Run one pass; raises LockHeld (exit 75) when another tick holds the lock."""
+    """Run one pass; raises LockHeld (exit 75) when another tick holds the lock.
+
+    `senders` replaces the channels (benchmarks pass one that only sleeps)."""
     clock = Clock(now)
     if dry_run:
         return _dry_run(Store(db_path), clock)
     with TickLock(db_path):
         store = Store(db_path)
         try:
-            senders = SenderPool(outbox_dir or Path(db_path).resolve().parent / "outbox")
+            senders = senders or SenderPool(outbox_dir or Path(db_path).resolve().parent / "outbox")
             try:
                 return _run(store, clock, workers, max_seconds, stop or threading.Event(), senders)
             finally:
