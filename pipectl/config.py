@@ -212,29 +212,58 @@ class _Reader:
 
     # -- generic shapes ------------------------------------------------------------------------
 
-    def mapping(self, node: Node, allowed: tuple[str, ...], what: str) -> dict[str, Node]:
-        """The keys of a mapping node, reporting duplicates and keys not in `allowed`."""
+    def mapping(
+        self, node: Node, allowed: tuple[str, ...], what: str, *, extensions: bool = False
+    ) -> dict[str, Node]:
+        """The keys of a mapping node, reporting duplicates and keys not in `allowed`.
+
+        With `extensions`, `x-...` keys are skipped: a place for `&anchors` to reuse.
+        """
         if not isinstance(node, MappingNode):
             self.problem(node, f"{what} must be a mapping, not {_kind(node)}")
             return {}
+        inherited = self.merge_keys(node)
         found: dict[str, Node] = {}
         first_line: dict[str, int] = {}
         for key_node, value_node in node.value:
             name = key_node.value if isinstance(key_node, ScalarNode) else None
             if not isinstance(name, str):
                 self.problem(key_node, f"keys in {what} must be text")
+            elif name in inherited and id(key_node) not in inherited[name]:
+                found[name] = value_node  # a key of its own overrides one from `<<: *anchor`
+                inherited.pop(name)
             elif name in first_line:
                 self.problem(
                     key_node, f"duplicate key '{name}' in {what} (first at line {first_line[name]})"
                 )
+            elif extensions and name.startswith("x-"):
+                first_line[name] = _line(key_node)
             elif name not in allowed:
                 self.problem(
-                    key_node, f"unknown key '{name}' in {what}; allowed: {', '.join(allowed)}"
+                    key_node,
+                    f"unknown key '{name}' in {what}; allowed: {', '.join(allowed)}"
+                    + (" and x-... for anchors" if extensions else ""),
                 )
             else:
                 found[name] = value_node
                 first_line[name] = _line(key_node)
         return found
+
+    def merge_keys(self, node: MappingNode) -> dict[str, set[int]]:
+        """Expands `<<: *anchor` in place; returns the keys it brought in (by key node)."""
+        own = {id(k) for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"}
+        if len(own) == len(node.value):
+            return {}
+        try:
+            self.constructor.flatten_mapping(node)
+        except yaml.constructor.ConstructorError as e:
+            self.problem(node, f"'<<' merge: {e.problem}")
+            return {}
+        inherited: dict[str, set[int]] = {}
+        for key_node, _ in node.value:
+            if id(key_node) not in own and isinstance(key_node, ScalarNode):
+                inherited.setdefault(key_node.value, set()).add(id(key_node))
+        return inherited
 
     def sequence(self, node: Node, what: str) -> list[Node]:
         if isinstance(node, SequenceNode):
@@ -304,7 +333,7 @@ class _Reader:
         if root is None:
             self.problem(None, "the file is empty; it needs version: 1, accounts and pipelines")
             return Config(path=self.path)
-        top = self.mapping(root, TOP_KEYS, "the file")
+        top = self.mapping(root, TOP_KEYS, "the file", extensions=True)
         for required in ("version", "accounts", "pipelines"):
             if required not in top and isinstance(root, MappingNode):
                 self.problem(root, f"missing top-level key '{required}'")

@@ -201,7 +201,7 @@ def test_removing_a_stage_with_leads_is_refused_unless_forced(cli, db, example):
 
     refused = cli("apply")
     assert refused.exit_code == 1
-    assert "stage 'adwords/follow-up' (1 leads)" in refused.stderr
+    assert "stage 'adwords/follow-up' (1 lead in it)" in refused.stderr
     assert "--force" in refused.stderr
     assert "Traceback" not in refused.output
     assert dump(db) == before
@@ -221,7 +221,7 @@ def test_queued_enrollment_into_a_stage_blocks_its_removal(cli, db, example):
     example.write_text(example.read_text().replace("      - {key: won, outcome: won}\n", "", 1))
     result = cli("apply")
     assert result.exit_code == 1
-    assert "stage 'adwords/won' (1 leads)" in result.stderr
+    assert "stage 'adwords/won' (1 lead in it)" in result.stderr
 
 
 def test_removing_an_unreferenced_stage_deletes_it(cli, db, example):
@@ -265,7 +265,7 @@ def test_removing_a_pipeline_with_leads_then_restoring_it(cli, db, example):
 
     refused = cli("apply")
     assert refused.exit_code == 1
-    assert "pipeline 'solar-webinar' (1 leads)" in refused.stderr
+    assert "pipeline 'solar-webinar' (1 lead in it)" in refused.stderr
 
     forced = plan_of(cli("apply", "--force", "--json"))
     assert forced[("pipeline", "solar-webinar")] == "removed"
@@ -325,3 +325,23 @@ def test_literal_secret_is_refused_and_nothing_is_written(cli, db, example):
     )
     assert "hunter2" not in result.output
     assert dump(db) == before
+
+
+def test_account_with_leads_is_kept_for_them_and_reported_removed_once(cli, db, example):
+    cli("apply")
+    put_lead_in_stage(db, "solar-webinar", "registered")
+    text = example.read_text()
+    text = text[: text.index("  - key: solar-webinar")]
+    example.write_text(text[: text.index("  - key: globex")] + text[text.index("# Defaults") :])
+
+    assert cli("apply").exit_code == 1
+    forced = cli("apply", "--force")
+    assert forced.exit_code == 0, forced.stderr
+    assert "- account globex: removed (row kept for 1 lead)" in forced.stdout
+    assert [r["key"] for r in rows(db, "SELECT key FROM accounts ORDER BY key")] == [
+        "acme",
+        "globex",
+    ]
+    again = cli("apply")
+    assert again.exit_code == 0
+    assert "nothing changed" in again.stdout

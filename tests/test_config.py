@@ -384,3 +384,17 @@ def test_smtp_without_host_is_a_problem(tmp_path):
 def test_readable_stage_names():
     assert readable("follow-up") == "Follow up"
     assert readable("second_call") == "Second call"
+
+
+def test_anchors_and_merge_keys_reuse_settings(tmp_path):
+    text = 'x-office: &office {days: mon-fri, hours: "09:00-17:00"}\n' + BASE.replace(
+        COUNTRY, COUNTRY + "    send_window: *office\n"
+    ).replace(
+        '{subject: "Hi {{ lead.first_name }}", body: "Hello"}',
+        '{subject: "Hi", body: "Hello"}\n          - email: {<<: *first, body: Again}',
+    ).replace("          - email: {subject", "          - email: &first {subject", 1)
+    config = load_config(write_config(tmp_path, text))
+    first, second = config.pipelines[0].stages[0].actions[:2]
+    assert config.accounts[0].send_window["start"] == "09:00"
+    assert (first.params["subject"], first.params["body"]) == ("Hi", "Hello")
+    assert (second.params["subject"], second.params["body"]) == ("Hi", "Again")

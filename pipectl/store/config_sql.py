@@ -84,6 +84,10 @@ class ConfigSQL:
         now = format_time(utcnow())
         try:
             with self.transaction():  # type: ignore[attr-defined]
+                had_pipelines = {
+                    r["account_id"]
+                    for r in self._rows("SELECT account_id FROM pipelines WHERE removed_at IS NULL")
+                }
                 account_ids = self._apply_accounts(config, plan, now)
                 live = {p.key for p in config.pipelines}
                 for pipeline in config.pipelines:
@@ -93,7 +97,7 @@ class ConfigSQL:
                 for row in self._rows("SELECT * FROM pipelines WHERE removed_at IS NULL"):
                     if row["key"] not in live:
                         self._remove_pipeline(row, plan, refused, now, force)
-                self._remove_absent_accounts(config, plan, refused, force)
+                self._remove_absent_accounts(config, plan, had_pipelines)
                 if refused and not force:
                     raise RemovalRefused(
                         f"{config.path}: not applied; it would remove what leads are still in:\n  "
@@ -130,9 +134,12 @@ class ConfigSQL:
                 plan.add("account", account.key, UNCHANGED)
         return ids
 
-    def _remove_absent_accounts(
-        self, config: Config, plan: Plan, refused: list[str], force: bool
-    ) -> None:
+    def _remove_absent_accounts(self, config: Config, plan: Plan, had_pipelines: set[int]) -> None:
+        """Deletes accounts gone from the YAML; one that has leads keeps its row for them.
+
+        Its pipelines were removed (or refused) above; an account kept for its leads is
+        reported once, when its last pipelines go, so a second apply reports nothing.
+        """
         keys = {a.key for a in config.accounts}
         for row in self._rows("SELECT * FROM accounts"):
             if row["key"] in keys:
@@ -144,10 +151,8 @@ class ConfigSQL:
             if not leads and not pipelines:
                 self.conn.execute("DELETE FROM accounts WHERE id = ?", (row["id"],))
                 plan.add("account", row["key"], REMOVED)
-            elif not force:
-                refused.append(f"account '{row['key']}' ({leads} leads)")
-            else:
-                plan.add("account", row["key"], REMOVED, f"kept for its {leads} leads' history")
+            elif row["id"] in had_pipelines:
+                plan.add("account", row["key"], REMOVED, f"row kept for {_leads(leads)}")
 
     # -- pipelines -----------------------------------------------------------------------------
 
@@ -196,7 +201,7 @@ class ConfigSQL:
             row["id"],
         )
         if holding and not force:
-            refused.append(f"pipeline '{row['key']}' ({holding} leads)")
+            refused.append(f"pipeline '{row['key']}' ({_leads(holding)} in it)")
             return
         referenced = self._count(
             "SELECT EXISTS (SELECT 1 FROM enrollments WHERE pipeline_id = ?)", row["id"]
@@ -271,7 +276,7 @@ class ConfigSQL:
             row["id"],
         )
         if holding:
-            refused.append(f"stage '{label}' ({holding} leads)")
+            refused.append(f"stage '{label}' ({_leads(holding)} in it)")
             # with --force: fall through; the lead keeps its snapshot
         referenced = self._count(
             "SELECT EXISTS (SELECT 1 FROM lead_stages WHERE pipeline_stage_id = ?)"
@@ -392,6 +397,10 @@ def _account_values(account: Account) -> dict[str, Any]:
 
 def _action_rows(stage: Stage) -> list[tuple[str, str]]:
     return [(a.type, canonical(a.params) or "{}") for a in stage.actions]
+
+
+def _leads(n: int) -> str:
+    return "1 lead" if n == 1 else f"{n} leads"
 
 
 def _known(what: str, keys: list[str]) -> str:
