@@ -123,20 +123,22 @@ SMS_KEYS = ("body", "body_file", "retry", "send_window")
 WAIT_FOR_REPLY_KEYS = ("timeout", "on_reply", "on_timeout")
 CHANNEL_KEYS = {
     "email": (
-        "transport", "host", "port", "security", "username", "password", "from", "reply_to",
-        "timeout", "directory",
+        "transport", "host", "port", "security", "username", "password", "timeout", "from",
+        "reply_to", "list_unsubscribe", "list_unsubscribe_post",
     ),
-    "sms": ("transport", "account_sid", "auth_token", "from", "base_url", "url", "timeout",
-            "directory"),
+    "sms": (
+        "transport", "account_sid", "auth_token", "messaging_service_sid", "from", "base_url",
+        "url", "headers", "timeout", "connect_timeout",
+    ),
 }  # fmt: skip
 TRANSPORTS = {"email": ("smtp", "outbox"), "sms": ("twilio", "webhook", "outbox")}
 REQUIRED_SETTINGS = {
     "smtp": ("host", "from"),
-    "twilio": ("account_sid", "auth_token", "from"),
+    "twilio": ("account_sid", "auth_token"),
     "webhook": ("url",),
 }
 SECURITY = ("starttls", "ssl", "none")
-NUMBER_SETTINGS = ("port", "timeout")
+NUMBER_SETTINGS = ("port", "timeout", "connect_timeout")
 
 
 def load_config(path: Path) -> Config:
@@ -433,6 +435,8 @@ class _Reader:
         return result
 
     def setting(self, node: Node, what: str, channel: str, name: str) -> Any:
+        if name == "headers":
+            return self.headers(node, what)
         if name in NUMBER_SETTINGS and isinstance(node, ScalarNode):
             value = self.value(node)
             if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
@@ -458,10 +462,32 @@ class _Reader:
             self.problem(node, f"{what} must be {' | '.join(SECURITY)}, not {value!r}")
         return value
 
+    def headers(self, node: Node, what: str) -> dict[str, str]:
+        """Webhook headers; an Authorization header must come from the environment."""
+        headers = {}
+        if not isinstance(node, MappingNode):
+            self.problem(node, f"{what} must be a mapping of header names to text")
+            return headers
+        for name_node, value_node in node.value:
+            value = self.text(value_node, f"{what}.{name_node.value}")
+            if value is None:
+                continue
+            if name_node.value.lower() == "authorization" and not VAR_REFERENCE.search(value):
+                self.problem(
+                    value_node,
+                    f"{what}.{name_node.value} must use an environment reference, e.g."
+                    " 'Bearer ${SMS_TOKEN}': secrets are never written in the YAML",
+                )
+                continue
+            headers[str(name_node.value)] = value
+        return headers
+
     def check_transport(self, channel: str, settings: dict, node: Node, what: str) -> None:
         """A transport with the settings it cannot work without (after merging defaults)."""
         transport = settings.get("transport", "outbox")
         missing = [s for s in REQUIRED_SETTINGS.get(transport, ()) if s not in settings]
+        if transport == "twilio" and not {"from", "messaging_service_sid"} & set(settings):
+            missing.append("from (or messaging_service_sid)")
         if missing:
             self.problem(
                 node,

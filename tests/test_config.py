@@ -398,3 +398,36 @@ def test_anchors_and_merge_keys_reuse_settings(tmp_path):
     assert config.accounts[0].send_window["start"] == "09:00"
     assert (first.params["subject"], first.params["body"]) == ("Hi", "Hello")
     assert (second.params["subject"], second.params["body"]) == ("Hi", "Again")
+
+
+def test_twilio_and_webhook_settings(tmp_path):
+    twilio = BASE.replace(
+        COUNTRY,
+        COUNTRY + "    channels:\n"
+        "      sms:\n"
+        "        transport: twilio\n"
+        "        account_sid: ${TWILIO_ACCOUNT_SID}\n"
+        "        auth_token: ${TWILIO_AUTH_TOKEN}\n"
+        "        messaging_service_sid: MG123\n",
+    )
+    assert load_config(write_config(tmp_path, twilio)).accounts[0].channels["sms"] == {
+        "transport": "twilio",
+        "account_sid": "${TWILIO_ACCOUNT_SID}",
+        "auth_token": "${TWILIO_AUTH_TOKEN}",
+        "messaging_service_sid": "MG123",
+    }
+    webhook = BASE.replace(
+        COUNTRY,
+        COUNTRY + "    channels:\n"
+        "      sms:\n"
+        "        transport: webhook\n"
+        "        headers: {Authorization: Bearer abc123}\n",
+    )
+    with pytest.raises(ConfigError) as e:
+        load_config(write_config(tmp_path, webhook))
+    assert [p.split(": ", 1)[1] for p in e.value.problems] == [
+        "account 'acme': sms transport webhook needs url (under channels.sms)",
+        "account 'acme' channels.sms.headers.Authorization must use an environment reference,"
+        " e.g. 'Bearer ${SMS_TOKEN}': secrets are never written in the YAML",
+    ]
+    assert "abc123" not in str(e.value)
