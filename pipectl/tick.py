@@ -127,7 +127,9 @@ def _run(
                 for row in claim.sends:
                     in_flight[pool.submit(perform, row, senders, clock)] = row
                     busy[row["account_id"], row["channel"]] += 1
-                progressed = bool(admitted or claim.sends or claim.internal or claim.skipped)
+                progressed = bool(
+                    admitted or claim.sends or claim.internal or claim.skipped or claim.deferred
+                )
             if not in_flight:
                 if claiming and progressed:
                     continue
