@@ -14,7 +14,7 @@ from rich.table import Table
 from ..durations import format_time, utcnow
 from ..errors import CsvError, PipectlError
 from ..leads import InvalidRow, LeadRecord, LeadsFile, open_leads, parse_map
-from .app import app, err, open_store, out, print_json
+from .app import app, err, is_terminal, open_store, out, print_json
 
 leads_app = typer.Typer(help="Import, list, show, stop and enroll leads.", no_args_is_help=True)
 app.add_typer(leads_app, name="leads")
@@ -179,22 +179,33 @@ def list_(
     if as_json:
         print_json(leads)
         return
-    table = Table("id", "account", "email", "phone", "name", "status", "pipelines")
-    for lead in leads:
-        name = " ".join(p for p in (lead["first_name"], lead["last_name"]) if p)
-        pipelines = ", ".join(
-            f"{e['pipeline']}/{e['stage']} ({e['state']})" for e in lead["enrollments"]
-        )
-        status_text = (lead["status"] or "-") + (" dnc" if lead["do_not_contact"] else "")
-        table.add_row(
-            str(lead["id"]),
-            lead["account"],
-            lead["email"] or "",
-            lead["phone"] or "",
-            name,
-            status_text,
-            pipelines,
-        )
+    header = ("id", "account", "email", "phone", "name", "status", "pipelines")
+    lines = [_row(lead) for lead in leads]
+    if not is_terminal():
+        # Piped: one tab-separated line per lead, nothing cut short, for grep and awk.
+        for line in (header, *lines):
+            out.print("\t".join(line), markup=False)
+        return
+    table = Table(*header)
+    for line in lines:
+        table.add_row(*line)
     out.print(table)
     if not leads:
         out.print("no leads match")
+
+
+def _row(lead: dict) -> tuple[str, ...]:
+    name = " ".join(p for p in (lead["first_name"], lead["last_name"]) if p)
+    pipelines = ", ".join(
+        f"{e['pipeline']}/{e['stage']} ({e['state']})" for e in lead["enrollments"]
+    )
+    status = (lead["status"] or "-") + (" dnc" if lead["do_not_contact"] else "")
+    return (
+        str(lead["id"]),
+        lead["account"],
+        lead["email"] or "",
+        lead["phone"] or "",
+        name,
+        status,
+        pipelines,
+    )
