@@ -339,7 +339,7 @@ class _Reader:
         for required in ("version", "accounts", "pipelines"):
             if required not in top and isinstance(root, MappingNode):
                 self.problem(root, f"missing top-level key '{required}'")
-        if "version" in top and self.value(top["version"]) != 1:
+        if "version" in top and self.value(top["version"]) not in (1, "1"):
             self.problem(top["version"], f"version must be 1, not {_kind(top['version'])}")
         channels = self.channels(top["channels"], "channels") if "channels" in top else {}
         accounts = self.accounts(top.get("accounts"), channels)

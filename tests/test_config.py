@@ -431,3 +431,14 @@ def test_twilio_and_webhook_settings(tmp_path):
         " e.g. 'Bearer ${SMS_TOKEN}': secrets are never written in the YAML",
     ]
     assert "abc123" not in str(e.value)
+
+
+@pytest.mark.parametrize("command", ["init", "validate", "apply"])
+def test_commands_have_help_with_an_example(cli, command):
+    result = cli(command, "--help")
+    assert result.exit_code == 0
+    assert "Example: pipectl" in result.stdout
+
+
+def test_quoted_version_is_accepted(tmp_path):
+    assert load_config(write_config(tmp_path, BASE.replace("version: 1", 'version: "1"')))
