@@ -180,9 +180,10 @@ class LeadsFile:
                 f" (columns: {', '.join(h for h in header)}); {hint}"
             )
         self.targets = targets
+        self._at = tuple(targets.get(f, len(header)) for f in FIELDS)
 
     def __iter__(self) -> Iterator[LeadRecord | InvalidRow]:
-        reader, targets, ncols = self._reader, self.targets, self.columns
+        reader, ncols = self._reader, self.columns
         previous = reader.line_num
         while True:
             try:
@@ -201,42 +202,40 @@ class LeadsFile:
                     f"row has {len(row)} fields but the header has {ncols} (an unquoted comma?)",
                 )
                 continue
-            yield self._record(line, row, targets)
+            row.extend([""] * (ncols + 1 - len(row)))  # index `ncols` stands for "no column"
+            yield self._record(line, row)
 
-    def _record(
-        self, line: int, row: list[str], targets: dict[str, int]
-    ) -> LeadRecord | InvalidRow:
-        n = len(row)
-        values = {f: row[i].strip() for f, i in targets.items() if i < n}
+    def _record(self, line: int, row: list[str]) -> LeadRecord | InvalidRow:
+        i_email, i_phone, i_first, i_last, i_name, i_tz, i_dnc = self._at
         rec = LeadRecord(line)
         try:
-            if email := values.get("email"):
+            if email := row[i_email].strip():
                 rec.email = normalise_email(email)
-            if phone := values.get("phone"):
+            if phone := row[i_phone].strip():
                 rec.phone = normalise_phone(phone, self.country)
-            if tz := values.get("timezone"):
+            if tz := row[i_tz].strip():
                 rec.timezone = check_timezone(tz)
-            if dnc := values.get("do_not_contact"):
+            if dnc := row[i_dnc].strip():
                 rec.do_not_contact = parse_flag(dnc)
         except ValueError as e:
             return InvalidRow(self.name, line, str(e))
-        rec.first_name = values.get("first_name") or None
-        rec.last_name = values.get("last_name") or None
-        if (full := values.get("name")) and not rec.first_name and not rec.last_name:
+        rec.first_name = row[i_first].strip() or None
+        rec.last_name = row[i_last].strip() or None
+        if (full := row[i_name].strip()) and not rec.first_name and not rec.last_name:
             first, _, last = full.partition(" ")
             rec.first_name, rec.last_name = first, last.strip() or None
+        fields = rec.fields
         for i, name in self.custom:
-            if i < n and (v := row[i].strip()):
-                rec.fields[name] = v.replace("\r\n", "\n") if "\r" in v else v
+            if v := row[i].strip():
+                fields[name] = v.replace("\r\n", "\n") if "\r" in v else v
         for i in self.unnamed:
-            if i < n and row[i].strip():
+            if row[i].strip():
                 return InvalidRow(
                     self.name, line, f"value {shown(row[i])} in column {i + 1}, which has no name"
                 )
         if not rec.email and not rec.phone:
-            return InvalidRow(
-                self.name, line, f"row has no email and no phone: {shown(','.join(row))}"
-            )
+            shown_row = shown(",".join(row[: self.columns]).rstrip(","))
+            return InvalidRow(self.name, line, f"row has no email and no phone: {shown_row}")
         return rec
 
 
