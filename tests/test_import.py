@@ -360,6 +360,7 @@ def test_leads_list_json_matches_the_rows(applied, db, tmp_path):
     assert [(x["id"], x["email"], x["phone"], x["status"]) for x in listed] == [
         (r["id"], r["email"], r["phone"], r["status"]) for r in expected
     ]
+    assert listed[0]["name"] == f"{expected[0]['first_name']} {expected[0]['last_name']}"
     assert listed[0]["enrollments"] == [
         {"pipeline": "adwords", "stage": "inquired", "state": "queued"}
     ]

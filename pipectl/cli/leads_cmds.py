@@ -195,7 +195,6 @@ def list_(
 
 
 def _row(lead: dict) -> tuple[str, ...]:
-    name = " ".join(p for p in (lead["first_name"], lead["last_name"]) if p)
     pipelines = ", ".join(
         f"{e['pipeline']}/{e['stage']} ({e['state']})" for e in lead["enrollments"]
     )
@@ -205,7 +204,7 @@ def _row(lead: dict) -> tuple[str, ...]:
         lead["account"],
         lead["email"] or "",
         lead["phone"] or "",
-        name,
+        lead["name"],
         status,
         pipelines,
     )

@@ -212,14 +212,15 @@ class LeadsSQL:
         next_id = self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM leads").fetchone()[0]
         inserts, updates = [], []
         for lead in touched:
-            v, fields = lead.values, encode_fields(lead.fields or {})
-            if lead.id is None:
+            v = lead.values
+            if lead.original is None:
                 next_id += 1
                 lead.id = next_id
                 status = "queued" if id(lead) in enrolling else None
+                fields = encode_fields(lead.fields or {})
                 inserts.append((next_id, account_id, *v[:5], fields, status, v[5], now, now))
             elif self._changed(lead):
-                fields = fields if lead.fields is not None else lead.original[6]  # type: ignore[index]
+                fields = lead.original[6] if lead.fields is None else encode_fields(lead.fields)
                 updates.append((*v, fields, now, lead.id))
         self.conn.executemany(
             "INSERT INTO leads (id, account_id, email, phone, first_name, last_name, timezone,"
@@ -249,7 +250,8 @@ class LeadsSQL:
             [(lead.id, pipeline_id, account_id, stage_id, now) for lead in enroll],
         )
         self.conn.executemany(
-            "UPDATE leads SET status = 'queued' WHERE id = ?", [(lead.id,) for lead in enroll]
+            "UPDATE leads SET status = 'queued' WHERE id = ?",
+            [(lead.id,) for lead in enroll if lead.original is not None],  # new ones have it
         )
         if not restart:
             return
@@ -313,6 +315,7 @@ class LeadsSQL:
         by_id = {lead["id"]: lead for lead in leads}
         for lead in leads:
             lead["do_not_contact"] = bool(lead["do_not_contact"])
+            lead["name"] = " ".join(p for p in (lead["first_name"], lead["last_name"]) if p)
             lead["enrollments"] = []
         for row in self.conn.execute(
             "SELECT e.lead_id, p.key AS pipeline, e.status AS state,"
