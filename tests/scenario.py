@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+from .channel_servers import SmtpRecorder, SmtpServer, free_port
 from .conftest import rows
 
 T0 = "2027-03-01T14:00:00Z"
@@ -111,3 +113,21 @@ def spawn(db: Path, *args: str, **kw) -> subprocess.Popen:
 
 def summary(result) -> dict:
     return json.loads(result.stdout)
+
+
+class SlowSmtp(SmtpRecorder):
+    """Takes `delay` seconds to accept each message, like a congested relay."""
+
+    delay: float = 0.0
+
+    async def handle_DATA(self, server, session, envelope):
+        await asyncio.sleep(self.delay)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def start_smtp(delay: float) -> tuple[SmtpServer, SlowSmtp]:
+    recorder = SlowSmtp()
+    recorder.delay = delay
+    server = SmtpServer(recorder, free_port())
+    server.start()
+    return server, recorder

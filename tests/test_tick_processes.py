@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import sqlite3
 import subprocess
@@ -10,9 +9,8 @@ import sys
 import time
 from collections import Counter
 
-from .channel_servers import SmtpRecorder, SmtpServer, free_port
 from .conftest import rows
-from .scenario import T0, pipectl, setup, smtp_channel, spawn, statuses
+from .scenario import T0, pipectl, setup, smtp_channel, spawn, start_smtp, statuses
 
 SMTP_PIPELINE = """\
   - key: drip
@@ -25,24 +23,6 @@ SMTP_PIPELINE = """\
           - move: won
       - {key: won, outcome: won}
 """
-
-
-class SlowSmtp(SmtpRecorder):
-    """Takes `delay` seconds to accept each message, like a congested relay."""
-
-    delay: float = 0.0
-
-    async def handle_DATA(self, server, session, envelope):
-        await asyncio.sleep(self.delay)
-        return await super().handle_DATA(server, session, envelope)
-
-
-def start_smtp(delay: float) -> tuple[SmtpServer, SlowSmtp]:
-    recorder = SlowSmtp()
-    recorder.delay = delay
-    server = SmtpServer(recorder, free_port())
-    server.start()
-    return server, recorder
 
 
 def wait_for(predicate, timeout: float = 20) -> None:
