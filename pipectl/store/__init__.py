@@ -21,6 +21,7 @@ from .migrations import migrate
 from .replies_sql import RepliesSQL
 from .reports_sql import ReportsSQL
 from .scheduler_sql import SchedulerSQL
+from .stages_sql import StagesSQL
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -29,7 +30,7 @@ def default_db_path() -> Path:
     return Path(os.environ.get("PIPECTL_DB", "pipectl.db"))
 
 
-class Store(ConfigSQL, LeadsSQL, SchedulerSQL, ReportsSQL, RepliesSQL):
+class Store(ConfigSQL, LeadsSQL, SchedulerSQL, StagesSQL, ReportsSQL, RepliesSQL):
     """One SQLite file in WAL mode; writes go through `transaction()` (BEGIN IMMEDIATE)."""
 
     def __init__(self, path: str | os.PathLike[str]):

@@ -11,32 +11,13 @@ import json
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 from ..durations import format_time, parse_time
 from ..limits import next_opening, rate_room, share
+from .stages_sql import plus
 
-OPEN_STATUSES = ("waiting", "pending", "awaiting_reply")
-FINISHED = ("won", "lost", "idle", "stopped", "failed")
 INTERNAL_BATCH = 500
-
-
-def channel_of(action_type: str) -> str:
-    return action_type if action_type in ("email", "sms") else "internal"
-
-
-def activation(action_type: str, params: dict[str, Any], now: str) -> tuple[str, str]:
-    """The status and perform_at an action takes when the one before it is done."""
-    if action_type == "wait":
-        return "pending", _plus(now, params.get("seconds", 0))
-    if action_type == "wait_for_reply":
-        return "awaiting_reply", _plus(now, params.get("timeout", 0))
-    return "pending", now
-
-
-def _plus(t: str, seconds: float) -> str:
-    return format_time(parse_time(t) + timedelta(seconds=seconds))
 
 
 @dataclass
@@ -171,7 +152,7 @@ class SchedulerSQL:
         """Deliveries in each rate's rolling window: the limits count what was really sent."""
         sent = {}
         for name, (_, seconds) in rates.items():
-            since = _plus(now, -seconds)
+            since = plus(now, -seconds)
             channels = ("email", "sms") if name == "all" else (name,)
             sent[name] = sum(
                 self.conn.execute(
@@ -331,158 +312,6 @@ class SchedulerSQL:
             action["enrollment_id"], action["lead_id"], action["lead_stage_id"], policy, now
         ):
             self._stop_enrollment(action["enrollment_id"], action["lead_id"], "failed", now)
-
-    # --- moving through stages --------------------------------------------------------
-
-    def _start_enrollment(self, enrollment: sqlite3.Row, now: str) -> None:
-        stage_id = (
-            enrollment["entry_stage_id"]
-            or self.conn.execute(
-                "SELECT id FROM pipeline_stages WHERE pipeline_id = ? AND removed_at IS NULL "
-                "ORDER BY position LIMIT 1",
-                (enrollment["pipeline_id"],),
-            ).fetchone()[0]
-        )
-        self.conn.execute(
-            "UPDATE enrollments SET status = 'active', started_at = ?, finished_at = NULL "
-            "WHERE id = ?",
-            (now, enrollment["id"]),
-        )
-        self._enter_stage(
-            enrollment["id"], enrollment["lead_id"], enrollment["account_id"], stage_id, now
-        )
-
-    def _enter_stage(
-        self, enrollment_id: int, lead_id: int, account_id: int, stage_id: int, now: str
-    ) -> None:
-        """Open a lead_stage and snapshot the stage's actions; the first becomes due."""
-        stage = self._stage(stage_id)
-        lead_stage_id = self.conn.execute(
-            "INSERT INTO lead_stages (lead_id, enrollment_id, pipeline_stage_id, entered_at) "
-            "VALUES (?, ?, ?, ?)",
-            (lead_id, enrollment_id, stage_id, now),
-        ).lastrowid
-        actions = self._stage_actions(stage_id)
-        if stage["outcome"] or not actions:
-            self._set_enrollment(enrollment_id, lead_id, stage["outcome"] or "idle", now)
-            return
-        self._set_enrollment(enrollment_id, lead_id, "active", now)
-        rows = []
-        for i, action in enumerate(actions):
-            status, perform_at = (
-                activation(action["type"], json.loads(action["params"]), now)
-                if i == 0
-                else ("waiting", None)
-            )
-            rows.append(
-                (
-                    lead_stage_id,
-                    lead_id,
-                    account_id,
-                    enrollment_id,
-                    action["sequence_number"],
-                    action["type"],
-                    channel_of(action["type"]),
-                    action["params"],
-                    status,
-                    perform_at,
-                )
-            )
-        self.conn.executemany(
-            "INSERT INTO lead_stage_actions (lead_stage_id, lead_id, account_id, enrollment_id, "
-            "sequence_number, type, channel, params, status, perform_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
-
-    def _advance(self, action: Any, now: str) -> None:
-        """The lead's next action in the stage becomes due; after the last, the lead is idle."""
-        lead_stage = self.conn.execute(
-            "SELECT exited_at FROM lead_stages WHERE id = ?", (action["lead_stage_id"],)
-        ).fetchone()
-        if lead_stage["exited_at"] is not None:
-            return  # the lead moved on (a reply, a stop) while this action ran
-        nxt = self.conn.execute(
-            "SELECT id, type, params FROM lead_stage_actions "
-            "WHERE lead_stage_id = ? AND sequence_number > ? ORDER BY sequence_number LIMIT 1",
-            (action["lead_stage_id"], action["sequence_number"]),
-        ).fetchone()
-        if nxt is None:
-            self._set_enrollment(action["enrollment_id"], action["lead_id"], "idle", now)
-            return
-        status, perform_at = activation(nxt["type"], json.loads(nxt["params"]), now)
-        self.conn.execute(
-            "UPDATE lead_stage_actions SET status = ?, perform_at = ? "
-            "WHERE id = ? AND status = 'waiting'",
-            (status, perform_at, nxt["id"]),
-        )
-
-    def _move(
-        self, enrollment_id: int, lead_id: int, lead_stage_id: int, stage_key: str, now: str
-    ) -> str | None:
-        """Leave the current stage (its open actions skipped) and enter `stage_key`.
-        Returns an error message when that stage no longer exists."""
-        target = self.conn.execute(
-            "SELECT s.id, e.account_id FROM enrollments e JOIN pipeline_stages s "
-            "ON s.pipeline_id = e.pipeline_id AND s.key = ? AND s.removed_at IS NULL "
-            "WHERE e.id = ?",
-            (stage_key, enrollment_id),
-        ).fetchone()
-        if target is None:
-            return f"cannot move to stage {stage_key!r}: it no longer exists in the pipeline"
-        self._close_stage(lead_stage_id, now)
-        self._enter_stage(enrollment_id, lead_id, target["account_id"], target["id"], now)
-        return None
-
-    def _close_stage(self, lead_stage_id: int, now: str) -> None:
-        self.conn.execute(
-            "UPDATE lead_stage_actions SET status = 'skipped' "
-            f"WHERE lead_stage_id = ? AND status IN {OPEN_STATUSES}",
-            (lead_stage_id,),
-        )
-        self.conn.execute(
-            "UPDATE lead_stages SET exited_at = ? WHERE id = ? AND exited_at IS NULL",
-            (now, lead_stage_id),
-        )
-
-    def _stop_enrollment(self, enrollment_id: int, lead_id: int, status: str, now: str) -> None:
-        """End an enrollment (`stopped` or `failed`): its open actions are skipped."""
-        for (lead_stage_id,) in self.conn.execute(
-            "SELECT id FROM lead_stages WHERE enrollment_id = ? AND exited_at IS NULL",
-            (enrollment_id,),
-        ).fetchall():
-            self._close_stage(lead_stage_id, now)
-        self._set_enrollment(enrollment_id, lead_id, status, now)
-
-    def _set_enrollment(self, enrollment_id: int, lead_id: int, status: str, now: str) -> None:
-        """An enrollment's state; the lead's status shows its latest enrollment's."""
-        self.conn.execute(
-            "UPDATE enrollments SET status = ?, finished_at = ? WHERE id = ?",
-            (status, now if status in FINISHED else None, enrollment_id),
-        )
-        self.conn.execute(
-            "UPDATE leads SET status = (SELECT status FROM enrollments WHERE lead_id = ? "
-            "ORDER BY id DESC LIMIT 1) WHERE id = ?",
-            (lead_id, lead_id),
-        )
-
-    def _stage(self, stage_id: int) -> sqlite3.Row:
-        cache = self.__dict__.setdefault("_stage_cache", {})
-        if stage_id not in cache:
-            cache[stage_id] = self.conn.execute(
-                "SELECT * FROM pipeline_stages WHERE id = ?", (stage_id,)
-            ).fetchone()
-        return cache[stage_id]
-
-    def _stage_actions(self, stage_id: int) -> list[sqlite3.Row]:
-        cache = self.__dict__.setdefault("_actions_cache", {})
-        if stage_id not in cache:
-            cache[stage_id] = self.conn.execute(
-                "SELECT sequence_number, type, params FROM pipeline_stage_actions "
-                "WHERE pipeline_stage_id = ? ORDER BY sequence_number",
-                (stage_id,),
-            ).fetchall()
-        return cache[stage_id]
 
     # --- reporting the tick -----------------------------------------------------------
 
