@@ -149,3 +149,20 @@ def test_sigterm_lets_sends_in_flight_finish_and_be_recorded(db, cli, tmp_path):
         assert statuses(db) == {"done": 40}
     finally:
         server.stop()
+
+
+def test_run_ticks_in_a_loop_and_stops_cleanly_on_sigterm(db, cli, tmp_path):
+    setup(cli, tmp_path, SMTP_PIPELINE.replace("smtp", "outbox"), {("acme", "drip"): 3})
+    service = spawn(db, "run", "--interval", "1")
+    try:
+        wait_for(lambda: rows(db, "SELECT count(*) AS n FROM ticks")[0]["n"] >= 2)
+    finally:
+        service.send_signal(signal.SIGTERM)
+        code = service.wait(timeout=10)
+    assert code == 0
+    assert "Traceback" not in service.stderr.read()
+    assert statuses(db) == {"done": 6}
+    assert (
+        rows(db, "SELECT count(*) AS n FROM lead_stage_actions WHERE status = 'running'")[0]["n"]
+        == 0
+    )
