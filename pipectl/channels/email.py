@@ -72,6 +72,10 @@ class _SMTPSSL(_Replies, smtplib.SMTP_SSL):
     pass
 
 
+class _ServerClosed(Exception):
+    """A 421 reply: the server closed the connection; worth one reconnect if it was reused."""
+
+
 class SmtpSender:
     """One SMTP connection, opened on first use and reused; not shared between threads."""
 
@@ -93,10 +97,11 @@ class SmtpSender:
             reused = self.conn is not None
             try:
                 return self._deliver(mime, message.to)
-            except _STALE as e:
+            except (*_STALE, _ServerClosed) as e:
                 self.close(polite=False)
                 if not reused or attempt == 2:
-                    raise self._transient(f"connection lost: {type(e).__name__}") from None
+                    text = str(e) or type(e).__name__
+                    raise self._transient(f"connection lost: {text}") from None
         raise AssertionError("unreachable")
 
     def close(self, polite: bool = True) -> None:
@@ -163,8 +168,8 @@ class SmtpSender:
         text = f"{what}: {code} {_text(reply)}"
         if 500 <= code < 600:
             return PermanentError(self.resolved.scrub(f"channel email: {text}"))
-        if code == 421:
-            self.close(polite=False)
+        if code == 421:  # the server is closing this connection (often an idle timeout)
+            return _ServerClosed(text)
         return self._transient(text)
 
     def _transient(self, text: str) -> TransientError:
