@@ -18,7 +18,7 @@ def test_status_json_counts_leads_by_state_per_account(applied, db):  # noqa: F8
     )  # fmt: skip
     result = applied("status", "--json")
     assert result.exit_code == 0, result.output
-    by_account = {entry["account"]: entry for entry in json.loads(result.stdout)}
+    by_account = {entry["account"]: entry for entry in json.loads(result.stdout)["accounts"]}
     assert by_account["acme"]["leads"] == 25
     assert by_account["acme"]["leads_by_state"] == {"queued": 25}
     assert by_account["acme"]["pipelines"] == {"adwords": {"queued": 25}}
@@ -28,11 +28,12 @@ def test_status_json_counts_leads_by_state_per_account(applied, db):  # noqa: F8
 
 def test_status_for_one_account_and_as_a_table(applied, tmp_path: Path):  # noqa: F811
     applied("leads", "import", EXAMPLES / "leads-acme.csv", "--account", "acme")
-    only = json.loads(applied("status", "--account", "acme", "--json").stdout)
+    only = json.loads(applied("status", "--account", "acme", "--json").stdout)["accounts"]
     assert [e["account"] for e in only] == ["acme"]
     assert only[0]["leads_by_state"] == {"not_enrolled": 25}
     table = applied("status", "--account", "acme")
     assert table.exit_code == 0 and "acme (Acme Roofing): 25 leads" in table.stdout
+    assert "WARNING: no tick has ever run" in table.stdout
 
 
 def test_status_of_an_unknown_account_is_an_error(applied):  # noqa: F811

@@ -5,7 +5,15 @@ Commands live in one small module per area; each registers itself on `app` or a 
 
 from __future__ import annotations
 
-from . import config_cmds, leads_cmds, reply_cmds, report_cmds, tick_cmds  # noqa: F401  (register commands)
+from . import (  # noqa: F401  (register commands)
+    config_cmds,
+    leads_cmds,
+    operator_cmds,
+    reply_cmds,
+    report_cmds,
+    show_cmds,
+    tick_cmds,
+)
 from .app import app, main
 
 __all__ = ["app", "main"]

@@ -1,43 +1,141 @@
-"""status, actions list."""
+"""status: whether the promises hold, at a glance."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from .app import app, open_store, out, print_json
+from ..durations import DurationError, format_time, parse_time, utcnow
+from ..errors import PipectlError
+from .app import app, is_terminal, open_store, out, print_json
+
+NowOpt = Annotated[
+    str | None,
+    typer.Option("--now", help="Evaluate as if at this UTC time, e.g. 2027-03-01T14:00:00Z."),
+]
+
+
+def parse_now(now: str | None) -> str:
+    """`--now` in the stored time format; the real time when not given."""
+    try:
+        return format_time(parse_time(now) if now else utcnow())
+    except DurationError as e:
+        raise PipectlError(f"--now: {e}") from None
 
 
 @app.command()
 def status(
     ctx: typer.Context,
     account: Annotated[str | None, typer.Option("--account", help="Only this account.")] = None,
+    now: NowOpt = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="Exit 1 when there is any warning (for monitoring).")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Per account: leads by state, and enrollments by state per pipeline.
+    """Is anything overdue, failing or held back, and is the tick running? Per account.
+
+    Shows leads by state, actions due now, overdue (more than 2 minutes past due), awaiting
+    a reply and failed, lateness p50/p95 of the last hour, each limit's use, channels that
+    keep failing, and the last tick; a WARNING when no tick ran for 5 minutes.
 
     Example: pipectl status --account acme --json
     """
     store = open_store(ctx)
     account_id = store.account_by_key(account)["id"] if account else None
-    report = store.status_report(account_id)
+    report = store.status_report(parse_now(now), account_id)
     if as_json:
         print_json(report)
-        return
-    if not report:
+    else:
+        _render(report)
+    if check and report["warnings"]:
+        raise typer.Exit(1)
+
+
+def _render(report: dict[str, Any]) -> None:
+    terminal = is_terminal()
+    tick = report["last_tick"]
+    if tick is None:
+        out.print(f"now {report['now']}; no tick has run yet", markup=False)
+    else:
+        out.print(
+            f"now {report['now']}; last tick at {tick['now']} ({_ago(tick['age_seconds'])}):"
+            f" claimed {tick['claimed']}, done {tick['done']}, retried {tick['retried']},"
+            f" failed {tick['failed']}, held back {tick['held_back']},"
+            f" admitted {tick['admitted']} in {tick['seconds'] or 0:.2f}s",
+            markup=False,
+        )
+    for warning in report["warnings"]:
+        out.print(f"WARNING: {warning}", style="bold red" if terminal else None, markup=False)
+    if not report["accounts"]:
         out.print("no accounts yet: run `pipectl apply pipelines.yaml`")
-    for entry in report:
-        table = Table(title=f"{entry['account']} ({entry['name']}): {entry['leads']} leads")
-        table.add_column("pipeline")
-        table.add_column("state")
-        table.add_column("leads", justify="right")
-        for state, n in entry["leads_by_state"].items():
-            table.add_row("(all)", state, str(n))
-        for pipeline, states in entry["pipelines"].items():
-            for state, n in states.items():
-                table.add_row(pipeline, state, str(n))
-        out.print(table)
-        if entry["do_not_contact"]:
-            out.print(f"do not contact: {entry['do_not_contact']}")
+    for entry in report["accounts"]:
+        title = f"{entry['account']} ({entry['name']}): {entry['leads']} leads"
+        lines = _lines(entry)
+        if terminal:
+            table = Table(title=title, show_header=False, title_justify="left")
+            table.add_column(style="bold")
+            table.add_column()
+            for label, value in lines:
+                table.add_row(label, value)
+            out.print(table)
+        else:
+            out.print("", title, sep="\n", markup=False)
+            for label, value in lines:
+                out.print(f"  {label}: {value}", markup=False)
+
+
+def _lines(entry: dict[str, Any]) -> list[tuple[str, str]]:
+    """The account's status as (label, value) pairs: table rows, or lines when piped."""
+    a, late, limits = entry["actions"], entry["lateness"], entry["limits"]
+    lines = [("leads", _counts(entry["leads_by_state"]) or "none")]
+    lines += [(f"  {p}", _counts(states)) for p, states in entry["pipelines"].items()]
+    if entry["do_not_contact"]:
+        lines.append(("do not contact", str(entry["do_not_contact"])))
+    lines.append(
+        (
+            "actions",
+            f"due now {a['due_now']}, overdue {a['overdue']}, running {a['running']},"
+            f" awaiting reply {a['awaiting_reply']}, failed {a['failed']}",
+        )
+    )
+    if late["performed"]:
+        lateness = f"p50 {late['p50_seconds']}s, p95 {late['p95_seconds']}s"
+        lines.append(("lateness", f"{lateness} ({late['performed']} performed in the last hour)"))
+    else:
+        lines.append(("lateness", "nothing performed in the last hour"))
+    conc, active = limits["concurrency"], limits["active_leads"]
+    use = [f"concurrency {conc['used']}/{conc['limit']}"]
+    use.append(
+        f"active leads {active['used']}/{active['limit'] if active['limit'] else 'no limit'}"
+        + (f" ({active['queued']} queued)" if active["queued"] else "")
+    )
+    use += [
+        f"{name} {r['used']}/{r['limit']} per {_period(r['window_seconds'])}"
+        for name, r in limits["rates"].items()
+    ]
+    lines.append(("limits", ", ".join(use)))
+    for f in entry["failing_channels"]:
+        lines.append((f"{f['channel']} failing", f"{f['failures']} failures: {f['error']}"))
+    return lines
+
+
+def _counts(states: dict[str, int]) -> str:
+    return ", ".join(f"{state} {n}" for state, n in states.items())
+
+
+def _period(seconds: int) -> str:
+    names = {1: "second", 60: "minute", 3600: "hour", 86400: "day"}
+    return names.get(seconds, f"{seconds}s")
+
+
+def _ago(seconds: int) -> str:
+    if seconds < 0:
+        return "in the future of --now"
+    if seconds < 120:
+        return f"{seconds}s ago"
+    if seconds < 7200:
+        return f"{seconds // 60} minutes ago"
+    return f"{seconds // 3600} hours ago"

@@ -18,6 +18,7 @@ from ..errors import PipectlError
 from .config_sql import ConfigSQL
 from .leads_sql import LeadsSQL
 from .migrations import migrate
+from .operator_sql import OperatorSQL
 from .replies_sql import RepliesSQL
 from .reports_sql import ReportsSQL
 from .scheduler_sql import SchedulerSQL
@@ -30,7 +31,7 @@ def default_db_path() -> Path:
     return Path(os.environ.get("PIPECTL_DB", "pipectl.db"))
 
 
-class Store(ConfigSQL, LeadsSQL, SchedulerSQL, StagesSQL, ReportsSQL, RepliesSQL):
+class Store(ConfigSQL, LeadsSQL, SchedulerSQL, StagesSQL, ReportsSQL, RepliesSQL, OperatorSQL):
     """One SQLite file in WAL mode; writes go through `transaction()` (BEGIN IMMEDIATE)."""
 
     def __init__(self, path: str | os.PathLike[str]):

@@ -1,54 +1,388 @@
-"""Read-only reports: status per account."""
+"""Read-only reports: status per account, one lead's timeline, actions by status.
+
+Every query reads due, open or recent rows through their partial indexes, so a report costs
+in proportion to the work in flight, never to the number of leads stored.
+"""
 
 from __future__ import annotations
 
+import json
+import re
 import sqlite3
 from typing import Any
 
+from ..durations import add_seconds, parse_time
+from ..errors import PipectlError
+
 NOT_ENROLLED = "not_enrolled"
+SLA_SECONDS = 120  # an action more than this past its perform_at is overdue
+STALE_TICK_SECONDS = 300  # no tick for longer than this: cron is not running it
+LATENESS_WINDOW = 3600
+FAILING_STREAK = 3  # this many latest attempts of a channel failed alike: it is broken
+ACTION_STATUSES = ("waiting", "pending", "running", "awaiting_reply", "done", "failed", "skipped")
+STATUS_INDEX = {"running": "lsa_running", "awaiting_reply": "lsa_awaiting", "failed": "lsa_failed"}
+_GAVE_UP = re.compile(r"^gave up after \d+ attempts: ")
+
+
+def percentile(values: list[float], p: float) -> float | None:
+    """Nearest-rank percentile; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * p // 100))  # ceil
+    return round(ordered[int(rank) - 1], 1)
+
+
+def _seconds_between(earlier: str, later: str) -> float:
+    return (parse_time(later) - parse_time(earlier)).total_seconds()
 
 
 class ReportsSQL:
-    """Read-only reports: status per account."""
+    """Read-only reports: status, lead timelines, action lists."""
 
     conn: sqlite3.Connection
 
-    def status_report(self, account_id: int | None = None) -> list[dict[str, Any]]:
-        """Per account: leads by state (the lead's latest enrollment) and per pipeline."""
+    # --- status -------------------------------------------------------------------------
+
+    def status_report(self, now: str, account_id: int | None = None) -> dict[str, Any]:
+        """Whether the promises hold: the last tick, and per account its leads, due, overdue
+        and failed work, lateness, limit use and failing channels."""
         accounts = self.conn.execute(
-            "SELECT id, key, name FROM accounts WHERE ? IS NULL OR id = ? ORDER BY key",
+            "SELECT * FROM accounts WHERE ? IS NULL OR id = ? ORDER BY key",
             (account_id, account_id),
         ).fetchall()
-        report = []
-        for account in accounts:
-            leads = {
-                (state or NOT_ENROLLED): n
-                for state, n in self.conn.execute(
-                    "SELECT status, count(*) FROM leads WHERE account_id = ?"
-                    " GROUP BY status ORDER BY status",
-                    (account["id"],),
-                )
-            }
-            pipelines: dict[str, dict[str, int]] = {}
-            for key, state, n in self.conn.execute(
-                "SELECT p.key, e.status, count(*) FROM enrollments e"
-                " JOIN pipelines p ON p.id = e.pipeline_id WHERE e.account_id = ?"
-                " GROUP BY p.key, e.status ORDER BY p.key, e.status",
-                (account["id"],),
-            ):
-                pipelines.setdefault(key, {})[state] = n
-            do_not_contact = self.conn.execute(
-                "SELECT count(*) FROM leads WHERE account_id = ? AND do_not_contact = 1",
-                (account["id"],),
+        last_tick = self._last_tick(now)
+        warnings: list[str] = []
+        if last_tick is None:
+            warnings.append("no tick has ever run: set up cron or the systemd timer")
+        elif last_tick["stale"]:
+            warnings.append(
+                f"no tick for {_age(last_tick['age_seconds'])} (last at {last_tick['now']}):"
+                " is cron or the systemd timer running?"
+            )
+        report = [self._account_status(account, now) for account in accounts]
+        for entry in report:
+            warnings += [f"{entry['account']}: {w}" for w in entry["warnings"]]
+        return {"now": now, "last_tick": last_tick, "warnings": warnings, "accounts": report}
+
+    def _last_tick(self, now: str) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT * FROM ticks ORDER BY id DESC LIMIT 1").fetchone()
+        if row is None:
+            return None
+        tick = {k: v for k, v in dict(row).items() if k not in ("id", "pid")}
+        tick["age_seconds"] = int(_seconds_between(row["now"], now))
+        tick["stale"] = tick["age_seconds"] > STALE_TICK_SECONDS
+        return tick
+
+    def _account_status(self, account: sqlite3.Row, now: str) -> dict[str, Any]:
+        account_id = account["id"]
+        leads = {
+            (state or NOT_ENROLLED): n
+            for state, n in self.conn.execute(
+                "SELECT status, count(*) FROM leads WHERE account_id = ?"
+                " GROUP BY status ORDER BY status",
+                (account_id,),
+            )
+        }
+        pipelines: dict[str, dict[str, int]] = {}
+        for key, state, n in self.conn.execute(
+            "SELECT p.key, e.status, count(*) FROM enrollments e"
+            " JOIN pipelines p ON p.id = e.pipeline_id WHERE e.account_id = ?"
+            " GROUP BY p.key, e.status ORDER BY p.key, e.status",
+            (account_id,),
+        ):
+            pipelines.setdefault(key, {})[state] = n
+        do_not_contact = self.conn.execute(
+            "SELECT count(*) FROM leads WHERE account_id = ? AND do_not_contact = 1",
+            (account_id,),
+        ).fetchone()[0]
+        overdue_before = add_seconds(now, -SLA_SECONDS)
+        actions = {
+            "due_now": self._pending_count(account_id, now),
+            "overdue": self._pending_count(account_id, overdue_before),
+            "oldest_due": self._oldest_due(account_id, now),
+            "running": self._count_status(account_id, "running"),
+            "awaiting_reply": self._count_status(account_id, "awaiting_reply"),
+            "failed": self._count_status(account_id, "failed"),
+        }
+        lateness = self._lateness(account_id, now)
+        limits = self._limit_use(account, now, actions["running"])
+        failing = self._failing_channels(account_id, now)
+        warnings = []
+        if actions["overdue"]:
+            warnings.append(
+                f"{actions['overdue']} actions overdue (due more than {SLA_SECONDS // 60}"
+                f" minutes ago; oldest due {actions['oldest_due']})"
+            )
+        for f in failing:
+            warnings.append(
+                f"{f['channel']} keeps failing ({f['failures']} failures since"
+                f" {f['since']}): {f['error']}"
+            )
+        return {
+            "account": account["key"],
+            "name": account["name"],
+            "leads": sum(leads.values()),
+            "leads_by_state": leads,
+            "do_not_contact": do_not_contact,
+            "pipelines": pipelines,
+            "actions": actions,
+            "lateness": lateness,
+            "limits": limits,
+            "failing_channels": failing,
+            "warnings": warnings,
+        }
+
+    def _pending_count(self, account_id: int, before: str) -> int:
+        """Pending rows with perform_at <= `before`: reads the due range of `lsa_due` only."""
+        return self.conn.execute(
+            "SELECT count(*) FROM lead_stage_actions INDEXED BY lsa_due"
+            " WHERE account_id = ? AND channel IN ('email', 'sms', 'internal')"
+            " AND status = 'pending' AND perform_at <= ?",
+            (account_id, before),
+        ).fetchone()[0]
+
+    def _oldest_due(self, account_id: int, now: str) -> str | None:
+        return self.conn.execute(
+            "SELECT min(perform_at) FROM lead_stage_actions INDEXED BY lsa_due"
+            " WHERE account_id = ? AND channel IN ('email', 'sms', 'internal')"
+            " AND status = 'pending' AND perform_at <= ?",
+            (account_id, now),
+        ).fetchone()[0]
+
+    def _count_status(self, account_id: int, status: str) -> int:
+        """Rows of one status, read through that status's partial index only."""
+        index = STATUS_INDEX[status]
+        return self.conn.execute(
+            f"SELECT count(*) FROM lead_stage_actions INDEXED BY {index}"
+            f" WHERE account_id = ? AND status = '{status}'",  # a literal: the index's WHERE
+            (account_id,),
+        ).fetchone()[0]
+
+    def _lateness(self, account_id: int, now: str) -> dict[str, Any]:
+        """Seconds from due to claimed, of the actions performed in the last hour."""
+        rows = self.conn.execute(
+            "SELECT due_at, claimed_at FROM lead_stage_actions INDEXED BY lsa_performed"
+            " WHERE performed_at > ? AND performed_at <= ? AND account_id = ?"
+            " AND due_at IS NOT NULL AND claimed_at IS NOT NULL",
+            (add_seconds(now, -LATENESS_WINDOW), now, account_id),
+        ).fetchall()
+        late = [max(0.0, _seconds_between(r["due_at"], r["claimed_at"])) for r in rows]
+        return {
+            "window_seconds": LATENESS_WINDOW,
+            "performed": len(late),
+            "p50_seconds": percentile(late, 50),
+            "p95_seconds": percentile(late, 95),
+        }
+
+    def _limit_use(self, account: sqlite3.Row, now: str, running: int) -> dict[str, Any]:
+        """Each limit and what is using it now, counted as the claim counts it."""
+        rates = {k: tuple(v) for k, v in json.loads(account["rates"] or "{}").items()}
+        sent = self._sent_in_windows(account["id"], rates, now)  # type: ignore[attr-defined]
+        active = self.conn.execute(
+            "SELECT count(*) FROM enrollments WHERE account_id = ? AND status = 'active'",
+            (account["id"],),
+        ).fetchone()[0]
+        queued = self.conn.execute(
+            "SELECT count(*) FROM enrollments WHERE account_id = ? AND status = 'queued'",
+            (account["id"],),
+        ).fetchone()[0]
+        return {
+            "concurrency": {"limit": account["concurrency"], "used": running},
+            "active_leads": {"limit": account["active_leads"], "used": active, "queued": queued},
+            "rates": {
+                name: {"limit": count, "window_seconds": seconds, "used": sent.get(name, 0)}
+                for name, (count, seconds) in sorted(rates.items())
+            },
+        }
+
+    def _failing_channels(self, account_id: int, now: str) -> list[dict[str, Any]]:
+        """A channel whose latest attempts (since its last delivery) all failed alike."""
+        since = add_seconds(now, -LATENESS_WINDOW)
+        failing = []
+        for channel in ("email", "sms"):
+            last_sent = self.conn.execute(
+                "SELECT max(sent_at) FROM deliveries WHERE account_id = ? AND channel = ?",
+                (account_id, channel),
             ).fetchone()[0]
-            report.append(
+            after = max(since, last_sent or since)
+            # Failed for good (performed_at), or failed and retrying (still pending).
+            errors = self.conn.execute(
+                "SELECT performed_at AS at, last_error FROM lead_stage_actions"
+                " INDEXED BY lsa_performed WHERE performed_at > ? AND performed_at <= ?"
+                " AND account_id = ? AND channel = ? AND status = 'failed'"
+                " UNION ALL SELECT claimed_at, last_error FROM lead_stage_actions"
+                " INDEXED BY lsa_due WHERE account_id = ? AND channel = ?"
+                " AND status = 'pending' AND last_error IS NOT NULL"
+                " AND claimed_at > ? AND claimed_at <= ?",
+                (after, now, account_id, channel, account_id, channel, after, now),
+            ).fetchall()
+            errors = sorted(
+                ((r["at"], _GAVE_UP.sub("", r["last_error"] or "")) for r in errors),
+                reverse=True,
+            )
+            latest = {text for _, text in errors[:FAILING_STREAK]}
+            if len(errors) >= FAILING_STREAK and len(latest) == 1:
+                failing.append(
+                    {
+                        "channel": channel,
+                        "error": latest.pop(),
+                        "failures": len(errors),
+                        "since": errors[-1][0],
+                        "last_delivery": last_sent,
+                    }
+                )
+        return failing
+
+    # --- one lead -----------------------------------------------------------------------
+
+    def lead_timeline(self, ref: str, *, account_key: str | None = None) -> dict[str, Any]:
+        """One lead with, per enrollment, its stages, actions and deliveries, and its replies;
+        `timeline` lists all of it in time order."""
+        lead = self.resolve_lead(ref, account_key=account_key)  # type: ignore[attr-defined]
+        account = self.conn.execute(
+            "SELECT key FROM accounts WHERE id = ?", (lead["account_id"],)
+        ).fetchone()
+        result: dict[str, Any] = {
+            "id": lead["id"],
+            "account": account["key"],
+            "email": lead["email"],
+            "phone": lead["phone"],
+            "first_name": lead["first_name"],
+            "last_name": lead["last_name"],
+            "timezone": lead["timezone"],
+            "status": lead["status"],
+            "do_not_contact": bool(lead["do_not_contact"]),
+            "fields": json.loads(lead["fields"] or "{}"),
+            "created_at": lead["created_at"],
+            "updated_at": lead["updated_at"],
+            "enrollments": [],
+            "replies": [],
+        }
+        deliveries: dict[int, list[dict[str, Any]]] = {}
+        for d in self.conn.execute(
+            "SELECT lead_stage_action_id, channel, recipient, message_id, provider_id, sent_at"
+            " FROM deliveries WHERE lead_stage_action_id IN"
+            " (SELECT id FROM lead_stage_actions WHERE lead_id = ?) ORDER BY sent_at, id",
+            (lead["id"],),
+        ):
+            deliveries.setdefault(d["lead_stage_action_id"], []).append(
+                {k: v for k, v in dict(d).items() if k != "lead_stage_action_id"}
+            )
+        actions: dict[int, list[dict[str, Any]]] = {}
+        for a in self.conn.execute(
+            "SELECT id, lead_stage_id, sequence_number, type, status, perform_at, due_at,"
+            " claimed_at, performed_at, attempts, last_error FROM lead_stage_actions"
+            " WHERE lead_id = ? ORDER BY lead_stage_id, sequence_number",
+            (lead["id"],),
+        ):
+            action = {k: v for k, v in dict(a).items() if k != "lead_stage_id"}
+            action["deliveries"] = deliveries.get(a["id"], [])
+            actions.setdefault(a["lead_stage_id"], []).append(action)
+        stages: dict[int, list[dict[str, Any]]] = {}
+        for s in self.conn.execute(
+            "SELECT ls.id, ls.enrollment_id, s.key, s.name, s.outcome, ls.entered_at,"
+            " ls.exited_at FROM lead_stages ls JOIN pipeline_stages s"
+            " ON s.id = ls.pipeline_stage_id WHERE ls.lead_id = ? ORDER BY ls.id",
+            (lead["id"],),
+        ):
+            stages.setdefault(s["enrollment_id"], []).append(
                 {
-                    "account": account["key"],
-                    "name": account["name"],
-                    "leads": sum(leads.values()),
-                    "leads_by_state": leads,
-                    "do_not_contact": do_not_contact,
-                    "pipelines": pipelines,
+                    "stage": s["key"],
+                    "name": s["name"],
+                    "outcome": s["outcome"],
+                    "entered_at": s["entered_at"],
+                    "exited_at": s["exited_at"],
+                    "actions": actions.get(s["id"], []),
                 }
             )
-        return report
+        for e in self.conn.execute(
+            "SELECT e.id, p.key AS pipeline, e.status, e.queued_at, e.started_at,"
+            " e.finished_at FROM enrollments e JOIN pipelines p ON p.id = e.pipeline_id"
+            " WHERE e.lead_id = ? ORDER BY e.id",
+            (lead["id"],),
+        ):
+            result["enrollments"].append(
+                {
+                    "pipeline": e["pipeline"],
+                    "state": e["status"],
+                    "queued_at": e["queued_at"],
+                    "started_at": e["started_at"],
+                    "finished_at": e["finished_at"],
+                    "stages": stages.get(e["id"], []),
+                }
+            )
+        result["replies"] = [
+            {**dict(r), "opt_out": bool(r["opt_out"])}
+            for r in self.conn.execute(
+                "SELECT received_at, channel, body, opt_out, effect FROM replies"
+                " WHERE lead_id = ? ORDER BY received_at, id",
+                (lead["id"],),
+            )
+        ]
+        result["timeline"] = _timeline(result)
+        return result
+
+    # --- actions ------------------------------------------------------------------------
+
+    def list_actions(
+        self, *, status: str | None = None, account_id: int | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Actions of one status (newest first), with their lead, pipeline and stage."""
+        if status is not None and status not in ACTION_STATUSES:
+            raise PipectlError(
+                f"unknown status '{status}'; use one of {', '.join(ACTION_STATUSES)}"
+            )
+        rows = self.conn.execute(
+            "SELECT a.id, acc.key AS account, a.lead_id, l.email, l.phone, p.key AS pipeline,"
+            " s.key AS stage, a.sequence_number, a.type, a.channel, a.status, a.perform_at,"
+            " a.performed_at, a.attempts, a.last_error"
+            " FROM lead_stage_actions a JOIN leads l ON l.id = a.lead_id"
+            " JOIN accounts acc ON acc.id = a.account_id"
+            " JOIN lead_stages ls ON ls.id = a.lead_stage_id"
+            " JOIN pipeline_stages s ON s.id = ls.pipeline_stage_id"
+            " JOIN pipelines p ON p.id = s.pipeline_id"
+            " WHERE (? IS NULL OR a.status = ?) AND (? IS NULL OR a.account_id = ?)"
+            " ORDER BY a.id DESC LIMIT ?",
+            (status, status, account_id, account_id, limit),
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+
+def _timeline(lead: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every dated event of the lead, oldest first: a readable history."""
+    events: list[dict[str, Any]] = []
+
+    def add(at: str | None, pipeline: str | None, event: str) -> None:
+        if at:
+            events.append({"at": at, "pipeline": pipeline, "event": event})
+
+    for e in lead["enrollments"]:
+        p = e["pipeline"]
+        add(e["queued_at"], p, "queued for enrollment")
+        for s in e["stages"]:
+            add(s["entered_at"], p, f"entered stage {s['stage']}")
+            for a in s["actions"]:
+                what = f"action {a['id']} {a['type']}"
+                for d in a["deliveries"]:
+                    add(d["sent_at"], p, f"{what}: sent to {d['recipient']}")
+                if a["status"] == "failed":
+                    add(a["performed_at"], p, f"{what}: failed: {a['last_error']}")
+                elif a["status"] == "done" and not a["deliveries"]:
+                    add(a["performed_at"], p, f"{what}: done")
+            add(s["exited_at"], p, f"left stage {s['stage']}")
+        if e["finished_at"]:
+            add(e["finished_at"], p, f"finished: {e['state']}")
+    for r in lead["replies"]:
+        kind = "opt-out" if r["opt_out"] else "reply"
+        add(r["received_at"], None, f"{kind} by {r['channel']}: {r['effect']}")
+    events.sort(key=lambda ev: ev["at"])  # stable: same-time events keep their order
+    return events
+
+
+def _age(seconds: int) -> str:
+    if seconds < 3600:
+        return f"{seconds // 60} minutes"
+    if seconds < 172800:
+        return f"{seconds // 3600} hours"
+    return f"{seconds // 86400} days"

@@ -1,0 +1,163 @@
+"""actions list, retry, leads enroll: inspect failed work and fix it with one command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ..durations import format_time, utcnow
+from ..errors import CsvError, PipectlError
+from ..leads import InvalidRow, open_leads
+from .app import app, err, is_terminal, open_store, out, print_json
+from .leads_cmds import leads_app
+from .report_cmds import NowOpt, parse_now
+
+actions_app = typer.Typer(help="Inspect the actions leads are due, waiting for or failed.")
+app.add_typer(actions_app, name="actions", no_args_is_help=True)
+
+AccountOpt = Annotated[str | None, typer.Option("--account", help="Only this account.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+@actions_app.command("list")
+def list_actions(
+    ctx: typer.Context,
+    status: Annotated[
+        str | None,
+        typer.Option(
+            "--status",
+            help="waiting, pending, running, awaiting_reply, done, failed or skipped.",
+        ),
+    ] = None,
+    account: AccountOpt = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many.")] = 100,
+    as_json: JsonOpt = False,
+) -> None:
+    """Actions, newest first, with their lead, stage, attempts and last error.
+
+    Example: pipectl actions list --status failed --account acme
+    """
+    store = open_store(ctx)
+    account_id = store.account_by_key(account)["id"] if account else None
+    actions = store.list_actions(status=status, account_id=account_id, limit=limit)
+    if as_json:
+        print_json(actions)
+        return
+    header = ("id", "account", "lead", "pipeline/stage", "#", "type", "status", "perform_at")
+    header += ("tries", "last error")
+    rows = [
+        (
+            str(a["id"]),
+            a["account"],
+            f"{a['lead_id']} {a['email'] or a['phone'] or ''}".strip(),
+            f"{a['pipeline']}/{a['stage']}",
+            str(a["sequence_number"]),
+            a["type"],
+            a["status"],
+            a["perform_at"] or "-",
+            str(a["attempts"]),
+            a["last_error"] or "",
+        )
+        for a in actions
+    ]
+    if not is_terminal():
+        for row in (header, *rows):
+            out.print("\t".join(row), markup=False)
+        return
+    table = Table(*header)
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
+    if not actions:
+        out.print("no actions match")
+
+
+@app.command()
+def retry(
+    ctx: typer.Context,
+    action_id: Annotated[
+        int | None, typer.Argument(metavar="[ACTION_ID]", help="The failed action's id.")
+    ] = None,
+    account: Annotated[
+        str | None, typer.Option("--account", help="With --failed: this account's.")
+    ] = None,
+    failed: Annotated[
+        bool, typer.Option("--failed", help="Every failed action of --account.")
+    ] = False,
+    now: NowOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Requeue failed actions: due now, attempts reset; the lead resumes in that stage.
+
+    Example: pipectl retry --account acme --failed
+    """
+    if (action_id is None) == (not failed):
+        raise typer.BadParameter("give an ACTION_ID, or --account A --failed")
+    if failed and not account:
+        raise typer.BadParameter("--failed needs --account", param_hint="--failed")
+    store = open_store(ctx)
+    account_id = store.account_by_key(account)["id"] if failed and account else None
+    result = store.retry_actions(now=parse_now(now), action_id=action_id, account_id=account_id)
+    if as_json:
+        print_json(result)
+        return
+    ids = ", ".join(map(str, result["retried"])) or "none"
+    out.print(f"retried {len(result['retried'])} actions ({ids}); the next tick runs them")
+    for r in result["refused"]:
+        err.print(f"action {r['action_id']} not retried: {r['reason']}", markup=False)
+
+
+@leads_app.command("enroll")
+def enroll(
+    ctx: typer.Context,
+    account: Annotated[str, typer.Option("--account", help="The leads' account.")],
+    pipeline: Annotated[str, typer.Option("--pipeline", help="The pipeline to enroll them in.")],
+    stage: Annotated[
+        str | None,
+        typer.Option("--stage", help="Entry stage (default: the first that is not an outcome)."),
+    ] = None,
+    leads: Annotated[
+        list[str] | None,
+        typer.Option("--lead", help="A lead's id, email or phone (repeatable)."),
+    ] = None,
+    csv_file: Annotated[
+        Path | None,
+        typer.Option("--file", help="A CSV naming the leads by email or phone."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Queue existing leads in a pipeline; the next tick admits them within active_leads.
+
+    Example: pipectl leads enroll --account acme --pipeline adwords --lead jane@example.com
+    """
+    if not leads and csv_file is None:
+        raise typer.BadParameter("name the leads with --lead (repeatable) or --file CSV")
+    store = open_store(ctx)
+    acct = store.account_by_key(account)
+    pipe = store.pipeline_by_key(pipeline)
+    if pipe["account_id"] != acct["id"]:
+        raise PipectlError(f"pipeline '{pipeline}' does not belong to account '{account}'")
+    lead_ids = [store.resolve_lead(ref, account_key=account)["id"] for ref in leads or []]
+    if csv_file is not None:
+        leads_file = open_leads(csv_file, country=acct["country"])
+        records = list(leads_file)
+        invalid = [str(r) for r in records if isinstance(r, InvalidRow)]
+        if invalid:
+            raise CsvError("\n".join(invalid[:20]) + "\nnothing enrolled", invalid)
+        lead_ids += store.match_leads(acct["id"], records, file=leads_file.name)  # type: ignore[arg-type]
+    stage_id = store.entry_stage(pipe["id"], stage)["id"]
+    result = store.enroll_leads(
+        acct["id"], pipe["id"], stage_id if stage else None, lead_ids, now=format_time(utcnow())
+    )
+    if as_json:
+        print_json({"pipeline": pipeline, **result})
+        return
+    out.print(
+        f"{pipeline}: {len(result['queued'])} queued for enrollment,"
+        f" {len(result['already_enrolled'])} already enrolled,"
+        f" {len(result['do_not_contact'])} do-not-contact not enrolled",
+        markup=False,
+    )

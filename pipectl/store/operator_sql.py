@@ -1,0 +1,166 @@
+"""The operator's fixes: requeue failed actions, enroll existing leads.
+
+State changes reuse the scheduler's helpers, inside one transaction per call.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from typing import Any
+
+from ..errors import CsvError, NotFound, PipectlError
+from ..leads import LeadRecord
+
+OPEN_ACTIONS = ("pending", "running", "awaiting_reply")
+
+
+class OperatorSQL:
+    """Retry failed actions and enroll existing leads."""
+
+    conn: sqlite3.Connection
+
+    def retry_actions(
+        self, *, now: str, action_id: int | None = None, account_id: int | None = None
+    ) -> dict[str, Any]:
+        """Failed actions go back to `pending`, due now, with attempts reset; their lead's
+        enrollment is active again in that stage. One action by id, or an account's failed."""
+        retried: list[int] = []
+        refused: list[dict[str, Any]] = []
+        with self.transaction():  # type: ignore[attr-defined]
+            if action_id is not None:
+                row = self.conn.execute(
+                    "SELECT * FROM lead_stage_actions WHERE id = ?", (action_id,)
+                ).fetchone()
+                if row is None:
+                    raise NotFound(f"no action {action_id}: see `pipectl actions list`")
+                reason = self._retry(row, now)
+                if reason:
+                    raise PipectlError(f"action {action_id} cannot be retried: {reason}")
+                retried.append(action_id)
+            else:
+                rows = self.conn.execute(
+                    "SELECT * FROM lead_stage_actions INDEXED BY lsa_failed"
+                    " WHERE account_id = ? AND status = 'failed' ORDER BY id",
+                    (account_id,),
+                ).fetchall()
+                for row in rows:
+                    reason = self._retry(row, now)
+                    if reason:
+                        refused.append({"action_id": row["id"], "reason": reason})
+                    else:
+                        retried.append(row["id"])
+        return {"retried": retried, "refused": refused}
+
+    def _retry(self, action: sqlite3.Row, now: str) -> str | None:
+        """Requeue one failed action; returns why not when that would break the lead's order."""
+        if action["status"] != "failed":
+            return f"it is {action['status']}; only failed actions are retried"
+        enrollment = self.conn.execute(
+            "SELECT * FROM enrollments WHERE id = ?", (action["enrollment_id"],)
+        ).fetchone()
+        later_stage = self.conn.execute(
+            "SELECT 1 FROM lead_stages WHERE enrollment_id = ? AND id > ?",
+            (action["enrollment_id"], action["lead_stage_id"]),
+        ).fetchone()
+        if enrollment["status"] != "failed" or later_stage:
+            return (
+                f"the lead went on after it (its enrollment is {enrollment['status']});"
+                " enroll it again instead: pipectl leads enroll"
+            )
+        open_action = self.conn.execute(
+            "SELECT id FROM lead_stage_actions WHERE enrollment_id = ?"
+            f" AND status IN {OPEN_ACTIONS} LIMIT 1",
+            (action["enrollment_id"],),
+        ).fetchone()
+        if open_action:
+            return f"action {open_action['id']} of the same lead is still open"
+        # Reopen the stage the failure closed: the actions after this one wait again.
+        self.conn.execute(
+            "UPDATE lead_stages SET exited_at = NULL WHERE id = ?", (action["lead_stage_id"],)
+        )
+        self.conn.execute(
+            "UPDATE lead_stage_actions SET status = 'waiting', perform_at = NULL"
+            " WHERE lead_stage_id = ? AND sequence_number > ? AND status = 'skipped'"
+            " AND performed_at IS NULL",
+            (action["lead_stage_id"], action["sequence_number"]),
+        )
+        # last_error stays until the next attempt replaces or clears it.
+        self.conn.execute(
+            "UPDATE lead_stage_actions SET status = 'pending', perform_at = ?, attempts = 0,"
+            " performed_at = NULL, claim_token = NULL WHERE id = ?",
+            (now, action["id"]),
+        )
+        self.conn.execute(
+            "UPDATE enrollments SET started_at = COALESCE(started_at, ?) WHERE id = ?",
+            (now, action["enrollment_id"]),
+        )
+        self._set_enrollment(action["enrollment_id"], action["lead_id"], "active", now)  # type: ignore[attr-defined]
+        return None
+
+    def enroll_leads(
+        self,
+        account_id: int,
+        pipeline_id: int,
+        stage_id: int | None,
+        lead_ids: Iterable[int],
+        *,
+        now: str,
+    ) -> dict[str, Any]:
+        """Queue existing leads in a pipeline (FIFO behind those already queued); a lead
+        already in it, or marked do-not-contact, is left as it is."""
+        queued: list[int] = []
+        already: list[int] = []
+        do_not_contact: list[int] = []
+        with self.transaction():  # type: ignore[attr-defined]
+            for lead_id in dict.fromkeys(lead_ids):
+                lead = self.conn.execute(
+                    "SELECT id, do_not_contact FROM leads WHERE id = ? AND account_id = ?",
+                    (lead_id, account_id),
+                ).fetchone()
+                if lead is None:
+                    raise NotFound(f"no lead {lead_id} in this account")
+                enrolled = self.conn.execute(
+                    "SELECT 1 FROM enrollments WHERE lead_id = ? AND pipeline_id = ?",
+                    (lead_id, pipeline_id),
+                ).fetchone()
+                if enrolled:
+                    already.append(lead_id)
+                elif lead["do_not_contact"]:
+                    do_not_contact.append(lead_id)
+                else:
+                    self.conn.execute(
+                        "INSERT INTO enrollments (lead_id, pipeline_id, account_id,"
+                        " entry_stage_id, status, queued_at) VALUES (?, ?, ?, ?, 'queued', ?)",
+                        (lead_id, pipeline_id, account_id, stage_id, now),
+                    )
+                    self.conn.execute("UPDATE leads SET status = 'queued' WHERE id = ?", (lead_id,))
+                    queued.append(lead_id)
+        return {"queued": queued, "already_enrolled": already, "do_not_contact": do_not_contact}
+
+    def match_leads(
+        self, account_id: int, records: Iterable[LeadRecord], *, file: str
+    ) -> list[int]:
+        """The account's leads named by the rows of a CSV (by email, else phone); a row that
+        names no lead is an error naming its line, and nothing is enrolled."""
+        ids, missing = [], []
+        for rec in records:
+            row = None
+            if rec.email:
+                row = self.conn.execute(
+                    "SELECT id FROM leads WHERE account_id = ? AND email = ?",
+                    (account_id, rec.email),
+                ).fetchone()
+            if row is None and rec.phone:
+                row = self.conn.execute(
+                    "SELECT id FROM leads WHERE account_id = ? AND phone = ? ORDER BY id",
+                    (account_id, rec.phone),
+                ).fetchone()
+            if row is None:
+                missing.append(f"{file}:{rec.line}: no lead has {rec.email or rec.phone!r}")
+            else:
+                ids.append(row["id"])
+        if missing:
+            shown = "\n".join(missing[:20])
+            raise CsvError(f"{shown}\n{len(missing)} rows name no lead; nothing enrolled", missing)
+        return ids
