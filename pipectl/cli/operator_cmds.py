@@ -65,7 +65,7 @@ def list_actions(
     ]
     if not is_terminal():
         for row in (header, *rows):
-            out.print("\t".join(row), markup=False)
+            typer.echo("\t".join(row))
         return
     table = Table(*header)
     for row in rows:

@@ -72,7 +72,7 @@ def _render(lead: dict[str, Any]) -> None:
             out.print(table)
         else:
             for row in (header + ("last_error",), *rows):
-                out.print("\t".join(row), markup=False)
+                typer.echo("\t".join(row))
     out.print("\ntimeline:", markup=False)
     for ev in lead["timeline"]:
         where = f"{ev['pipeline']}: " if ev["pipeline"] else ""

@@ -1,0 +1,309 @@
+"""The operator's view: status flags what breaks the promises; retry and enroll fix it."""
+
+from __future__ import annotations
+
+import json
+
+from .channel_servers import free_port, smtp_server
+from .conftest import dump, rows
+from .scenario import T0, setup, smtp_channel, statuses
+
+DRIP = """\
+  - key: drip
+    account: acme
+    name: Drip
+    stages:
+      - key: intro
+        actions:
+          - email: {subject: "Hi {{ lead.first_name }}", body: "Hello"}
+          - wait: 1d
+          - move: won
+      - {key: won, outcome: won}
+      - {key: lost, outcome: lost}
+  - key: nurture
+    account: acme
+    name: Nurture
+    stages:
+      - key: start
+        actions:
+          - wait_for_reply: {timeout: 2d}
+      - {key: done, outcome: won}
+"""
+DAY_LATER = "2027-03-02T14:00:00Z"
+
+
+def as_json(cli, *args: str):
+    result = cli(*args, "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def account(report: dict, key: str = "acme") -> dict:
+    return next(a for a in report["accounts"] if a["account"] == key)
+
+
+# --- status ---------------------------------------------------------------------------------
+
+
+def test_status_flags_overdue_actions_and_a_stale_tick(cli, db, tmp_path):
+    setup(cli, tmp_path, DRIP, {("acme", "drip"): 2})
+    assert cli("tick", "--now", T0).exit_code == 0
+
+    fresh = as_json(cli, "status", "--now", "2027-03-01T14:01:00Z")
+    assert fresh["warnings"] == [] and fresh["last_tick"]["now"] == T0
+    assert fresh["last_tick"]["done"] == 2 and not fresh["last_tick"]["stale"]
+    assert account(fresh)["actions"]["due_now"] == 0
+
+    # The waits became due a day later, and no tick has run since: 5 minutes late.
+    late = as_json(cli, "status", "--now", "2027-03-02T14:05:00Z")
+    acme = account(late)
+    due = rows(
+        db,
+        "SELECT count(*) AS n FROM lead_stage_actions WHERE status = 'pending'"
+        " AND perform_at <= '2027-03-02T14:03:00Z'",
+    )[0]["n"]
+    assert acme["actions"]["overdue"] == acme["actions"]["due_now"] == due == 2
+    assert acme["actions"]["oldest_due"] == DAY_LATER
+    assert late["last_tick"]["stale"] and late["last_tick"]["age_seconds"] == 86700
+    assert any("no tick for" in w for w in late["warnings"])
+    assert any(w.startswith("acme: 2 actions overdue") for w in late["warnings"])
+
+    text = cli("status", "--now", "2027-03-02T14:05:00Z")
+    assert "WARNING: no tick for 24 hours" in text.stdout
+    assert "WARNING: acme: 2 actions overdue" in text.stdout
+    assert "due now 2, overdue 2" in text.stdout
+    assert cli("status", "--now", "2027-03-02T14:05:00Z", "--check").exit_code == 1
+
+    # Due for less than the SLA's 2 minutes: due, not overdue.
+    soon = account(as_json(cli, "status", "--now", "2027-03-02T14:01:00Z"))
+    assert soon["actions"]["due_now"] == 2 and soon["actions"]["overdue"] == 0
+
+
+def test_status_without_any_tick_warns(cli, tmp_path):
+    setup(cli, tmp_path, DRIP, {("acme", "drip"): 1})
+    report = as_json(cli, "status", "--now", T0)
+    assert report["last_tick"] is None
+    assert report["warnings"] == ["no tick has ever run: set up cron or the systemd timer"]
+    assert account(report)["leads_by_state"] == {"queued": 1}
+    assert account(report)["limits"]["active_leads"]["queued"] == 1
+
+
+def test_status_shows_rate_use_and_lateness_as_the_claim_counts_them(cli, db, tmp_path):
+    setup(
+        cli,
+        tmp_path,
+        DRIP,
+        {("acme", "drip"): 3},
+        acme_extra="    limits: {rates: {email: 2/hour}, concurrency: 5}",
+    )
+    assert cli("tick", "--now", T0).exit_code == 0
+    acme = account(as_json(cli, "status", "--now", "2027-03-01T14:01:00Z"))
+    sent = rows(db, "SELECT count(*) AS n FROM deliveries WHERE channel = 'email'")[0]["n"]
+    assert sent == 2
+    assert acme["limits"]["rates"] == {"email": {"limit": 2, "window_seconds": 3600, "used": 2}}
+    assert acme["limits"]["concurrency"] == {"limit": 5, "used": 0}
+    assert acme["limits"]["active_leads"] == {"limit": None, "used": 3, "queued": 0}
+    assert acme["actions"]["due_now"] == 1  # held back by the rate, still due
+    assert acme["lateness"]["performed"] == 2 and acme["lateness"]["p95_seconds"] == 0.0
+
+    # The held-back email goes an hour later, an hour late: lateness shows it.
+    assert cli("tick", "--now", "2027-03-01T15:00:01Z").exit_code == 0
+    acme = account(as_json(cli, "status", "--now", "2027-03-01T15:00:30Z"))
+    assert acme["lateness"]["performed"] == 1  # the first two are more than an hour old
+    assert acme["lateness"]["p50_seconds"] == acme["lateness"]["p95_seconds"] == 3601.0
+
+
+def test_status_names_a_channel_that_keeps_failing_and_its_error(cli, db, tmp_path):
+    nobody = free_port()  # connections refused: every send fails alike, and retries
+    setup(cli, tmp_path, DRIP, {("acme", "drip"): 3}, acme_extra=smtp_channel(nobody))
+    assert cli("tick", "--now", T0).exit_code == 0
+    errors = {r["last_error"] for r in rows(db, "SELECT last_error FROM lead_stage_actions")}
+    errors.discard(None)
+    assert len(errors) == 1
+    report = as_json(cli, "status", "--now", "2027-03-01T14:00:10Z")
+    (failing,) = account(report)["failing_channels"]
+    assert failing["channel"] == "email" and failing["failures"] == 3
+    assert failing["error"] == errors.pop() and failing["last_delivery"] is None
+    assert any("email keeps failing" in w for w in report["warnings"])
+
+
+# --- retry ----------------------------------------------------------------------------------
+
+
+def test_retry_returns_a_failed_action_to_pending_and_a_later_tick_completes_it(cli, db, tmp_path):
+    with smtp_server() as (server, recorder):
+        setup(cli, tmp_path, DRIP, {("acme", "drip"): 2}, acme_extra=smtp_channel(server.port))
+        recorder.replies["lead0@acme.example"] = "550 5.1.1 No such user"
+        assert cli("tick", "--now", T0).exit_code == 0
+
+        failed = as_json(cli, "actions", "list", "--status", "failed")
+        (row,) = rows(db, "SELECT * FROM lead_stage_actions WHERE status = 'failed'")
+        assert [a["id"] for a in failed] == [row["id"]]
+        assert failed[0]["email"] == "lead0@acme.example" and failed[0]["stage"] == "intro"
+        assert failed[0]["last_error"] == row["last_error"] and "550" in row["last_error"]
+        assert rows(db, "SELECT status FROM enrollments WHERE lead_id = ?", row["lead_id"]) == [
+            {"status": "failed"}
+        ]
+
+        # The address is fixed on the server's side; the operator requeues the action.
+        del recorder.replies["lead0@acme.example"]
+        later = "2027-03-01T15:00:00Z"
+        result = as_json(cli, "retry", str(row["id"]), "--now", later)
+        assert result == {"retried": [row["id"]], "refused": []}
+        (again,) = rows(db, "SELECT * FROM lead_stage_actions WHERE id = ?", row["id"])
+        assert again["status"] == "pending" and again["perform_at"] == later
+        assert again["attempts"] == 0 and again["last_error"] == row["last_error"]
+        assert rows(db, "SELECT status FROM leads WHERE id = ?", row["lead_id"]) == [
+            {"status": "active"}
+        ]
+        assert rows(db, "SELECT exited_at FROM lead_stages WHERE id = ?", row["lead_stage_id"]) == [
+            {"exited_at": None}
+        ]
+
+        assert cli("tick", "--now", later).exit_code == 0
+        assert len(recorder.to("lead0@acme.example")) == 1
+        (done,) = rows(db, "SELECT * FROM lead_stage_actions WHERE id = ?", row["id"])
+        assert done["status"] == "done" and done["attempts"] == 1 and done["last_error"] is None
+        assert cli("tick", "--now", "2027-03-02T15:00:00Z").exit_code == 0
+        assert {r["status"] for r in rows(db, "SELECT status FROM leads")} == {"won"}
+        assert statuses(db) == {"done": 6}
+
+
+def test_retry_an_accounts_failed_actions_and_refuse_what_is_not_failed(cli, db, tmp_path):
+    setup(cli, tmp_path, DRIP, {("acme", "drip"): 2})
+    cli("leads", "import", write_no_email(tmp_path), "--account", "acme", "--pipeline", "drip")
+    assert cli("tick", "--now", T0).exit_code == 0
+    (failed,) = rows(db, "SELECT id FROM lead_stage_actions WHERE status = 'failed'")
+    done = rows(db, "SELECT id FROM lead_stage_actions WHERE status = 'done' LIMIT 1")[0]
+
+    refused = cli("retry", str(done["id"]))
+    assert refused.exit_code == 1 and "only failed actions are retried" in refused.stderr
+    assert cli("retry").exit_code == 2
+    assert cli("retry", "--failed").exit_code == 2
+    assert cli("retry", "999999").exit_code == 1
+
+    # The lead gets an email by re-import; retrying the account's failed actions sends it.
+    fixed = tmp_path / "fixed.csv"
+    fixed.write_text("Phone,Email\n+12125550100,nomail@acme.example\n", encoding="utf-8")
+    assert cli("leads", "import", fixed, "--account", "acme").exit_code == 0
+    result = as_json(cli, "retry", "--account", "acme", "--failed", "--now", DAY_LATER)
+    assert result == {"retried": [failed["id"]], "refused": []}
+    assert as_json(cli, "actions", "list", "--status", "failed") == []
+    assert cli("tick", "--now", DAY_LATER).exit_code == 0
+    (row,) = rows(db, "SELECT status, attempts FROM lead_stage_actions WHERE id = ?", failed["id"])
+    assert row == {"status": "done", "attempts": 1}
+
+
+def write_no_email(tmp_path):
+    path = tmp_path / "no-email.csv"
+    path.write_text("Phone,First Name\n+12125550100,Nomail\n", encoding="utf-8")
+    return path
+
+
+# --- actions list, leads show, leads enroll -------------------------------------------------
+
+
+def test_actions_list_json_matches_the_database(cli, db, tmp_path):
+    setup(cli, tmp_path, DRIP, {("acme", "drip"): 3})
+    assert cli("tick", "--now", T0).exit_code == 0
+    listed = as_json(cli, "actions", "list", "--status", "pending", "--account", "acme")
+    pending = rows(
+        db, "SELECT id, type, perform_at FROM lead_stage_actions WHERE status = 'pending'"
+    )
+    assert sorted((a["id"], a["type"], a["perform_at"]) for a in listed) == sorted(
+        (r["id"], r["type"], r["perform_at"]) for r in pending
+    )
+    assert {a["pipeline"] for a in listed} == {"drip"}
+    assert len(as_json(cli, "actions", "list", "--limit", "2")) == 2
+    bad = cli("actions", "list", "--status", "lost")
+    assert bad.exit_code == 1 and "unknown status 'lost'" in bad.stderr
+    piped = cli("actions", "list", "--status", "pending")
+    assert piped.stdout.splitlines()[0].startswith("id\taccount\tlead")
+
+
+def test_leads_show_gives_the_timeline_of_stages_actions_deliveries_and_replies(cli, db, tmp_path):
+    setup(cli, tmp_path, DRIP, {("acme", "drip"): 1})
+    assert cli("tick", "--now", T0).exit_code == 0
+    reply = cli(
+        "reply", "--account", "acme", "--email", "lead0@acme.example", "--body", "Call me",
+        "--at", "2027-03-01T16:00:00Z",
+    )  # fmt: skip
+    assert reply.exit_code == 0, reply.output
+    assert cli("tick", "--now", DAY_LATER).exit_code == 0
+
+    lead = as_json(cli, "leads", "show", "lead0@acme.example")
+    assert lead["email"] == "lead0@acme.example" and lead["status"] == "won"
+    assert lead["fields"] == {"company_name": "Company 0"}
+    (enrollment,) = lead["enrollments"]
+    assert enrollment["pipeline"] == "drip" and enrollment["state"] == "won"
+    assert [s["stage"] for s in enrollment["stages"]] == ["intro", "won"]
+    actions = enrollment["stages"][0]["actions"]
+    db_actions = rows(
+        db,
+        "SELECT id, type, status, perform_at, performed_at, attempts, last_error"
+        " FROM lead_stage_actions ORDER BY sequence_number",
+    )
+    assert [{k: a[k] for k in db_actions[0]} for a in actions] == db_actions
+    (delivery,) = actions[0]["deliveries"]
+    (db_delivery,) = rows(db, "SELECT recipient, message_id, provider_id, sent_at FROM deliveries")
+    assert delivery == {"channel": "email", **db_delivery}
+    assert lead["replies"] == [
+        {
+            "received_at": "2027-03-01T16:00:00Z",
+            "channel": "email",
+            "body": "Call me",
+            "opt_out": False,
+            "effect": "recorded; no automation was waiting for it",
+        }
+    ]
+    times = [e["at"] for e in lead["timeline"]]
+    assert times == sorted(times)
+    events = [e["event"] for e in lead["timeline"]]
+    assert events[-3:] == ["left stage intro", "entered stage won", "finished: won"]
+    assert any(e.startswith("reply by email") for e in events)
+
+    by_id = as_json(cli, "leads", "show", str(lead["id"]), "--account", "acme")
+    assert by_id["id"] == lead["id"]
+    text = cli("leads", "show", str(lead["id"]))
+    assert "lead 1 (acme): Lead0 <lead0@acme.example>" in text.stdout
+    assert "sent to lead0@acme.example" in text.stdout
+    missing = cli("leads", "show", "nobody@acme.example")
+    assert missing.exit_code == 1 and "no lead 'nobody@acme.example'" in missing.stderr
+
+
+def test_leads_enroll_queues_existing_leads_once(cli, db, tmp_path):
+    setup(cli, tmp_path, DRIP, {("acme", "drip"): 3})
+    result = as_json(
+        cli, "leads", "enroll", "--account", "acme", "--pipeline", "nurture",
+        "--lead", "lead0@acme.example", "--lead", "2",
+    )  # fmt: skip
+    assert result == {
+        "pipeline": "nurture",
+        "queued": [1, 2],
+        "already_enrolled": [],
+        "do_not_contact": [],
+    }
+    queued = rows(
+        db,
+        "SELECT e.lead_id FROM enrollments e JOIN pipelines p ON p.id = e.pipeline_id"
+        " WHERE p.key = 'nurture' AND e.status = 'queued' ORDER BY e.lead_id",
+    )
+    assert queued == [{"lead_id": 1}, {"lead_id": 2}]
+
+    names = tmp_path / "enroll.csv"
+    names.write_text("E-mail\nlead1@acme.example\nlead2@acme.example\n", encoding="utf-8")
+    again = as_json(
+        cli, "leads", "enroll", "--account", "acme", "--pipeline", "nurture", "--file", names
+    )
+    assert again["queued"] == [3] and again["already_enrolled"] == [2]
+
+    before = dump(db)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("Email\nlead0@acme.example\nstranger@acme.example\n", encoding="utf-8")
+    refused = cli("leads", "enroll", "--account", "acme", "--pipeline", "nurture", "--file", bad)
+    assert refused.exit_code == 1 and "bad.csv:3: no lead has" in refused.stderr
+    assert dump(db) == before
+    assert cli("leads", "enroll", "--account", "acme", "--pipeline", "nurture").exit_code == 2
+
+    assert cli("tick", "--now", T0).exit_code == 0
+    assert statuses(db)["awaiting_reply"] == 3
