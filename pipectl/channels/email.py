@@ -6,6 +6,8 @@ import re
 import smtplib
 import socket
 import ssl
+from email import policy
+from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
 from functools import lru_cache
@@ -25,18 +27,29 @@ _STALE = (
 )
 
 
+class _Registry(HeaderRegistry):
+    """HeaderRegistry builds a new class on every lookup (~20 us, 15 per message); cache them."""
+
+    @lru_cache(maxsize=128)  # noqa: B019 - one registry for the process
+    def __getitem__(self, name: str):
+        return super().__getitem__(name)
+
+
+POLICY = policy.default.clone(header_factory=_Registry())
+
+
 def build_mime(message: Message, config: dict) -> EmailMessage:
     """The RFC 5322 message for SMTP and the outbox alike; every header made single-line."""
-    msg = EmailMessage()
-    msg["From"] = single_line(str(config.get("from") or DEFAULT_FROM))
+    msg = EmailMessage(policy=POLICY)
+    msg["From"] = _header("From", str(config.get("from") or DEFAULT_FROM))
     msg["To"] = single_line(message.to)
     msg["Subject"] = single_line(message.subject or "")
-    msg["Date"] = formatdate(usegmt=True)
+    msg["Date"] = _header("Date", formatdate(usegmt=True))
     msg["Message-ID"] = message.message_id
     if config.get("reply_to"):
-        msg["Reply-To"] = single_line(str(config["reply_to"]))
+        msg["Reply-To"] = _header("Reply-To", str(config["reply_to"]))
     if config.get("list_unsubscribe"):
-        msg["List-Unsubscribe"] = single_line(str(config["list_unsubscribe"]))
+        msg["List-Unsubscribe"] = _header("List-Unsubscribe", str(config["list_unsubscribe"]))
         if config.get("list_unsubscribe_post"):
             msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     for name, value in message.headers.items():
@@ -45,6 +58,12 @@ def build_mime(message: Message, config: dict) -> EmailMessage:
     if message.html:
         msg.add_alternative(message.html, subtype="html")
     return msg
+
+
+@lru_cache(maxsize=256)
+def _header(name: str, value: str):
+    """A parsed header shared by many messages (parsing an address costs ~0.2 ms each time)."""
+    return POLICY.header_factory(name, single_line(value))
 
 
 @lru_cache(maxsize=1)

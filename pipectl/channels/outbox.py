@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from email import policy
 from pathlib import Path
 
 from . import Message, TransientError
-from .email import build_mime
+from .email import POLICY, build_mime
 from .resolve import Resolved
 
-_SMTP_POLICY = policy.default.clone(linesep="\r\n")
+_SMTP_POLICY = POLICY.clone(linesep="\r\n")
 
 
 class OutboxSender:
