@@ -5,6 +5,8 @@ from __future__ import annotations
 import email
 import json
 import socket
+import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,6 +14,7 @@ from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
@@ -31,6 +34,7 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     data: bytes
+    tls: bool = False
 
     @property
     def message(self) -> EmailMessage:
@@ -56,8 +60,9 @@ class SmtpRecorder:
 
     async def handle_DATA(self, server, session, envelope):
         with self.lock:
+            tls = server.transport.get_extra_info("ssl_object") is not None
             self.received.append(
-                Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content)
+                Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content, tls)
             )
             n = len(self.received)
         return f"250 2.0.0 Ok: queued as Q{n:05d}"
@@ -86,6 +91,26 @@ class SmtpServer(Controller):
         super().start()
         with self.recorder.lock:
             self.recorder.connections = 0  # Controller.start connects once to check it is up
+
+
+def tls_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (made with the openssl command): (cert, key)."""
+    cert, key = directory / "smtp-cert.pem", directory / "smtp-key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert),
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+def server_tls_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """The server side of TLS, for `smtp_server(tls_context=...)` or `ssl_context=...`."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
 
 
 def password_checker(username: str, password: str, recorder: SmtpRecorder):

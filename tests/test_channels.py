@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import socket
 import threading
 import time
@@ -18,7 +19,13 @@ import pytest
 from pipectl.channels import PermanentError, SendAction, TransientError
 from pipectl.channels.render import render_message
 from pipectl.channels.senders import SenderPool
-from tests.channel_servers import free_port, http_server, smtp_server
+from tests.channel_servers import (
+    free_port,
+    http_server,
+    server_tls_context,
+    smtp_server,
+    tls_certificate,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 
@@ -185,6 +192,28 @@ def test_silent_server_times_out_as_transient(pool):
         with pytest.raises(TransientError, match="timed out"):
             pool.send(render_message(email_action(config)))
     assert time.monotonic() - started < 2
+
+
+needs_openssl = pytest.mark.skipif(not shutil.which("openssl"), reason="needs the openssl command")
+
+
+@needs_openssl
+def test_starttls_and_ssl_verify_the_server_certificate(pool, tmp_path):
+    cert, key = tls_certificate(tmp_path)
+    context = server_tls_context(cert, key)
+    with smtp_server(tls_context=context, require_starttls=True) as (server, smtp):
+        config = smtp_config(server.port, security="starttls", ca_file=str(cert))
+        pool.send(render_message(email_action(config, action_id=1)))
+        untrusted = smtp_config(server.port, security="starttls")
+        with pytest.raises(TransientError, match="CERTIFICATE_VERIFY_FAILED"):
+            pool.send(render_message(email_action(untrusted, action_id=2)))
+    with smtp_server(ssl_context=context) as (server, implicit):
+        config = smtp_config(server.port, security="ssl", ca_file=str(cert))
+        pool.send(render_message(email_action(config, action_id=3)))
+    assert [(r.tls, r.message["Message-ID"]) for r in smtp.received + implicit.received] == [
+        (True, "<pipectl.1@acme.example>"),
+        (True, "<pipectl.3@acme.example>"),
+    ]
 
 
 def test_one_connection_per_thread_for_many_messages(tmp_path):

@@ -105,8 +105,11 @@ class SmtpSender:
         self.security = str(cfg.get("security") or "starttls").lower()
         if self.security not in DEFAULT_PORTS:
             raise TransientError(f"channel email: unknown security {self.security!r}")
-        self.port = int(cfg.get("port") or DEFAULT_PORTS[self.security])
-        self.timeout = float(cfg.get("timeout") or 30)
+        try:
+            self.port = int(cfg.get("port") or DEFAULT_PORTS[self.security])
+            self.timeout = float(cfg.get("timeout") or 30)
+        except (TypeError, ValueError):
+            raise TransientError("channel email: port and timeout must be numbers") from None
         self.conn: smtplib.SMTP | None = None
 
     def send(self, message: Message) -> str | None:
@@ -168,20 +171,23 @@ class SmtpSender:
             raise TransientError("channel email: no SMTP host configured")
         name = _local_hostname()
         if self.security == "ssl":
-            context = ssl.create_default_context()
             conn = _SMTPSSL(
-                self.host, self.port, local_hostname=name, timeout=self.timeout, context=context
+                self.host, self.port, local_hostname=name, timeout=self.timeout, context=self._tls()
             )
         else:
             conn = _SMTP(self.host, self.port, local_hostname=name, timeout=self.timeout)
         self.conn = conn
         if self.security == "starttls":
-            conn.starttls(context=ssl.create_default_context())
+            conn.starttls(context=self._tls())
             conn.ehlo()
         cfg = self.resolved.config
         if cfg.get("username"):
             conn.login(str(cfg["username"]), str(cfg.get("password") or ""))
         return conn
+
+    def _tls(self) -> ssl.SSLContext:
+        """Verify the server's certificate; `ca_file` trusts a private CA (an internal relay)."""
+        return ssl.create_default_context(cafile=self.resolved.config.get("ca_file") or None)
 
     def _classified(self, code: int, reply: bytes | str, what: str) -> Exception:
         text = f"{what}: {code} {_text(reply)}"

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import Message, TransientError
+from . import Message, PermanentError, TransientError
 from .email import SmtpSender
 from .outbox import OutboxSender
 from .resolve import Resolved, resolve_config
@@ -45,15 +45,21 @@ class SenderPool:
     def send(self, message: Message) -> str | None:
         """Send `message` (thread-safe); returns the provider's id or raises Transient/Permanent."""
         resolved = resolve_config(message.channel, message.config or {}, self.env)
-        if not self.reuse_connections:
-            sender = self._new_sender(message.channel, resolved)
-            try:
+        try:
+            if not self.reuse_connections:
+                sender = self._new_sender(message.channel, resolved)
+                try:
+                    return sender.send(message)
+                finally:
+                    sender.close()
+            lock, sender = self._sender_for(message, resolved)
+            with lock:
                 return sender.send(message)
-            finally:
-                sender.close()
-        lock, sender = self._sender_for(message, resolved)
-        with lock:
-            return sender.send(message)
+        except (TransientError, PermanentError):
+            raise
+        except Exception as e:  # a bug or an odd config: retry, and never show a secret
+            text = f"channel {message.channel}: {type(e).__name__}: {e}"
+            raise TransientError(resolved.scrub(text)) from None
 
     def close(self) -> None:
         """Close every connection opened by any thread; once, at the end of the tick."""

@@ -26,8 +26,11 @@ class HttpSmsSender:
         self.resolved = resolved
         self.transport = transport
         cfg = resolved.config
-        read = float(cfg.get("timeout") or 30)
-        self.timeout = httpx.Timeout(read, connect=float(cfg.get("connect_timeout") or 10))
+        try:
+            read = float(cfg.get("timeout") or 30)
+            self.timeout = httpx.Timeout(read, connect=float(cfg.get("connect_timeout") or 10))
+        except (TypeError, ValueError):
+            raise TransientError("channel sms: timeout must be a number of seconds") from None
         self.client: httpx.Client | None = None
 
     def send(self, message: Message) -> str | None:
