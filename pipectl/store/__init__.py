@@ -27,6 +27,12 @@ from .stages_sql import StagesSQL
 BUSY_TIMEOUT_MS = 10_000
 
 
+def busy_timeout_ms() -> int:
+    """How long to wait for another process's write: 10 s, or `PIPECTL_BUSY_TIMEOUT_MS`."""
+    value = os.environ.get("PIPECTL_BUSY_TIMEOUT_MS", "")
+    return int(value) if value.isdigit() else BUSY_TIMEOUT_MS
+
+
 def default_db_path() -> Path:
     return Path(os.environ.get("PIPECTL_DB", "pipectl.db"))
 
@@ -38,15 +44,16 @@ class Store(ConfigSQL, LeadsSQL, SchedulerSQL, StagesSQL, ReportsSQL, RepliesSQL
         self.path = Path(path)
         if not self.path.parent.exists():
             raise PipectlError(f"{self.path}: directory {self.path.parent} does not exist")
+        busy_ms = busy_timeout_ms()
         try:
             self.conn = sqlite3.connect(
                 self.path,
                 isolation_level=None,
                 check_same_thread=False,
-                timeout=BUSY_TIMEOUT_MS / 1000,
+                timeout=busy_ms / 1000,
             )
             self.conn.row_factory = sqlite3.Row
-            self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self.conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
             self.conn.execute("PRAGMA journal_mode = WAL")
             self.conn.execute("PRAGMA synchronous = NORMAL")
             self.conn.execute("PRAGMA foreign_keys = ON")
