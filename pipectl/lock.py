@@ -23,6 +23,9 @@ class TickLock:
         """Take the lock or raise LockHeld naming the holder; never waits."""
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            db = self.path.with_name(self.path.name.removesuffix(".lock"))
+            raise PipectlError(f"{db}: directory {self.path.parent} does not exist") from None
         except OSError as e:
             raise PipectlError(f"{self.path}: cannot open the lock file: {e.strerror}") from None
         try:
