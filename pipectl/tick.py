@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import threading
 import time
 import uuid
@@ -24,9 +25,12 @@ from .durations import format_time, utcnow
 from .limits import retry_delay
 from .lock import TickLock
 from .store import Store
-from .store.scheduler_sql import Result
+from .store.scheduler_sql import Claim, Result
 
 DEFAULT_RETRY = {"attempts": 5, "backoff": 60, "max_backoff": 3600}
+# How long the tick keeps trying to write the results of sends that went out while another
+# process holds the database: losing them would send those messages again.
+RESULTS_PATIENCE = 300.0
 
 
 class Clock:
@@ -116,8 +120,13 @@ def _run(
             claiming = not stop.is_set() and time.monotonic() - started < max_seconds
             progressed = False
             if claiming:
-                admitted = store.admit_queued(clock.now())
-                claim = store.claim_due(clock.now(), token, workers - len(in_flight), busy)
+                try:
+                    admitted = store.admit_queued(clock.now())
+                    claim = store.claim_due(clock.now(), token, workers - len(in_flight), busy)
+                except sqlite3.OperationalError as e:
+                    if not (in_flight and _is_busy(e)):
+                        raise
+                    admitted, claim = 0, Claim()  # another writer: finish what is in flight
                 summary.admitted += admitted
                 summary.claimed += len(claim.sends) + claim.internal
                 summary.done += claim.internal - claim.failed
@@ -141,7 +150,7 @@ def _run(
                 busy[row["account_id"], row["channel"]] -= 1
                 results.append(future.result())
             if results:
-                counts = store.record_results(results)
+                counts = _record_results(store, results)
                 summary.done += counts["done"]
                 summary.retried += counts["retry"]
                 summary.failed += counts["failed"]
@@ -149,6 +158,23 @@ def _run(
     summary.seconds = round(time.monotonic() - started, 3)
     store.record_tick(summary.as_dict())
     return summary
+
+
+def _is_busy(error: sqlite3.OperationalError) -> bool:
+    """Another process holds the database (SQLITE_BUSY / SQLITE_LOCKED)."""
+    return error.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+def _record_results(store: Store, results: list[Result]) -> dict[str, int]:
+    """Write results, outwaiting another writer: these sends happened, and a result not
+    written would make the next tick send them again."""
+    deadline = time.monotonic() + RESULTS_PATIENCE
+    while True:
+        try:
+            return store.record_results(results)
+        except sqlite3.OperationalError as e:
+            if not _is_busy(e) or time.monotonic() > deadline:
+                raise
 
 
 def perform(row: dict[str, Any], senders: SenderPool, clock: Clock) -> Result:
