@@ -1,0 +1,204 @@
+"""kill -9 at several points of a tick, and eight ticks at once: later ticks finish everything,
+nothing is lost, only sends in flight repeat (with their Message-ID), the database stays sound."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from .channel_servers import SmtpRecorder
+from .conftest import rows
+from .scenario import T0, setup, smtp_channel, spawn, start_smtp, statuses
+
+PIPELINE = """\
+  - key: drip
+    account: acme
+    name: Drip
+    stages:
+      - key: intro
+        actions:
+          - email: {subject: "Hi {{ lead.first_name }}", body: "Hello"}
+          - wait: 1m
+          - move: won
+      - {key: won, outcome: won}
+"""
+LEADS = 12
+WORKERS = 4
+FINISHED = {"done", "failed", "skipped"}
+
+
+def wait_for(predicate: Callable[[], bool], process, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        assert process.poll() is None, "the tick ended before the kill point"
+        time.sleep(0.005)
+
+
+def lock_taken(db: Path, pid: int) -> bool:
+    try:
+        return Path(f"{db}.lock").read_text().split()[:1] == [str(pid)]
+    except FileNotFoundError:
+        return False
+
+
+def kill_9(process) -> None:
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    process.stdout.close()
+    process.stderr.close()
+
+
+def settle(recorder: SmtpRecorder) -> None:
+    """Let the server finish DATA commands a killed tick left behind."""
+    seen = -1
+    while seen != len(recorder.received):
+        seen = len(recorder.received)
+        time.sleep(0.25)
+
+
+def assert_sound(db: Path) -> None:
+    """Holds at every moment, crash or not: an intact file, and per lead per enrollment at most
+    one action pending, running or awaiting a reply."""
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    finally:
+        conn.close()
+    doubled = rows(
+        db,
+        "SELECT lead_id, enrollment_id, count(*) AS n FROM lead_stage_actions "
+        "WHERE status IN ('pending', 'running', 'awaiting_reply') "
+        "GROUP BY lead_id, enrollment_id HAVING count(*) > 1",
+    )
+    assert doubled == []
+
+
+def finish(cli, db: Path, minutes: range) -> None:
+    """Later ticks (in-process, to keep the suite fast; the killed one was a real process)."""
+    for minute in minutes:
+        result = cli("tick", "--now", f"2027-03-01T14:{minute:02d}:00Z")
+        assert result.exit_code == 0, result.output
+        assert_sound(db)
+
+
+def assert_everything_finished(db: Path, recorder: SmtpRecorder, leads: int) -> None:
+    assert set(statuses(db)) <= FINISHED
+    assert statuses(db) == {"done": 3 * leads}
+    assert rows(db, "SELECT count(*) AS n FROM enrollments WHERE status != 'won'")[0]["n"] == 0
+    per_lead = Counter(r.rcpt_tos[0] for r in recorder.received)
+    assert len(per_lead) == leads  # every lead got its message
+    repeats = [lead for lead, n in per_lead.items() if n > 1]
+    assert len(repeats) <= WORKERS and max(per_lead.values()) <= 2  # only sends in flight
+    for lead in repeats:
+        assert len({r.message["Message-ID"] for r in recorder.to(lead)}) == 1
+    delivered = rows(db, "SELECT count(*) AS n FROM deliveries")[0]["n"]
+    assert delivered == leads  # each send's result written once
+
+
+# When to kill the tick: a predicate on (db, pid, recorder), and a pause after it holds.
+KILL_POINTS = {
+    "right after it took the lock": (lambda db, pid, rec: lock_taken(db, pid), 0.0),
+    "during recovery, admission or the claim": (lambda db, pid, rec: lock_taken(db, pid), 0.05),
+    "first send on the wire": (lambda db, pid, rec: rec.connections >= 1, 0.0),
+    "mid-sends": (lambda db, pid, rec: len(rec.received) >= LEADS // 3, 0.0),
+    "server got the last message, results being written": (
+        lambda db, pid, rec: len(rec.received) >= LEADS,
+        0.0,
+    ),
+}
+
+
+@pytest.mark.parametrize("point", list(KILL_POINTS))
+def test_kill_9_at_each_point_then_later_ticks_finish_everything(cli, db, tmp_path, point):
+    predicate, pause = KILL_POINTS[point]
+    server, recorder = start_smtp(delay=0.15)
+    try:
+        setup(
+            cli,
+            tmp_path,
+            PIPELINE,
+            {("acme", "drip"): LEADS},
+            acme_extra=smtp_channel(server.port),
+        )
+        victim = spawn(db, "tick", "--now", T0, "--workers", str(WORKERS))
+        wait_for(lambda: predicate(db, victim.pid, recorder), victim)
+        time.sleep(pause)
+        kill_9(victim)
+        assert_sound(db)
+        left_running = rows(
+            db, "SELECT count(*) AS n FROM lead_stage_actions WHERE status = 'running'"
+        )
+        assert left_running[0]["n"] <= WORKERS
+
+        recorder.delay = 0
+        finish(cli, db, range(1, 4, 2))
+        settle(recorder)
+        assert_everything_finished(db, recorder, LEADS)
+    finally:
+        server.stop()
+
+
+ADMISSION = """\
+  - key: drip
+    account: acme
+    name: Drip
+    stages:
+      - key: intro
+        actions:
+          - wait: 1m
+          - move: won
+      - {key: won, outcome: won}
+"""
+
+
+def test_kill_9_during_admission_of_thousands_admits_all_or_none(cli, db, tmp_path):
+    leads = 2000
+    setup(cli, tmp_path, ADMISSION, {("acme", "drip"): leads})
+    for pause in (0.0, 0.05, 0.12, 0.3):  # several kills, each at another moment
+        victim = spawn(db, "tick", "--now", T0)
+        wait_for(lambda: lock_taken(db, victim.pid), victim)  # noqa: B023
+        time.sleep(pause)
+        kill_9(victim)
+        assert_sound(db)
+        active = rows(db, "SELECT count(*) AS n FROM enrollments WHERE status = 'active'")[0]["n"]
+        actions = rows(db, "SELECT count(*) AS n FROM lead_stage_actions")[0]["n"]
+        assert active in (0, leads)  # one admission transaction: all or none
+        assert actions == 2 * active
+    finish(cli, db, range(2, 4))
+    assert statuses(db) == {"done": 2 * leads}
+    assert rows(db, "SELECT status, count(*) AS n FROM enrollments GROUP BY status") == [
+        {"status": "won", "n": leads}
+    ]
+
+
+def test_eight_ticks_at_once_send_each_lead_exactly_one_message(cli, db, tmp_path):
+    server, recorder = start_smtp(delay=0.05)
+    try:
+        setup(cli, tmp_path, PIPELINE, {("acme", "drip"): 30}, acme_extra=smtp_channel(server.port))
+        procs = [spawn(db, "tick", "--now", T0, "--workers", "4") for _ in range(8)]
+        codes = [p.wait(timeout=60) for p in procs]
+        errors = [p.stderr.read() for p in procs]
+        for p in procs:
+            p.stdout.close()
+            p.stderr.close()
+        assert set(codes) <= {0, 75} and codes.count(0) >= 1, (codes, errors)
+        for code, stderr in zip(codes, errors, strict=True):
+            assert "Traceback" not in stderr
+            if code == 75:
+                assert "another tick is running" in stderr
+        assert_sound(db)
+        per_lead = Counter(r.rcpt_tos[0] for r in recorder.received)
+        assert len(per_lead) == 30 and set(per_lead.values()) == {1}
+        assert rows(db, "SELECT count(*) AS n FROM deliveries")[0]["n"] == 30
+        finish(cli, db, range(2, 3))  # the waits end; nothing is sent again
+        assert statuses(db) == {"done": 90} and len(recorder.received) == 30
+    finally:
+        server.stop()
