@@ -12,6 +12,8 @@ UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 _PART = re.compile(r"(\d+)([smhdw])")
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+# A wait, timeout or backoff must land on a date the tick can store (longer ones overflowed).
+MAX_DURATION = 36500 * 86400
 
 
 def parse_duration(text: object) -> int:
@@ -35,6 +37,8 @@ def parse_duration(text: object) -> int:
             f"invalid duration {text!r}: use a number and a unit (s, m, h, d, w),"
             " e.g. 30s, 2h, 1d12h"
         )
+    if total > MAX_DURATION:
+        raise DurationError(f"duration {text!r} is too long: at most {MAX_DURATION // 86400}d")
     return total
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from pipectl.errors import CsvError, DurationError, PipectlError
 from pipectl.leads import InvalidRow, LeadRecord, open_leads
 
 from .conftest import dump
-from .scenario import write_csv
+from .scenario import T0, write_csv, write_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = (ROOT / "pipelines.example.yaml").read_text(encoding="utf-8")
@@ -52,6 +53,23 @@ def test_parse_duration_returns_seconds_or_a_duration_error(text):
         assert str(e)
     else:
         assert isinstance(seconds, int) and seconds >= 0
+        parse_time(T0) + timedelta(seconds=seconds)  # a wait this long can be scheduled
+
+
+def test_a_wait_too_long_to_schedule_is_refused_by_validate(cli, db, tmp_path):
+    """It used to pass validate, then crash every tick after the send before it, which was
+    therefore sent again by every tick."""
+    yaml = write_yaml(
+        tmp_path,
+        "  - key: drip\n    account: acme\n    stages:\n      - key: intro\n        actions:\n"
+        "          - email: {subject: Hi, body: Hello, retry: {backoff: 99999999999d}}\n"
+        "          - wait: 99999999w\n"
+        "          - wait_for_reply: {timeout: 9999999999999999h}\n",
+    )
+    result = cli("validate", yaml)
+    assert result.exit_code == 1
+    for line in (22, 23, 24):
+        assert f"{yaml}:{line}: " in result.stderr and "too long" in result.stderr, result.stderr
 
 
 @FAST
@@ -97,7 +115,9 @@ def _mutate(text: str, data: st.DataObject) -> str:
             lines[i] = " " * data.draw(st.integers(0, 3)) + lines[i].lstrip(" ")
         else:
             junk = data.draw(
-                st.text(alphabet=st.sampled_from(list(":{}[]-#&*!|>'\"%@`,? \t\n\\$0x")), max_size=4)
+                st.text(
+                    alphabet=st.sampled_from(list(":{}[]-#&*!|>'\"%@`,? \t\n\\$0x")), max_size=4
+                )
                 | st.text(max_size=3),
                 label="junk",
             )
@@ -147,19 +167,46 @@ yaml_scalars = st.one_of(
 )
 yaml_values = st.recursive(
     yaml_scalars,
-    lambda inner: st.lists(inner, max_size=3)
-    | st.dictionaries(
-        st.sampled_from(
-            [
-                "key", "name", "account", "stages", "actions", "email", "sms", "wait", "move",
-                "outcome", "limits", "rates", "timezone", "country", "subject", "body",
-                "body_file", "retry", "send_window", "on_failure", "on_reply", "channels",
-                "transport", "host", "timeout", "wait_for_reply", "days", "hours", "attempts",
-            ]
-        )  # fmt: skip
-        | st.text(max_size=6),
-        inner,
-        max_size=4,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "key",
+                    "name",
+                    "account",
+                    "stages",
+                    "actions",
+                    "email",
+                    "sms",
+                    "wait",
+                    "move",
+                    "outcome",
+                    "limits",
+                    "rates",
+                    "timezone",
+                    "country",
+                    "subject",
+                    "body",
+                    "body_file",
+                    "retry",
+                    "send_window",
+                    "on_failure",
+                    "on_reply",
+                    "channels",
+                    "transport",
+                    "host",
+                    "timeout",
+                    "wait_for_reply",
+                    "days",
+                    "hours",
+                    "attempts",
+                ]
+            )  # fmt: skip
+            | st.text(max_size=6),
+            inner,
+            max_size=4,
+        )
     ),
     max_leaves=12,
 )
@@ -269,7 +316,7 @@ BAD_YAMLS = [
 ]
 BAD_CSVS = [
     b"Email,First Name\nnot-an-email,Ana\n",
-    b"\xef\xbb\xbfE-mail,Phone\nana@example.com,+1 415 555 0100\n\"unterminated\n",
+    b'\xef\xbb\xbfE-mail,Phone\nana@example.com,+1 415 555 0100\n"unterminated\n',
     b"PK\x03\x04 a spreadsheet",
     b"First Name\nAna\n",
     b"Email,Email\nana@example.com,bo@example.com\n",
