@@ -61,6 +61,9 @@ def next_opening(window: Mapping, tz: str, now: datetime) -> datetime | None:
     return None
 
 
+MAX_RETRY_AFTER = 86400.0
+
+
 def retry_delay(
     attempt: int,
     base: float,
@@ -69,7 +72,7 @@ def retry_delay(
     rand: Callable[[], float] = random.random,
 ) -> float:
     """Exponential backoff with jitter (half fixed, half random), never sooner than the
-    server's Retry-After."""
+    server's Retry-After, which is honoured up to a day (30,000 years overflowed the date)."""
     delay = min(cap, base * 2 ** max(0, attempt - 1))
     delay = delay / 2 + rand() * delay / 2
-    return max(delay, retry_after or 0)
+    return max(delay, min(retry_after or 0, MAX_RETRY_AFTER))

@@ -206,3 +206,24 @@ def test_slow_http_server_times_out_as_transient(cli, db, tmp_path):
         assert row["status"] == "pending" and row["attempts"] == 1
         assert "timed out" in row["last_error"] and row["perform_at"] > T0
     assert statuses(db) == {"pending": 2, "waiting": 2}
+
+
+def test_an_absurd_retry_after_is_capped_and_the_tick_goes_on(cli, db, tmp_path, monkeypatch):
+    """A Retry-After of 30,000 years used to overflow the date, crash the tick after the send
+    and leave the row `running`; the next tick sent it again."""
+    with http_server() as (url, http):
+        prepare(
+            cli,
+            tmp_path,
+            SMS_PIPELINE,
+            "texts",
+            2,
+            sms_account(f"transport: webhook, url: '{url}'"),
+        )
+        http.answer(503, b"", Retry_After="999999999999")
+        clean_tick(db, T0)
+        first = sends(db, "sms")
+        assert {r["status"] for r in first} == {"pending", "done"}
+        [retry] = [r for r in first if r["status"] == "pending"]
+        assert "2027-03-01T14:00:00Z" < retry["perform_at"] <= "2027-03-02T14:01:00Z"
+        assert len(http.requests) == 2
