@@ -163,8 +163,13 @@ def load_config(path: Path) -> Config:
         ) from None
     except yaml.YAMLError as e:
         raise ConfigError([f"{path}:1: YAML syntax error: {e}"]) from None
+    except RecursionError:
+        raise ConfigError([f"{path}:1: YAML nested too deeply to be a pipelines file"]) from None
     reader = _Reader(path)
-    config = reader.config(root)
+    try:
+        config = reader.config(root)
+    except RecursionError:
+        raise ConfigError([f"{path}:1: YAML nested too deeply to be a pipelines file"]) from None
     if reader.problems:
         reader.problems.sort(key=lambda p: p[0])
         raise ConfigError([f"{path}:{line}: {message}" for line, message in reader.problems])

@@ -346,3 +346,20 @@ def test_bad_yamls_and_csvs_through_the_cli_change_nothing(cli, db, tmp_path):
         assert result.exit_code == 1, (data, result.output)
         assert str(path) in result.stderr and "Traceback" not in result.output
         assert dump(db) == before
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "version: 1\naccounts: " + "[" * 5000 + "]" * 5000 + "\n",
+        "version: 1\nx-deep: " + "{a: " * 3000 + "1" + "}" * 3000 + "\n",
+        "version: 1\naccounts:\n  - key: a\n    name: " + "[" * 300 + "]" * 300 + "\n",
+    ],
+    ids=["lists", "mappings", "a name"],
+)
+def test_deeply_nested_yaml_is_a_config_error(yaml_folder, text):
+    path = yaml_folder / "deep.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(PipectlError) as caught:
+        load_config(path)
+    assert str(caught.value).startswith(f"{path}:")
