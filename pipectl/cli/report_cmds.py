@@ -133,7 +133,7 @@ def _period(seconds: int) -> str:
 
 def _ago(seconds: int) -> str:
     if seconds < 0:
-        return "in the future of --now"
+        return "later than now"
     if seconds < 120:
         return f"{seconds}s ago"
     if seconds < 7200:
