@@ -1,0 +1,367 @@
+"""`make bench`: import, idle and due ticks, pool, noisy neighbour, and the naive loop.
+
+Prints a table and writes bench/results.json. Every measurement runs in its own child
+process (wall time, and peak RSS from wait4). Sizes: the issue's by default (under ten
+minutes on two cores), tiny with --quick. Method and figures: docs/PERFORMANCE.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from workload import (
+    BENCH,
+    DUE_AT,
+    HOT_ADMIT_AT,
+    IDLE_AT,
+    NURTURE,
+    SEND,
+    T0,
+    WAIT_THEN_SEND,
+    Account,
+    create,
+    load,
+    pipectl,
+    probe,
+    release,
+    stamp,
+)
+
+
+@dataclass(frozen=True)
+class Plan:
+    sizes: tuple[int, ...] = (1_000, 10_000, 100_000, 1_000_000)
+    import_size: int = 100_000  # the size whose import is the import measurement
+    due: tuple[int, int] = (1_000, 10_000)  # campaign A and B, due at the largest size
+    naive_sizes: tuple[int, ...] = (100_000, 1_000_000)  # campaign A is due here too
+    due_workers: int = 16
+    pool_sends: int = 10_000
+    pool_latency: float = 0.05
+    pool_workers: int = 32
+    noisy_big: int = 16_000
+    noisy_small_accounts: int = 20
+    noisy_small: int = 10
+    noisy_latency: float = 0.02
+    noisy_workers: int = 16
+    noisy_concurrency: int = 8
+    idle_runs: int = 10
+    cli_runs: int = 3
+
+
+QUICK = Plan(
+    sizes=(400,),
+    import_size=400,
+    due=(20, 60),
+    naive_sizes=(400,),
+    pool_sends=200,
+    pool_latency=0.01,
+    pool_workers=8,
+    noisy_big=200,
+    noisy_small_accounts=2,
+    noisy_small=5,
+    noisy_latency=0.005,
+    idle_runs=3,
+    cli_runs=1,
+)
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "platform": platform.platform(),
+    }
+
+
+def leads_measurements(plan: Plan, workdir: Path, log: Any) -> dict[str, Any]:
+    """Per size: build (import, admission) and idle tick; then, where planned, held sends
+    loaded beside them for the naive loop and the due ticks."""
+    largest = max(plan.sizes)
+    accounts = [
+        Account("acme", NURTURE),
+        Account("hot1k", SEND, held=True),
+        Account("hot10k", SEND, held=True),
+    ]
+    out: dict[str, Any] = {"build": [], "idle": [], "naive": [], "due": []}
+    for size in plan.sizes:
+        log(f"{size:,} leads: import and admission")
+        db = create(workdir / f"leads-{size}.db", workdir, accounts)
+        (imp,), adm = load(db, workdir, {"acme": size}, T0)
+        out["build"].append(
+            {
+                "leads": size,
+                "import": {**imp.figures(), "rows_per_s": round(size / imp.seconds)},
+                "admission": {**adm.figures(), "enrollments_per_s": round(size / adm.seconds)},
+                "db_mib": round(db.stat().st_size / 2**20, 1),
+            }
+        )
+        log(f"  import {imp.seconds:.1f} s, admission {adm.seconds:.1f} s; idle ticks")
+        idle, run = probe("idle", db=str(db), now=stamp(IDLE_AT), runs=plan.idle_runs)
+        cli = [pipectl(db, "tick", "--now", stamp(IDLE_AT), "-q") for _ in range(plan.cli_runs)]
+        out["idle"].append(
+            {
+                "leads": size,
+                **idle,
+                "process": run.figures(),
+                "cli_median_s": round(statistics.median(c.seconds for c in cli), 3),
+                "cli_peak_rss_mib": round(max(c.peak_rss_mib for c in cli), 1),
+            }
+        )
+        hot = {}
+        if size in plan.naive_sizes or size == largest:
+            hot["hot1k"] = plan.due[0] + 1  # the one more is the one email a day
+        if size == largest:
+            hot["hot10k"] = plan.due[1] + 1
+        if not hot:
+            continue
+        load(db, workdir, hot, HOT_ADMIT_AT)
+        now = DUE_AT
+        if "hot10k" in hot:
+            log(f"  due tick, {plan.due[1]:,} due")
+            release(db, workdir, accounts, ["hot10k"])
+            due, run = probe("due", db=str(db), now=stamp(now), workers=plan.due_workers)
+            out["due"].append(
+                {"leads": size, "released": plan.due[1], **due, "process": run.figures()}
+            )
+            now += timedelta(minutes=1)
+        if size in plan.naive_sizes:
+            log("  naive loop")
+            naive, run = probe("naive", db=str(db), now=stamp(now))
+            out["naive"].append({"leads": size, **naive, "process": run.figures()})
+        log(f"  due tick, {plan.due[0]:,} due")
+        release(db, workdir, accounts, ["hot1k", "hot10k"])
+        due, run = probe("due", db=str(db), now=stamp(now), workers=plan.due_workers)
+        out["due"].append({"leads": size, "released": plan.due[0], **due, "process": run.figures()})
+        for p in db.parent.glob(f"{db.name}*"):
+            p.unlink()
+    return out
+
+
+def pool_measurement(plan: Plan, workdir: Path, log: Any) -> dict[str, Any]:
+    log(f"pool: {plan.pool_sends:,} sends at {plan.pool_latency * 1000:.0f} ms")
+    accounts = [Account("pool", SEND, concurrency=plan.pool_workers, held=True)]
+    db = create(workdir / "pool.db", workdir, accounts)
+    load(db, workdir, {"pool": plan.pool_sends + 1}, T0)
+    release(db, workdir, accounts, ["pool"])
+    result, run = probe(
+        "pool",
+        db=str(db),
+        now=stamp(DUE_AT),
+        workers=plan.pool_workers,
+        latency=plan.pool_latency,
+    )
+    return {**result, "account_concurrency": plan.pool_workers, "process": run.figures()}
+
+
+def noisy_measurement(plan: Plan, workdir: Path, log: Any) -> dict[str, Any]:
+    log(f"noisy neighbour: {plan.noisy_big:,} due in one account")
+    c = plan.noisy_concurrency
+    small = [f"small{i:02d}" for i in range(1, plan.noisy_small_accounts + 1)]
+    accounts = [Account(key, WAIT_THEN_SEND, concurrency=c) for key in ["big", *small]]
+    db = create(workdir / "noisy.db", workdir, accounts)
+    load(db, workdir, {"big": plan.noisy_big, **dict.fromkeys(small, plan.noisy_small)}, T0)
+    result, run = probe(
+        "noisy",
+        db=str(db),
+        big="big",
+        workers=plan.noisy_workers,
+        latency=plan.noisy_latency,
+        max_ticks=10,
+    )
+    return {
+        **result,
+        "account_concurrency": c,
+        "workers": plan.noisy_workers,
+        "latency_s": plan.noisy_latency,
+        "process": run.figures(),
+    }
+
+
+def compare(plan: Plan, measurements: dict[str, Any]) -> list[dict[str, Any]]:
+    """The naive loop against pipectl's find-and-claim (its time in claim_due) and its whole
+    tick, with the same sends due in the same database."""
+    ticks = {d["leads"]: d for d in measurements["due"] if d["released"] == plan.due[0]}
+    rows = []
+    for naive in measurements["naive"]:
+        due = ticks[naive["leads"]]
+        claim_s = due["store"]["claim_due"]["ms"] / 1000
+        rows.append(
+            {
+                "leads": naive["leads"],
+                "naive_s": naive["seconds"],
+                "find_and_claim_s": round(claim_s, 4),
+                "tick_s": due["seconds"],
+                "find_and_claim_x": round(naive["seconds"] / claim_s),
+                "tick_x": round(naive["seconds"] / due["seconds"]),
+            }
+        )
+    return rows
+
+
+def table(results: dict[str, Any]) -> str:
+    """One line per figure: what, value, target, met, wall time and peak RSS of its process."""
+    m, lines = results["measurements"], []
+
+    def add(what: str, value: str, target: str, ok: bool | None, proc: dict[str, float]) -> None:
+        mark = "" if ok is None else ("yes" if ok else "NO")
+        lines.append(
+            f"{what:<44} {value:>18} {target:>14} {mark:>4} "
+            f"{proc.get('wall_s', 0):>8.1f} {proc.get('peak_rss_mib', 0):>8.0f}"
+        )
+
+    imp = next(b for b in m["build"] if b["leads"] == results["plan"]["import_size"])
+    add(
+        f"1 import {imp['leads']:,} rows",
+        f"{imp['import']['rows_per_s']:,} rows/s",
+        ">= 20,000",
+        imp["import"]["rows_per_s"] >= 20_000,
+        imp["import"],
+    )
+    for b in m["build"]:
+        add(
+            f"  admission of {b['leads']:,} enrollments",
+            f"{b['admission']['enrollments_per_s']:,} /s",
+            "",
+            None,
+            b["admission"],
+        )
+    base = m["idle"][0]["best_round_ms"]
+    for i in m["idle"]:
+        add(
+            f"2 idle tick, {i['leads']:,} leads (in-process)",
+            f"{i['best_round_ms']:.1f} ms (med {i['median_ms']:.1f})",
+            "< 100 ms, 2x",
+            i["best_round_ms"] < 100 and i["best_round_ms"] <= 2 * base,
+            i["process"],
+        )
+        add(
+            f"  idle tick, {i['leads']:,} leads (CLI process)",
+            f"{i['cli_median_s']:.2f} s",
+            "",
+            None,
+            {"wall_s": i["cli_median_s"], "peak_rss_mib": i["cli_peak_rss_mib"]},
+        )
+    for d in m["due"]:
+        add(
+            f"3 due tick, {d['leads']:,} leads, {d['released']:,} due",
+            f"{d['actions_per_s']:,} actions/s",
+            ">= 5,000",
+            d["actions_per_s"] >= 5000,
+            d["process"],
+        )
+        add(
+            f"  of which email sends ({d['sends']:,})",
+            f"{d['sends_per_s']:,} sends/s",
+            "",
+            None,
+            {},
+        )
+    p = m["pool"]
+    add(
+        f"4 pool {p['sends']:,} x {p['latency_s'] * 1000:.0f} ms, {p['workers']} workers",
+        f"{p['seconds']:.1f} s ({p['efficiency']:.0%})",
+        f"{p['ideal_s']:.1f} s +10%",
+        p["seconds"] <= 1.1 * p["ideal_s"],
+        p["process"],
+    )
+    n = m["noisy"]
+    add(
+        "5 noisy: p99 lateness, small accounts",
+        f"{n['small']['p99_s']:.0f} s",
+        "< 60 s",
+        n["small"]["p99_s"] < 60 and not n["small"]["unsent"],
+        n["process"],
+    )
+    add(
+        f"  p99 lateness, big account ({n['big']['sends']:,})",
+        f"{n['big']['p99_s']:.0f} s",
+        "",
+        None,
+        {},
+    )
+    for c, naive in zip(m["compare"], m["naive"], strict=True):
+        add(
+            f"6 naive loop, {c['leads']:,} leads",
+            f"{c['naive_s']:.2f} s",
+            "",
+            None,
+            naive["process"],
+        )
+        add(
+            "  pipectl find-and-claim",
+            f"{c['find_and_claim_s'] * 1000:.1f} ms ({c['find_and_claim_x']:,}x)",
+            ">= 1,000x",
+            c["find_and_claim_x"] >= 1000,
+            {},
+        )
+        add(
+            "  pipectl whole tick",
+            f"{c['tick_s'] * 1000:.0f} ms ({c['tick_x']:,}x)",
+            ">= 100x",
+            c["tick_x"] >= 100,
+            {},
+        )
+    head = (
+        f"{'measurement':<44} {'figure':>18} {'target':>14} {'met':>4} {'wall s':>8} {'RSS MiB':>8}"
+    )
+    return "\n".join([head, "-" * len(head), *lines])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, a few seconds")
+    parser.add_argument("--workdir", type=Path, help="scratch directory (default: a temp dir)")
+    parser.add_argument("--out", type=Path, default=BENCH / "results.json")
+    opts = parser.parse_args()
+    plan = QUICK if opts.quick else Plan()
+    started = time.perf_counter()
+
+    def log(message: str) -> None:
+        print(f"[{time.perf_counter() - started:6.1f} s] {message}", file=sys.stderr, flush=True)
+
+    workdir = opts.workdir or Path(tempfile.mkdtemp(prefix="pipectl-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        measurements = leads_measurements(plan, workdir, log)
+        measurements["pool"] = pool_measurement(plan, workdir, log)
+        measurements["noisy"] = noisy_measurement(plan, workdir, log)
+        measurements["compare"] = compare(plan, measurements)
+    finally:
+        if opts.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    results = {
+        "machine": machine(),
+        "plan": {**asdict(plan), "quick": opts.quick},
+        "total_s": round(time.perf_counter() - started, 1),
+        "measurements": measurements,
+    }
+    opts.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(table(results))
+    print(f"\n{results['total_s']:.0f} s in all; results in {opts.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""`bench/run.py --quick` still runs end to end, so `make bench` cannot rot unnoticed.
+
+The full benchmark (minutes) runs only from `make bench`; this runs tiny sizes (seconds).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_quick_bench_writes_every_measurement(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "run.py"),
+            "--quick",
+            "--out",
+            str(out),
+            "--workdir",
+            str(tmp_path / "work"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(out.read_text())
+    m = results["measurements"]
+    assert set(m) >= {"build", "idle", "due", "pool", "noisy", "naive", "compare"}
+    assert results["machine"]["sqlite"] and results["plan"]["quick"] is True
+
+    # 1. import and admission, with wall time and peak RSS of the child process
+    (build,) = m["build"]
+    assert build["import"]["rows_per_s"] > 0 and build["import"]["peak_rss_mib"] > 0
+    assert build["admission"]["enrollments_per_s"] > 0
+    # 2. idle ticks found nothing to do, timed in-process and as a CLI process
+    assert m["idle"][0]["best_round_ms"] > 0 and m["idle"][0]["cli_median_s"] > 0
+    # 3. due ticks sent exactly what was released, nothing more
+    plan = results["plan"]
+    assert sorted(d["sends"] for d in m["due"]) == sorted(plan["due"])
+    assert all(d["failed"] == 0 and d["actions_per_s"] > 0 for d in m["due"])
+    # 4. the pool sent every message
+    assert m["pool"]["sends"] == plan["pool_sends"] and m["pool"]["efficiency"] > 0
+    # 5. every small account's lead got its email; lateness is measured
+    small = m["noisy"]["small"]
+    assert small["sends"] == plan["noisy_small_accounts"] * plan["noisy_small"]
+    assert small["unsent"] == 0 and m["noisy"]["big"]["sends"] == plan["noisy_big"]
+    # 6. the naive loop found the same due sends pipectl then sent
+    (naive,) = m["naive"]
+    assert naive["due"] == plan["due"][0]
+    (row,) = m["compare"]
+    assert row["naive_s"] > 0 and row["find_and_claim_s"] > 0 and row["tick_s"] > 0
+
+    assert "measurement" in proc.stdout and "naive loop" in proc.stdout
