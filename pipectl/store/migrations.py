@@ -81,6 +81,7 @@ def m001_initial(conn: sqlite3.Connection) -> None:
             WHERE email IS NOT NULL;
         CREATE INDEX leads_account_phone ON leads (account_id, phone) WHERE phone IS NOT NULL;
         CREATE INDEX leads_account_status ON leads (account_id, status);
+        CREATE INDEX leads_do_not_contact ON leads (account_id) WHERE do_not_contact = 1;
 
         -- One row per lead per pipeline; 'queued' rows are the enrollment queue (FIFO by id).
         CREATE TABLE enrollments (
@@ -134,6 +135,8 @@ def m001_initial(conn: sqlite3.Connection) -> None:
             WHERE status = 'pending';
         CREATE INDEX lsa_pending ON lead_stage_actions (perform_at) WHERE status = 'pending';
         CREATE INDEX lsa_awaiting ON lead_stage_actions (perform_at)
+            WHERE status = 'awaiting_reply';
+        CREATE INDEX lsa_awaiting_account ON lead_stage_actions (account_id)
             WHERE status = 'awaiting_reply';
         CREATE INDEX lsa_running ON lead_stage_actions (claim_token) WHERE status = 'running';
         CREATE INDEX lsa_lead ON lead_stage_actions (lead_id);

@@ -20,7 +20,11 @@ STALE_TICK_SECONDS = 300  # no tick for longer than this: cron is not running it
 LATENESS_WINDOW = 3600
 FAILING_STREAK = 3  # this many latest attempts of a channel failed alike: it is broken
 ACTION_STATUSES = ("waiting", "pending", "running", "awaiting_reply", "done", "failed", "skipped")
-STATUS_INDEX = {"running": "lsa_running", "awaiting_reply": "lsa_awaiting", "failed": "lsa_failed"}
+STATUS_INDEX = {
+    "running": "lsa_running",
+    "awaiting_reply": "lsa_awaiting_account",
+    "failed": "lsa_failed",
+}
 _GAVE_UP = re.compile(r"^gave up after \d+ attempts: ")
 
 
@@ -93,7 +97,8 @@ class ReportsSQL:
         ):
             pipelines.setdefault(key, {})[state] = n
         do_not_contact = self.conn.execute(
-            "SELECT count(*) FROM leads WHERE account_id = ? AND do_not_contact = 1",
+            "SELECT count(*) FROM leads INDEXED BY leads_do_not_contact"
+            " WHERE account_id = ? AND do_not_contact = 1",
             (account_id,),
         ).fetchone()[0]
         overdue_before = add_seconds(now, -SLA_SECONDS)

@@ -157,8 +157,8 @@ class SchedulerSQL:
             sent[name] = sum(
                 self.conn.execute(
                     "SELECT count(*) FROM deliveries "
-                    "WHERE account_id = ? AND channel = ? AND sent_at > ?",
-                    (account_id, ch, since),
+                    "WHERE account_id = ? AND channel = ? AND sent_at > ? AND sent_at <= ?",
+                    (account_id, ch, since, now),
                 ).fetchone()[0]
                 for ch in channels
             )
