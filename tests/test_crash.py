@@ -14,7 +14,7 @@ import pytest
 
 from .channel_servers import SmtpRecorder
 from .conftest import rows
-from .scenario import T0, setup, smtp_channel, spawn, start_smtp, statuses
+from .scenario import T0, setup, smtp_channel, spawn, start_smtp, statuses, write_csv
 
 PIPELINE = """\
   - key: drip
@@ -202,3 +202,19 @@ def test_eight_ticks_at_once_send_each_lead_exactly_one_message(cli, db, tmp_pat
         assert statuses(db) == {"done": 90} and len(recorder.received) == 30
     finally:
         server.stop()
+
+
+def test_kill_9_during_an_import_of_thousands_imports_all_or_nothing(cli, db, tmp_path):
+    setup(cli, tmp_path, ADMISSION, {})
+    big = write_csv(tmp_path, "big.csv", 8000)
+    for pause in (0.5, 0.65, 0.8, 0.95, 1.1):  # from the start of the process
+        victim = spawn(db, "leads", "import", str(big), "--account", "acme", "--pipeline", "drip")
+        time.sleep(pause)
+        kill_9(victim)
+        assert_sound(db)
+        leads = rows(db, "SELECT count(*) AS n FROM leads")[0]["n"]
+        queued = rows(db, "SELECT count(*) AS n FROM enrollments")[0]["n"]
+        assert leads in (0, 8000) and queued == leads
+    result = cli("leads", "import", big, "--account", "acme", "--pipeline", "drip")
+    assert result.exit_code == 0, result.output
+    assert rows(db, "SELECT count(*) AS n FROM enrollments WHERE status = 'queued'")[0]["n"] == 8000
