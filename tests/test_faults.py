@@ -227,3 +227,34 @@ def test_an_absurd_retry_after_is_capped_and_the_tick_goes_on(cli, db, tmp_path,
         [retry] = [r for r in first if r["status"] == "pending"]
         assert "2027-03-01T14:00:00Z" < retry["perform_at"] <= "2027-03-02T14:01:00Z"
         assert len(http.requests) == 2
+
+
+def test_smtp_that_hangs_up_at_once_is_transient(cli, db, tmp_path):
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def hang_up() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                listener.accept()[0].close()
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=hang_up, daemon=True)
+    thread.start()
+    try:
+        prepare(cli, tmp_path, EMAIL_PIPELINE, "drip", 2, email_account(port, timeout=2))
+        clean_tick(db, T0)
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+    for row in sends(db, "email"):
+        assert row["status"] == "pending" and row["attempts"] == 1 and row["perform_at"] > T0
+        assert "connection" in row["last_error"].lower(), row["last_error"]
+    with smtp_server(port) as (_, recorder):
+        clean_tick(db, "2027-03-01T14:10:00Z")
+        assert len(recorder.received) == 2
+    assert statuses(db) == {"done": 4}
