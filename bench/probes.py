@@ -76,9 +76,10 @@ class StoreTimer:
 
 
 def settle() -> None:
-    """Flush the build's writes first: their write-back would slow this measurement's fsyncs."""
+    """Flush the build's writes first: while the kernel writes back a gigabyte of dirty pages,
+    every write and fsync of this measurement would be throttled."""
     os.sync()
-    time.sleep(0.5)
+    time.sleep(1)
 
 
 def count_due(db: str, now: str) -> int:
@@ -127,7 +128,9 @@ def due(db: str, now: str, workers: int) -> dict[str, Any]:
     """One tick with work due and the no-op channel: actions/s through claim, perform, record."""
     due_before = count_due(db, now)
     settle()
-    timer = StoreTimer("admit_queued", "claim_due", "record_results")
+    timer = StoreTimer(
+        "recover_running", "admit_queued", "claim_due", "record_results", "count_due", "close"
+    )
     start = time.perf_counter()
     summary = tick(db, now=parse_time(now), workers=workers, senders=NoopSender())
     seconds = time.perf_counter() - start
