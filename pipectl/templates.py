@@ -6,11 +6,31 @@ from functools import lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+MAX_REPEAT = 100_000  # characters or items a template may build with `*`
+
+
+class Sandbox(ImmutableSandboxedEnvironment):
+    """The sandbox, also refusing `'x' * 10**9` and `9**9**9`, which would stall a tick."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int) and right > 1024 and abs(left) > 1:
+            raise SecurityError("exponent too large")
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                sized = isinstance(seq, str | list | tuple) and isinstance(times, int)
+                if sized and len(seq) * times > MAX_REPEAT:
+                    raise SecurityError(f"repetition too long (over {MAX_REPEAT})")
+        return super().call_binop(context, operator, left, right)
+
+
+ENV = Sandbox(undefined=StrictUndefined, autoescape=False)
 # HTML bodies escape lead data, so a first name like "<a href=...>" shows as text.
-HTML_ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=True)
+HTML_ENV = Sandbox(undefined=StrictUndefined, autoescape=True)
 
 
 def check_template(source: str) -> str | None:

@@ -293,6 +293,12 @@ def test_sandbox_refuses_attribute_tricks():
     assert failed.value.__cause__ is None
 
 
+def test_sandbox_refuses_templates_that_would_exhaust_memory():
+    for source in ("{{ 'x' * 1000000000 }}", "{{ 10 ** 100000000 }}"):
+        with pytest.raises(PermanentError, match="template error in body: .*too"):
+            render_message(email_action({}, body=source))
+
+
 def test_lead_data_is_sent_literally_never_evaluated(pool):
     lead = {**ANN, "first_name": "{{ 7*7 }}{% if true %}x{% endif %}"}
     with smtp_server() as (server, smtp):
