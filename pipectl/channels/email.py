@@ -191,6 +191,8 @@ class SmtpSender:
 
     def _classified(self, code: int, reply: bytes | str, what: str) -> Exception:
         text = f"{what}: {code} {_text(reply)}"
+        if code == 530:  # "authentication required": the channel's settings, not the lead
+            return self._transient(text)
         if 500 <= code < 600:
             return PermanentError(self.resolved.scrub(f"channel email: {text}"))
         if code == 421:  # the server is closing this connection (often an idle timeout)

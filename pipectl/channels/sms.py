@@ -59,6 +59,8 @@ class HttpSmsSender:
             sid, token = cfg.get("account_sid"), cfg.get("auth_token")
             if not sid or not token:
                 raise TransientError("channel sms: twilio needs account_sid and auth_token")
+            if not cfg.get("from") and not cfg.get("messaging_service_sid"):
+                raise TransientError("channel sms: twilio needs from or messaging_service_sid")
             base = str(cfg.get("base_url") or TWILIO_API).rstrip("/")
             url = f"{base}/2010-04-01/Accounts/{quote(str(sid), safe='')}/Messages.json"
             form = {"To": message.to, "Body": message.body}
