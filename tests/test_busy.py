@@ -88,7 +88,7 @@ def test_tick_stops_with_a_clear_message_when_the_database_stays_locked(
     assert elapsed < 4  # gave up after its busy timeout, not when the other writer finished
     assert dump(db) == before and outbox(tmp_path) == []  # nothing half-done
     # The next tick, with the database free again, does everything.
-    assert pipectl(db, "tick", "--now", "2027-03-01T14:01:00Z").returncode == 0
+    assert cli("tick", "--now", "2027-03-01T14:01:00Z").exit_code == 0
     assert statuses(db) == {"done": 10} and len(outbox(tmp_path)) == 5
 
 
@@ -183,7 +183,7 @@ def test_results_of_sends_survive_a_writer_holding_the_database_past_the_busy_ti
         assert holder.wait(timeout=10) == 0
         assert "Traceback" not in stderr
         assert code == 0, stderr
-        assert pipectl(db, "tick", "--now", "2027-03-01T14:01:00Z").returncode == 0
+        assert cli("tick", "--now", "2027-03-01T14:01:00Z").exit_code == 0
         assert statuses(db) == {"done": 4}
         assert sorted(r.rcpt_tos[0] for r in recorder.received) == [
             "lead0@acme.example",
