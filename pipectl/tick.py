@@ -5,6 +5,7 @@ Worker threads only render and send; this thread is the one database writer.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -82,14 +83,16 @@ def tick(
     stop: threading.Event | None = None,
     outbox_dir: Path | None = None,
     senders: SenderPool | None = None,
+    locked: bool = False,
 ) -> TickSummary:
     """Run one pass; raises LockHeld (exit 75) when another tick holds the lock.
 
-    `senders` replaces the channels (benchmarks pass one that only sleeps)."""
+    `locked`: the caller already holds the lock. `senders` replaces the channels
+    (benchmarks pass one that only sleeps)."""
     clock = Clock(now)
     if dry_run:
         return _dry_run(Store(db_path), clock)
-    with TickLock(db_path):
+    with contextlib.nullcontext() if locked else TickLock(db_path):
         store = Store(db_path)
         try:
             senders = senders or SenderPool(outbox_dir or Path(db_path).resolve().parent / "outbox")

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..config import Config, load_config
 from ..store.config_sql import CHANGED, CREATED, REMOVED, UNCHANGED, Plan
 from .app import app, open_store, out, print_json
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 FileArg = Annotated[Path, typer.Argument(help="The pipelines YAML file.", show_default=True)]
 MARKS = {CREATED: "[green]+[/]", CHANGED: "[yellow]~[/]", REMOVED: "[red]-[/]"}
@@ -31,6 +33,8 @@ def validate(file: FileArg = Path("pipelines.yaml")) -> None:
 
     Example: pipectl validate pipelines.yaml
     """
+    from ..config import load_config  # YAML and Jinja2 load only for the commands using them
+
     config = load_config(file)
     out.print(f"{file}: ok ({_counts(config)})", markup=False)
 
@@ -52,6 +56,8 @@ def apply(
 
     Example: pipectl apply pipelines.yaml --dry-run
     """
+    from ..config import load_config
+
     config = load_config(file)
     plan = open_store(ctx).apply_config(config, force=force, dry_run=dry_run)
     if as_json:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -13,8 +13,10 @@ from rich.table import Table
 
 from ..durations import format_time, utcnow
 from ..errors import CsvError, PipectlError
-from ..leads import InvalidRow, LeadRecord, LeadsFile, open_leads, parse_map
 from .app import app, err, is_terminal, open_store, out, print_json
+
+if TYPE_CHECKING:
+    from ..leads import InvalidRow, LeadRecord, LeadsFile
 
 leads_app = typer.Typer(help="Import, list, show, stop and enroll leads.", no_args_is_help=True)
 app.add_typer(leads_app, name="leads")
@@ -58,6 +60,8 @@ def import_(
     """
     if stage and not pipeline:
         raise typer.BadParameter("--stage needs --pipeline", param_hint="--stage")
+    from ..leads import open_leads, parse_map  # phonenumbers loads only for imports
+
     mapping = parse_map(maps or [])
     store = open_store(ctx)
     acct = store.account_by_key(account)
@@ -115,6 +119,8 @@ def import_(
 
 def _read(leads_file: LeadsFile) -> tuple[list[LeadRecord], list[InvalidRow]]:
     """Every row of the file, split into valid records and invalid rows."""
+    from ..leads import InvalidRow
+
     records: list[LeadRecord] = []
     invalid: list[InvalidRow] = []
     for item in _with_progress(leads_file):

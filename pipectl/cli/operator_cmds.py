@@ -10,7 +10,6 @@ from rich.table import Table
 
 from ..durations import format_time, utcnow
 from ..errors import CsvError, PipectlError
-from ..leads import InvalidRow, open_leads
 from .app import app, err, is_terminal, open_store, out, print_json
 from .leads_cmds import leads_app
 from .report_cmds import NowOpt, parse_now
@@ -142,6 +141,8 @@ def enroll(
         raise PipectlError(f"pipeline '{pipeline}' does not belong to account '{account}'")
     lead_ids = [store.resolve_lead(ref, account_key=account)["id"] for ref in leads or []]
     if csv_file is not None:
+        from ..leads import InvalidRow, open_leads  # phonenumbers loads only when needed
+
         leads_file = open_leads(csv_file, country=acct["country"])
         records = list(leads_file)
         invalid = [str(r) for r in records if isinstance(r, InvalidRow)]

@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ..durations import format_time, parse_time, utcnow
-from ..errors import CsvError, DurationError, PipectlError
-from ..leads import ALIASES, normalise_header
-from ..store.replies_sql import ReplyRow
+from ..durations import format_time, utcnow
+from ..errors import PipectlError
 from .app import app, open_store, out, print_json
 from .leads_cmds import leads_app
-
-CHANNELS = ("email", "sms")
-REPLY_COLUMNS = {
-    "email": ALIASES["email"] + " from fromemail senderemail",
-    "phone": ALIASES["phone"] + " fromphone fromnumber sender sendernumber",
-    "channel": "channel medium type",
-    "body": "body message text content reply",
-    "received_at": "receivedat received date time timestamp datetime",
-}
-REPLY_ALIAS = {alias: col for col, aliases in REPLY_COLUMNS.items() for alias in aliases.split()}
 
 replies_app = typer.Typer(help="Record many inbound replies at once.", no_args_is_help=True)
 app.add_typer(replies_app, name="replies")
@@ -54,8 +40,10 @@ def reply(
     """
     if (email is None) == (phone is None):
         raise PipectlError("give the sender as exactly one of --email or --phone")
-    channel = _channel(channel, "email" if email else "sms", "--channel")
-    received_at = _time(at, "--at") if at else format_time(utcnow())
+    from ..replies import check_channel, check_time
+
+    channel = check_channel(channel, "email" if email else "sms", "--channel")
+    received_at = check_time(at, "--at") if at else format_time(utcnow())
     result = open_store(ctx).record_reply(
         account, email=email, phone=phone, channel=channel, body=body, received_at=received_at
     )
@@ -84,6 +72,8 @@ def import_replies(
 
     Example: pipectl replies import inbox-export.csv --account acme
     """
+    from ..replies import read_replies
+
     replies = read_replies(csv_file, now=format_time(utcnow()))
     summary = open_store(ctx).import_replies(account, replies)
     if as_json:
@@ -118,81 +108,3 @@ def stop(
     who = result["email"] or result["phone"]
     pipelines = ", ".join(result["stopped"]) or "no running automation"
     out.print(f"stopped lead {result['lead_id']} ({who}): {pipelines}", markup=False)
-
-
-# --- the replies CSV ------------------------------------------------------------------
-
-
-def read_replies(path: Path, *, now: str) -> list[ReplyRow]:
-    """Every row of a replies CSV, checked; a bad file or value raises CsvError naming it."""
-    name = str(path)
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except OSError as e:
-        raise CsvError(f"{name}: cannot read the file: {e.strerror}") from None
-    except UnicodeDecodeError:
-        raise CsvError(f"{name}: not UTF-8 text; save the file as CSV UTF-8") from None
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = next((row for row in reader if any(c.strip() for c in row)), None)
-        if header is None:
-            raise CsvError(f"{name}: the file is empty; it needs a header row")
-        columns = _columns(name, reader.line_num, header)
-        replies, problems, line = [], [], reader.line_num
-        for row in reader:
-            start, line = line + 1, reader.line_num
-            if not any(c.strip() for c in row):
-                continue
-            try:
-                replies.append(_reply_row(start, row, columns, now))
-            except ValueError as e:
-                problems.append(f"{name}:{start}: {e}")
-    except csv.Error as e:
-        raise CsvError(f"{name}:{reader.line_num}: not valid CSV: {e}") from None
-    if problems:
-        raise CsvError("\n".join(problems[:20]) + "\nnothing was imported", problems)
-    return replies
-
-
-def _columns(name: str, line: int, header: list[str]) -> dict[str, int]:
-    columns: dict[str, int] = {}
-    for i, title in enumerate(header):
-        column = REPLY_ALIAS.get(normalise_header(title))
-        if column and column not in columns:
-            columns[column] = i
-    if "email" not in columns and "phone" not in columns:
-        raise CsvError(
-            f"{name}:{line}: no email or phone column in the header"
-            f" (columns: {', '.join(header)}); name one 'email' or 'phone'"
-        )
-    return columns
-
-
-def _reply_row(line: int, row: list[str], columns: dict[str, int], now: str) -> ReplyRow:
-    values = {c: row[i].strip() for c, i in columns.items() if i < len(row)}
-    email, phone = values.get("email") or None, values.get("phone") or None
-    if not email and not phone:
-        raise ValueError("row has no email and no phone")
-    default = "email" if email else "sms"
-    at = values.get("received_at")
-    try:
-        channel = _channel(values.get("channel") or None, default, "channel")
-        received_at = _time(at, "received_at") if at else now
-    except PipectlError as e:
-        raise ValueError(str(e)) from None
-    body = row[columns["body"]] if columns.get("body", len(row)) < len(row) else ""
-    return ReplyRow(line, channel, received_at, email=email, phone=phone, body=body)
-
-
-def _channel(value: str | None, default: str, what: str) -> str:
-    channel = (value or default).strip().lower()
-    if channel not in CHANNELS:
-        raise PipectlError(f"{what} {value!r}: use email or sms")
-    return channel
-
-
-def _time(value: str, what: str) -> str:
-    try:
-        return format_time(parse_time(value))
-    except DurationError as e:
-        raise PipectlError(f"{what}: {e}") from None

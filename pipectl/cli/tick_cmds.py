@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
@@ -11,7 +12,7 @@ import typer
 
 from ..durations import parse_time
 from ..errors import DurationError, LockHeld, PipectlError
-from ..tick import tick as run_tick
+from ..lock import TickLock
 from .app import app, err, out, print_json
 
 
@@ -52,14 +53,20 @@ def tick(
 
     Example: * * * * * cd /srv/sales && pipectl tick -q
     """
-    summary = run_tick(
-        ctx.obj["db"],
-        now=_parse_now(now),
-        workers=workers,
-        max_seconds=max_seconds,
-        dry_run=dry_run,
-        stop=None if dry_run else _stop_on_signals(),
-    )
+    at = _parse_now(now)
+    # Take the lock before loading the scheduler and its channels: a second tick exits 75 at once.
+    with contextlib.nullcontext() if dry_run else TickLock(ctx.obj["db"]):
+        from ..tick import tick as run_tick
+
+        summary = run_tick(
+            ctx.obj["db"],
+            now=at,
+            workers=workers,
+            max_seconds=max_seconds,
+            dry_run=dry_run,
+            stop=None if dry_run else _stop_on_signals(),
+            locked=True,
+        )
     if json_out:
         print_json(summary.as_dict())
         return
@@ -92,6 +99,8 @@ def run(
 
     Example: pipectl --db /var/lib/pipectl/pipectl.db run --interval 60
     """
+    from ..tick import tick as run_tick
+
     stop = _stop_on_signals()
     while not stop.is_set():
         started = time.monotonic()

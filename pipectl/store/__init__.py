@@ -10,9 +10,8 @@ import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
-
-import sqlite_utils
 
 from ..errors import PipectlError
 from .config_sql import ConfigSQL
@@ -60,7 +59,13 @@ class Store(ConfigSQL, LeadsSQL, SchedulerSQL, StagesSQL, ReportsSQL, RepliesSQL
             migrate(self.conn)
         except sqlite3.DatabaseError as e:
             raise PipectlError(f"{self.path}: cannot open the database: {e}") from None
-        self.db = sqlite_utils.Database(self.conn)
+
+    @cached_property
+    def db(self):  # noqa: ANN201  (sqlite_utils is imported only when this is used)
+        """The same connection as a sqlite-utils Database, for ad-hoc queries and tests."""
+        import sqlite_utils
+
+        return sqlite_utils.Database(self.conn)
 
     def close(self) -> None:
         self.conn.close()

@@ -7,10 +7,12 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import NotFound, PipectlError
-from ..leads import LeadRecord
+
+if TYPE_CHECKING:
+    from ..leads import LeadRecord
 
 RESTARTABLE = ("won", "lost", "idle")
 LEAD_STATES = ("queued", "active", "idle", "won", "lost", "stopped", "failed")

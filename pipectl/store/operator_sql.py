@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import CsvError, NotFound, PipectlError
-from ..leads import LeadRecord
+
+if TYPE_CHECKING:
+    from ..leads import LeadRecord
 
 OPEN_ACTIONS = ("pending", "running", "awaiting_reply")
 

@@ -16,7 +16,6 @@ from typing import Any
 
 from ..durations import add_seconds, format_time, utcnow
 from ..errors import NotFound, PipectlError
-from ..leads import normalise_phone
 
 OPT_OUT = re.compile(r"[\W_]*(stop|stopall|unsubscribe|cancel|end|quit)[\W_]*", re.IGNORECASE)
 RUNNING_STATES = ("queued", "active", "idle")
@@ -160,6 +159,8 @@ class RepliesSQL:
         if not phone:
             raise PipectlError("a reply needs the sender's email or phone")
         try:
+            from ..leads import normalise_phone  # phonenumbers is slow to import
+
             e164 = normalise_phone(phone, account["country"])
         except ValueError as e:
             raise PipectlError(str(e)) from None
@@ -181,6 +182,8 @@ class RepliesSQL:
         phones = set()
         for country in countries:
             try:
+                from ..leads import normalise_phone
+
                 phones.add(normalise_phone(ref, country))
             except ValueError:
                 continue
