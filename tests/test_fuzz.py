@@ -363,3 +363,50 @@ def test_deeply_nested_yaml_is_a_config_error(yaml_folder, text):
     with pytest.raises(PipectlError) as caught:
         load_config(path)
     assert str(caught.value).startswith(f"{path}:")
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    header=st.lists(
+        st.sampled_from(["Email", "Phone", "First Name", "unsubscribed", "Timezone", "id"])
+        | csv_cell,
+        min_size=1,
+        max_size=4,
+    ),
+    cells=st.lists(st.lists(csv_cell, max_size=5), min_size=1, max_size=3),
+    skip_invalid=st.booleans(),
+)
+def test_leads_import_of_generated_csv_imports_or_changes_nothing(
+    cli, db, tmp_path, header, cells, skip_invalid
+):
+    import csv
+    import io
+
+    if not db.exists():
+        assert cli("apply", write_yaml(tmp_path, ONE_PIPELINE)).exit_code == 0
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(header)
+    writer.writerows(cells)
+    path = tmp_path / "generated.csv"
+    path.write_bytes(buf.getvalue().encode("utf-8", "surrogatepass"))
+    before = dump(db)
+    args = ["leads", "import", path, "--account", "acme", "--pipeline", "drip"]
+    result = cli(*args, *(["--skip-invalid"] if skip_invalid else []))
+    assert result.exit_code in (0, 1), result.output
+    if result.exit_code == 1:
+        assert result.stderr.startswith("error: ") or f"{path}:" in result.stderr
+        assert dump(db) == before
+
+
+ONE_PIPELINE = """\
+  - key: drip
+    account: acme
+    name: Drip
+    stages:
+      - key: intro
+        actions:
+          - email: {subject: "Hi {{ lead.first_name }}", body: "Hello"}
+"""
