@@ -190,6 +190,7 @@ def perform(row: dict[str, Any], senders: SenderPool, clock: Clock) -> Result:
         params=row["params"],
         lead=lead_context(row),
         config=row["channel_config"],
+        instance=row.get("instance", ""),
     )
     try:
         message = render_message(action)

@@ -169,3 +169,31 @@ def test_small_account_is_served_while_a_big_one_has_a_backlog(cli, db, tmp_path
     acme = statuses(db, "acme")
     assert 0 < acme.get("done", 0) < 3000 and acme["pending"] > 0  # acme's backlog remains
     assert result["held_back"] > 0
+
+
+def test_two_databases_never_send_the_same_message_id(cli, db, tmp_path):
+    """Staging and production sending from one domain: receivers must not drop one as a copy."""
+    from email import message_from_bytes
+
+    from .scenario import pipectl, write_yaml
+
+    setup(cli, tmp_path, DRIP, {("acme", "drip"): 1})
+    tick(cli, T0)
+    other = tmp_path / "other"
+    other.mkdir()
+    second = other / "pipectl.db"
+    assert pipectl(second, "apply", str(write_yaml(other, DRIP))).returncode == 0
+    csv = tmp_path / "acme-drip.csv"
+    assert (
+        pipectl(
+            second, "leads", "import", str(csv), "--account", "acme", "--pipeline", "drip"
+        ).returncode
+        == 0
+    )
+    assert pipectl(second, "tick", "--now", T0).returncode == 0
+    ids = [
+        message_from_bytes(p.read_bytes())["Message-ID"]
+        for p in (outbox(tmp_path)[0], outbox(other)[0])
+    ]
+    assert ids[0].startswith("<pipectl.1.") and ids[0].endswith("@acme.example>")
+    assert ids[0] != ids[1]

@@ -54,3 +54,4 @@ class SendAction:
     params: dict[str, Any]  # the snapshot (see pipectl.config.Action)
     lead: dict[str, Any]  # email, phone, first_name, last_name, timezone and custom fields
     config: dict[str, Any]  # the account's config for this channel (may be empty)
+    instance: str = ""  # the database's random id, part of the Message-ID

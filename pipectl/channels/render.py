@@ -41,7 +41,7 @@ def render_message(action: SendAction) -> Message:
         body=body,
         action_id=action.action_id,
         lead_id=action.lead_id,
-        message_id=message_id(action.action_id, (action.config or {}).get("from")),
+        message_id=message_id(action.action_id, (action.config or {}).get("from"), action.instance),
         subject=subject,
         html=html,
     )
@@ -59,15 +59,17 @@ def lead_context(lead: dict[str, Any]) -> dict[str, Any]:
     return context
 
 
-def message_id(action_id: int, from_address: Any) -> str:
-    """The Message-ID of an action: the same on every attempt, so a repeat can be dropped."""
+def message_id(action_id: int, from_address: Any, instance: str = "") -> str:
+    """The Message-ID of an action: the same on every attempt, so a repeat can be dropped;
+    `instance` (the database's id) keeps two databases' actions apart."""
     domain = "pipectl.local"
     if isinstance(from_address, str) and "${" not in from_address:
         _, addr = parseaddr(from_address)
         candidate = addr.rpartition("@")[2]
         if "@" in addr and _DOMAIN.match(candidate):
             domain = candidate.lower()
-    return f"<pipectl.{int(action_id)}@{domain}>"
+    suffix = f".{instance}" if instance else ""
+    return f"<pipectl.{int(action_id)}{suffix}@{domain}>"
 
 
 def _address(value: Any, what: str) -> str:

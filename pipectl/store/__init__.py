@@ -61,6 +61,11 @@ class Store(ConfigSQL, LeadsSQL, SchedulerSQL, StagesSQL, ReportsSQL, RepliesSQL
             raise PipectlError(f"{self.path}: cannot open the database: {e}") from None
 
     @cached_property
+    def instance(self) -> str:
+        """This database's random id (set when it was created)."""
+        return self.conn.execute("SELECT value FROM meta WHERE key = 'instance'").fetchone()[0]
+
+    @cached_property
     def db(self):  # noqa: ANN201  (sqlite_utils is imported only when this is used)
         """The same connection as a sqlite-utils Database, for ad-hoc queries and tests."""
         import sqlite_utils

@@ -170,6 +170,11 @@ def m001_initial(conn: sqlite3.Connection) -> None:
         );
         CREATE INDEX replies_lead ON replies (lead_id);
 
+        -- This database's own random id: Message-IDs carry it, so two databases (staging and
+        -- production) sending from one domain never produce the same Message-ID.
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO meta (key, value) VALUES ('instance', lower(hex(randomblob(6))));
+
         CREATE TABLE ticks (
             id INTEGER PRIMARY KEY,
             started_at TEXT NOT NULL,

@@ -183,6 +183,7 @@ class SchedulerSQL:
             row = dict(r)
             row["params"] = json.loads(row["params"])
             row["account_key"] = account["key"]
+            row["instance"] = self.instance  # type: ignore[attr-defined]
             row["channel_config"] = json.loads(account["channels"] or "{}").get(channel, {})
             if row["do_not_contact"]:
                 self._stop_enrollment(row["enrollment_id"], row["lead_id"], "stopped", now)
