@@ -133,6 +133,16 @@ def test_body_file_outside_the_yaml_folder_is_refused_by_validate(cli, tmp_path)
         assert cli("apply", path).exit_code == 1
 
 
+OPERATOR_VIEWS = [
+    ("status",),
+    ("status", "--json"),
+    ("leads", "list"),
+    ("leads", "list", "--json"),
+    ("leads", "show", "ana@lead.example"),
+    ("leads", "show", "ana@lead.example", "--json"),
+    ("actions", "list"),
+    ("actions", "list", "--json"),
+]
 PASSWORD = "Zq9-tr0ub4dor-7731-pw"
 WRONG = "Wr0ng-c0rrect-h0rse-4410"
 TOKEN = "tw-t0ken-5f1e-8c2d-99aa"
@@ -187,6 +197,8 @@ def test_secrets_never_reach_the_database_outputs_or_errors(cli, db, tmp_path, m
         email = rows(db, "SELECT * FROM lead_stage_actions WHERE type = 'email'")[0]
         assert email["status"] == "pending" and "authentication" in email["last_error"]
         assert set(recorder.logins) == {("sales", WRONG)} and recorder.received == []
+        for show in OPERATOR_VIEWS:  # while the failure is fresh
+            run(*show)
 
         monkeypatch.setenv("SMTP_PASSWORD", PASSWORD)
         run("tick", "--now", "2027-03-01T15:00:00Z")  # the email goes; the sms gets a 500
@@ -194,10 +206,8 @@ def test_secrets_never_reach_the_database_outputs_or_errors(cli, db, tmp_path, m
         assert sms["status"] == "pending" and "500" in sms["last_error"]
         run("tick", "--now", "2027-03-01T17:00:00Z")  # the sms goes
         run("tick", "--now", "2027-03-01T17:01:00Z", "--json")
-        run("status")
-        run("status", "--json")
-        run("leads", "list")
-        run("leads", "list", "--json")
+        for show in OPERATOR_VIEWS:
+            run(*show)
         run("tick", "--now", "2027-03-01T17:02:00Z", "--dry-run")
         assert statuses(db) == {"done": 3}
         assert recorder.logins[-1] == ("sales", PASSWORD) and len(recorder.received) == 1
