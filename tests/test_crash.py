@@ -218,3 +218,49 @@ def test_kill_9_during_an_import_of_thousands_imports_all_or_nothing(cli, db, tm
     result = cli("leads", "import", big, "--account", "acme", "--pipeline", "drip")
     assert result.exit_code == 0, result.output
     assert rows(db, "SELECT count(*) AS n FROM enrollments WHERE status = 'queued'")[0]["n"] == 8000
+
+
+REPLY_MOVES = """\
+  - key: drip
+    account: acme
+    name: Drip
+    on_reply: responded
+    stages:
+      - key: intro
+        actions:
+          - email: {subject: "Intro", body: "Hello"}
+          - wait: 1d
+      - key: responded
+        actions:
+          - email: {subject: "Next steps", body: "Thanks for answering"}
+      - {key: won, outcome: won}
+"""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a reply that moves the lead while its send is in flight opens the next stage's "
+    "action beside the running one (stage transitions: left for their owner)",
+)
+def test_a_reply_during_a_send_keeps_one_open_action_per_enrollment(cli, db, tmp_path):
+    server, recorder = start_smtp(delay=1.5)
+    try:
+        setup(
+            cli,
+            tmp_path,
+            REPLY_MOVES,
+            {("acme", "drip"): 1},
+            acme_extra=smtp_channel(server.port),
+        )
+        ticking = spawn(db, "tick", "--now", T0)
+        wait_for(lambda: recorder.connections >= 1, ticking)
+        reply = cli("reply", "--account", "acme", "--email", "lead0@acme.example", "--at", T0)
+        assert reply.exit_code == 0, reply.output
+        try:
+            assert_sound(db)
+        finally:
+            ticking.wait(timeout=30)
+            ticking.stdout.close()
+            ticking.stderr.close()
+    finally:
+        server.stop()
