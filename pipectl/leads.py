@@ -24,7 +24,8 @@ from .errors import CsvError
 FIELDS = ("email", "phone", "first_name", "last_name", "name", "timezone", "do_not_contact")
 ALIASES = {
     "email": "email emailaddress primaryemail workemail",
-    "phone": "phone phonenumber mobile mobilephone mobilenumber cell cellphone telephone tel",
+    # In preference order: a text needs a mobile, so Mobile beats Phone when a file has both.
+    "phone": "mobile mobilephone mobilenumber cell cellphone phone phonenumber telephone tel",
     "first_name": "firstname givenname forename",
     "last_name": "lastname surname familyname",
     "name": "name fullname contactname",
@@ -32,6 +33,7 @@ ALIASES = {
     "do_not_contact": "donotcontact unsubscribed optedout optout dnc",
 }
 ALIAS_TO_FIELD = {alias: f for f, aliases in ALIASES.items() for alias in aliases.split()}
+ALIAS_RANK = {alias: n for aliases in ALIASES.values() for n, alias in enumerate(aliases.split())}
 TRUE = {"true", "yes", "1", "y"}
 FALSE = {"false", "no", "0", "n"}
 BINARY_MAGIC = {
@@ -147,6 +149,7 @@ class LeadsFile:
             mapping.get(k, ALIAS_TO_FIELD.get(k)) for k in keys
         }
         targets: dict[str, int] = {}
+        alternates: dict[str, list[int]] = {}
         self.custom: list[tuple[int, str]] = []
         self.unnamed: list[int] = []
         for i, key in enumerate(keys):
@@ -162,11 +165,20 @@ class LeadsFile:
                     self.custom.append((i, snake_case(header[i]) or key))
                 continue
             if target in targets:
-                other = header[targets[target]]
-                raise CsvError(
-                    f"{where}: columns {other!r} and {header[i]!r} are both read as {target};"
-                    f" choose one with --map '{header[i]}={target}'"
-                )
+                j = targets[target]
+                if key in mapping and keys[j] in mapping:
+                    raise CsvError(
+                        f"{where}: --map reads both {header[j]!r} and {header[i]!r} as {target};"
+                        " map one of them"
+                    )
+                # Exports often have both (Phone and Mobile): the preferred alias is read
+                # first, the other fills in where it is empty and is kept as a custom field.
+                if ALIAS_RANK.get(key, 99) < ALIAS_RANK.get(keys[j], 99):
+                    targets[target], i = i, j
+                alternates.setdefault(target, []).append(i)
+                name = snake_case(header[i]) or keys[i]
+                self.custom.append((i, f"other_{name}" if name in FIELDS else name))
+                continue
             targets[target] = i
         if "email" not in targets and "phone" not in targets:
             looks_like_data = any("@" in h or sum(c.isdigit() for c in h) >= 7 for h in header)
@@ -181,6 +193,8 @@ class LeadsFile:
             )
         self.targets = targets
         self._at = tuple(targets.get(f, len(header)) for f in FIELDS)
+        self._email_alt = tuple(alternates.get("email", ()))
+        self._phone_alt = tuple(alternates.get("phone", ()))
 
     def __iter__(self) -> Iterator[LeadRecord | InvalidRow]:
         reader, ncols = self._reader, self.columns
@@ -209,9 +223,9 @@ class LeadsFile:
         i_email, i_phone, i_first, i_last, i_name, i_tz, i_dnc = self._at
         rec = LeadRecord(line)
         try:
-            if email := row[i_email].strip():
+            if email := row[i_email].strip() or _first(row, self._email_alt):
                 rec.email = normalise_email(email)
-            if phone := row[i_phone].strip():
+            if phone := row[i_phone].strip() or _first(row, self._phone_alt):
                 rec.phone = normalise_phone(phone, self.country)
             if tz := row[i_tz].strip():
                 rec.timezone = check_timezone(tz)
@@ -237,6 +251,14 @@ class LeadsFile:
             shown_row = shown(",".join(row[: self.columns]).rstrip(","))
             return InvalidRow(self.name, line, f"row has no email and no phone: {shown_row}")
         return rec
+
+
+def _first(row: list[str], columns: tuple[int, ...]) -> str:
+    """The first non-empty value among fallback columns."""
+    for i in columns:
+        if value := row[i].strip():
+            return value
+    return ""
 
 
 def open_leads(

@@ -100,9 +100,9 @@ BAD_FILES = [
         ["leads.csv:1:", "'Company Name'", "'company_name'"],
     ),
     (
-        "two_phone_columns",
+        "bad_mobile_beside_a_phone",
         "Email,Phone,Mobile\na@x.com,1,2\n",
-        ["leads.csv:1:", "'Phone' and 'Mobile'"],
+        ["leads.csv:2:", "invalid phone '2'"],
     ),
 ]
 

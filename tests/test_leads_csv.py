@@ -200,3 +200,21 @@ def test_email_fast_path_agrees_with_email_validator(local, domain):
     except ValueError:
         ours = None
     assert ours == expected
+
+
+def test_phone_and_mobile_columns_prefer_the_mobile_and_keep_the_other(tmp_path):
+    """A CRM export with both: texts go to the mobile; the desk phone fills in and is kept."""
+    records = read(
+        tmp_path,
+        "First Name,Email,Phone,Mobile\r\n"
+        "Jane,jane@doe.example,(212) 555-0101,212-555-0199\r\n"
+        "John,,(646) 555-0102,\r\n",
+    )
+    jane, john = records
+    assert jane.phone == "+12125550199" and jane.fields["other_phone"] == "(212) 555-0101"
+    assert john.phone == "+16465550102"
+
+
+def test_two_explicit_maps_to_one_field_are_refused(tmp_path):
+    with pytest.raises(CsvError, match="--map reads both 'A' and 'B' as phone"):
+        read(tmp_path, "Email,A,B\nx@y.example,1,2\n", maps=["A=phone", "B=phone"])
