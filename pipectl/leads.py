@@ -113,7 +113,7 @@ class LeadsFile:
         self.name = str(path)
         self.country = country
         self.lines = text.count("\n") + 1
-        self._reader = csv.reader(io.StringIO(text, newline=""))
+        self._reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter(text))
         self.header_line, header = self._read_header()
         self.columns = len(header)
         self._plan(header, mapping)
@@ -251,6 +251,13 @@ class LeadsFile:
             shown_row = shown(",".join(row[: self.columns]).rstrip(","))
             return InvalidRow(self.name, line, f"row has no email and no phone: {shown_row}")
         return rec
+
+
+def delimiter(text: str) -> str:
+    """Comma, or the semicolon or tab of the header line when it has more of those (Excel in
+    much of Europe saves CSV with semicolons)."""
+    header = next((line for line in text.splitlines() if line.strip()), "")
+    return max((",", ";", "\t"), key=header.count)
 
 
 def _first(row: list[str], columns: tuple[int, ...]) -> str:

@@ -218,3 +218,12 @@ def test_phone_and_mobile_columns_prefer_the_mobile_and_keep_the_other(tmp_path)
 def test_two_explicit_maps_to_one_field_are_refused(tmp_path):
     with pytest.raises(CsvError, match="--map reads both 'A' and 'B' as phone"):
         read(tmp_path, "Email,A,B\nx@y.example,1,2\n", maps=["A=phone", "B=phone"])
+
+
+@pytest.mark.parametrize("sep", [";", "\t"])
+def test_semicolon_and_tab_separated_exports_are_read(tmp_path, sep):
+    text = sep.join(["E-Mail", "Vorname", "Firma"]) + "\n"
+    text += sep.join(["jonas@beispiel.de", "Jonas", '"Müller, Söhne"']) + "\n"
+    (lead,) = read(tmp_path, text, country="DE")
+    assert lead.email == "jonas@beispiel.de" and lead.first_name is None
+    assert lead.fields == {"vorname": "Jonas", "firma": "Müller, Söhne"}
