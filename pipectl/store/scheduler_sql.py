@@ -18,6 +18,12 @@ from ..limits import next_opening, rate_room, share
 from .stages_sql import plus
 
 INTERNAL_BATCH = 500
+# A send to retry (or recover) whose stage the lead left while it ran (a reply moved it, it
+# was stopped) is skipped: retrying it would reach a lead that has moved on.
+PENDING_UNLESS_LEFT = (
+    "CASE WHEN (SELECT exited_at FROM lead_stages s WHERE s.id = lead_stage_actions.lead_stage_id)"
+    " IS NULL THEN 'pending' ELSE 'skipped' END"
+)
 
 
 @dataclass
@@ -56,7 +62,7 @@ class SchedulerSQL:
         self.__dict__.pop("_actions_cache", None)
         with self.transaction():
             return self.conn.execute(
-                "UPDATE lead_stage_actions SET status = 'pending', claim_token = NULL "
+                f"UPDATE lead_stage_actions SET status = {PENDING_UNLESS_LEFT}, claim_token = NULL "
                 "WHERE status = 'running'"
             ).rowcount
 
@@ -285,8 +291,8 @@ class SchedulerSQL:
                         self._advance(a, r.finished_at)
                 elif r.outcome == "retry":
                     cur = self.conn.execute(
-                        "UPDATE lead_stage_actions SET status = 'pending', perform_at = ?, "
-                        "last_error = ?, claim_token = NULL "
+                        f"UPDATE lead_stage_actions SET status = {PENDING_UNLESS_LEFT}, "
+                        "perform_at = ?, last_error = ?, claim_token = NULL "
                         "WHERE id = ? AND claim_token = ? AND status = 'running'",
                         (r.retry_at, r.error, *fence),
                     )
