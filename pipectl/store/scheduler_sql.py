@@ -302,10 +302,19 @@ class SchedulerSQL:
                         "last_error = ? WHERE id = ? AND claim_token = ? AND status = 'running'",
                         (r.finished_at, r.error, *fence),
                     )
-                    if cur.rowcount:
+                    if cur.rowcount and not self._left_stage(a):
                         self._on_failure(a, r.finished_at)
                 counts[r.outcome if cur.rowcount else "stale"] += 1
         return counts
+
+    def _left_stage(self, action: dict[str, Any]) -> bool:
+        """The lead left the action's stage (a reply, a stop) while the action ran."""
+        return (
+            self.conn.execute(
+                "SELECT exited_at FROM lead_stages WHERE id = ?", (action["lead_stage_id"],)
+            ).fetchone()["exited_at"]
+            is not None
+        )
 
     def _on_failure(self, action: dict[str, Any], now: str) -> None:
         """The stage's `on_failure`: stop the lead, continue with the next action, or move."""
