@@ -3,6 +3,7 @@ nothing is lost, only sends in flight repeat (with their Message-ID), the databa
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import sqlite3
 import time
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .channel_servers import SmtpRecorder
+from .channel_servers import SmtpRecorder, SmtpServer, free_port
 from .conftest import rows
 from .scenario import T0, setup, smtp_channel, spawn, start_smtp, statuses, write_csv
 
@@ -262,5 +263,97 @@ def test_a_reply_during_a_send_keeps_one_open_action_per_enrollment(cli, db, tmp
             ticking.wait(timeout=30)
             ticking.stdout.close()
             ticking.stderr.close()
+    finally:
+        server.stop()
+
+
+class SlowRefusing(SmtpRecorder):
+    """Takes a while over DATA, then answers `reply` (a refusal) to the intro email."""
+
+    delay = 1.2
+    reply = "451 4.3.0 Try again later"
+
+    async def handle_DATA(self, server, session, envelope):
+        await asyncio.sleep(self.delay)
+        if self.reply and b"Subject: Intro" in envelope.content:
+            return self.reply
+        return await super().handle_DATA(server, session, envelope)
+
+
+def start_refusing(reply: str) -> tuple[SmtpServer, SlowRefusing]:
+    recorder = SlowRefusing()
+    recorder.reply = reply
+    server = SmtpServer(recorder, free_port())
+    server.start()
+    return server, recorder
+
+
+def during_the_send(cli, db, recorder, *command: str) -> None:
+    """Run `command` while a tick (a real process) has the lead's email on the wire."""
+    ticking = spawn(db, "tick", "--now", T0)
+    wait_for(lambda: recorder.connections >= 1, ticking)
+    result = cli(*command)
+    assert result.exit_code == 0, result.output
+    assert ticking.wait(timeout=30) == 0
+    ticking.stdout.close()
+    ticking.stderr.close()
+
+
+def test_a_send_that_fails_after_the_lead_was_stopped_is_not_retried(cli, db, tmp_path):
+    """It was: the retry put the row back to `pending` and a later tick sent it anyway."""
+    server, recorder = start_refusing("451 4.3.0 Try again later")
+    try:
+        setup(
+            cli, tmp_path, REPLY_MOVES, {("acme", "drip"): 1}, acme_extra=smtp_channel(server.port)
+        )
+        during_the_send(cli, db, recorder, "leads", "stop", "lead0@acme.example")
+        recorder.reply = ""
+        assert cli("tick", "--now", "2027-03-01T15:00:00Z").exit_code == 0
+        assert recorder.received == []
+        assert statuses(db) == {"skipped": 2}
+        assert rows(db, "SELECT status FROM enrollments") == [{"status": "stopped"}]
+        assert_sound(db)
+    finally:
+        server.stop()
+
+
+def test_a_send_refused_after_a_reply_moved_the_lead_does_not_fail_the_new_stage(cli, db, tmp_path):
+    """It did: the old stage's on_failure (stop) ended the enrollment in its new stage."""
+    server, recorder = start_refusing("550 5.1.1 No such user")
+    try:
+        setup(
+            cli, tmp_path, REPLY_MOVES, {("acme", "drip"): 1}, acme_extra=smtp_channel(server.port)
+        )
+        reply = ("reply", "--account", "acme", "--email", "lead0@acme.example", "--at", T0)
+        recorder.delay = 2.5  # the reply lands before the refusal
+        during_the_send(cli, db, recorder, *reply)
+        intro, wait, follow_up = rows(db, "SELECT * FROM lead_stage_actions ORDER BY id")
+        assert intro["status"] == "failed" and "550" in intro["last_error"]
+        assert wait["status"] == "skipped"
+        assert follow_up["status"] == "done"  # the responded stage went on
+        assert [r.message["Subject"] for r in recorder.received] == ["Next steps"]
+        assert rows(db, "SELECT status FROM enrollments")[0]["status"] == "idle"
+        assert_sound(db)
+    finally:
+        server.stop()
+
+
+def test_a_send_in_flight_at_a_crash_is_not_resent_to_a_lead_stopped_since(cli, db, tmp_path):
+    server, recorder = start_refusing("")
+    recorder.delay = 5
+    try:
+        setup(
+            cli, tmp_path, REPLY_MOVES, {("acme", "drip"): 1}, acme_extra=smtp_channel(server.port)
+        )
+        victim = spawn(db, "tick", "--now", T0)
+        wait_for(lambda: recorder.connections >= 1, victim)
+        kill_9(victim)
+        assert cli("leads", "stop", "lead0@acme.example").exit_code == 0
+        recorder.delay = 0
+        assert cli("tick", "--now", "2027-03-01T14:01:00Z").exit_code == 0
+        assert statuses(db) == {"skipped": 2}
+        time.sleep(recorder.delay)
+        assert len(recorder.received) <= 1  # at most the one in flight at the crash
+        assert_sound(db)
     finally:
         server.stop()
