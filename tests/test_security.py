@@ -181,7 +181,7 @@ def test_secrets_never_reach_the_database_outputs_or_errors(cli, db, tmp_path, m
 
         def run(*args: str) -> None:
             """Ticks as cron runs them, in their own process; the other commands in-process."""
-            if args[0] == "tick":
+            if args[0] == "tick" and len(args) == 3:  # plain ticks; --json, --dry-run in-process
                 result = pipectl(db, *args)
                 code, output = result.returncode, result.stdout + result.stderr
             else:
