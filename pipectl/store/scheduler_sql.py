@@ -61,10 +61,18 @@ class SchedulerSQL:
         self.__dict__.pop("_stage_cache", None)  # the YAML may have changed since last tick
         self.__dict__.pop("_actions_cache", None)
         with self.transaction():
-            return self.conn.execute(
+            moved_on = self.conn.execute(
+                "SELECT DISTINCT a.enrollment_id, s.exited_at FROM lead_stage_actions a "
+                "JOIN lead_stages s ON s.id = a.lead_stage_id "
+                "WHERE a.status = 'running' AND s.exited_at IS NOT NULL"
+            ).fetchall()
+            recovered = self.conn.execute(
                 f"UPDATE lead_stage_actions SET status = {PENDING_UNLESS_LEFT}, claim_token = NULL "
                 "WHERE status = 'running'"
             ).rowcount
+            for enrollment_id, left_at in moved_on:
+                self._resume_enrollment(enrollment_id, left_at)
+            return recovered
 
     def admit_queued(self, now: str, cap: int = 5000) -> int:
         """Start queued enrollments, oldest first, up to each account's `active_leads`."""
@@ -304,6 +312,8 @@ class SchedulerSQL:
                     )
                     if cur.rowcount and not self._left_stage(a):
                         self._on_failure(a, r.finished_at)
+                if cur.rowcount and r.outcome != "done" and self._left_stage(a):
+                    self._resume_enrollment(a["enrollment_id"], r.finished_at)
                 counts[r.outcome if cur.rowcount else "stale"] += 1
         return counts
 

@@ -68,11 +68,14 @@ class StagesSQL:
             self._set_enrollment(enrollment_id, lead_id, stage["outcome"] or "idle", now)
             return
         self._set_enrollment(enrollment_id, lead_id, "active", now)
+        # A send of the stage the lead just left may still be in flight (a reply moved it):
+        # then this stage starts when that send's result is written (`_resume_enrollment`).
+        sending = self._sending(enrollment_id)
         rows = []
         for i, action in enumerate(actions):
             status, perform_at = (
                 activation(action["type"], json.loads(action["params"]), now)
-                if i == 0
+                if i == 0 and not sending
                 else ("waiting", None)
             )
             rows.append(
@@ -101,8 +104,9 @@ class StagesSQL:
         lead_stage = self.conn.execute(
             "SELECT exited_at FROM lead_stages WHERE id = ?", (action["lead_stage_id"],)
         ).fetchone()
-        if lead_stage["exited_at"] is not None:
-            return  # the lead moved on (a reply, a stop) while this action ran
+        if lead_stage["exited_at"] is not None:  # the lead moved on while this action ran
+            self._resume_enrollment(action["enrollment_id"], now)
+            return
         nxt = self.conn.execute(
             "SELECT id, type, params FROM lead_stage_actions "
             "WHERE lead_stage_id = ? AND sequence_number > ? ORDER BY sequence_number LIMIT 1",
@@ -116,6 +120,34 @@ class StagesSQL:
             "UPDATE lead_stage_actions SET status = ?, perform_at = ? "
             "WHERE id = ? AND status = 'waiting'",
             (status, perform_at, nxt["id"]),
+        )
+
+    def _sending(self, enrollment_id: int) -> bool:
+        return (
+            self.conn.execute(
+                "SELECT 1 FROM lead_stage_actions WHERE status = 'running' AND enrollment_id = ?",
+                (enrollment_id,),
+            ).fetchone()
+            is not None
+        )
+
+    def _resume_enrollment(self, enrollment_id: int, now: str) -> None:
+        """After the last send of a stage the lead left, its current stage's first action starts,
+        so the enrollment never has two actions open at once."""
+        first = self.conn.execute(
+            "SELECT a.id, a.type, a.params, a.status FROM lead_stage_actions a "
+            "JOIN lead_stages s ON s.id = a.lead_stage_id "
+            "WHERE s.enrollment_id = ? AND s.exited_at IS NULL "
+            "ORDER BY a.sequence_number LIMIT 1",
+            (enrollment_id,),
+        ).fetchone()
+        if first is None or first["status"] != "waiting" or self._sending(enrollment_id):
+            return
+        status, perform_at = activation(first["type"], json.loads(first["params"]), now)
+        self.conn.execute(
+            "UPDATE lead_stage_actions SET status = ?, perform_at = ? "
+            "WHERE id = ? AND status = 'waiting'",
+            (status, perform_at, first["id"]),
         )
 
     def _move(
