@@ -238,12 +238,8 @@ REPLY_MOVES = """\
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a reply that moves the lead while its send is in flight opens the next stage's "
-    "action beside the running one (stage transitions: left for their owner)",
-)
 def test_a_reply_during_a_send_keeps_one_open_action_per_enrollment(cli, db, tmp_path):
+    """It did not: the new stage's first send was due, and sent, beside the one in flight."""
     server, recorder = start_smtp(delay=1.5)
     try:
         setup(
@@ -259,10 +255,14 @@ def test_a_reply_during_a_send_keeps_one_open_action_per_enrollment(cli, db, tmp
         assert reply.exit_code == 0, reply.output
         try:
             assert_sound(db)
+            assert statuses(db) == {"running": 1, "skipped": 1, "waiting": 1}
         finally:
-            ticking.wait(timeout=30)
+            assert ticking.wait(timeout=30) == 0
             ticking.stdout.close()
             ticking.stderr.close()
+        assert_sound(db)
+        assert statuses(db) == {"done": 2, "skipped": 1}  # the next stage went once it could
+        assert [r.message["Subject"] for r in recorder.received] == ["Intro", "Next steps"]
     finally:
         server.stop()
 
@@ -355,5 +355,30 @@ def test_a_send_in_flight_at_a_crash_is_not_resent_to_a_lead_stopped_since(cli, 
         assert statuses(db) == {"skipped": 2}
         assert recorder.received == []  # not sent again
         assert_sound(db)
+    finally:
+        server.stop()
+
+
+def test_after_a_crash_a_lead_that_replied_meanwhile_goes_on_in_its_new_stage(cli, db, tmp_path):
+    server, recorder = start_refusing("")
+    recorder.delay = 5
+    try:
+        setup(
+            cli, tmp_path, REPLY_MOVES, {("acme", "drip"): 1}, acme_extra=smtp_channel(server.port)
+        )
+        victim = spawn(db, "tick", "--now", T0)
+        wait_for(lambda: recorder.connections >= 1, victim)
+        kill_9(victim)
+        reply = cli("reply", "--account", "acme", "--email", "lead0@acme.example", "--at", T0)
+        assert reply.exit_code == 0, reply.output
+        assert_sound(db)
+        recorder.delay = 0  # the killed tick's DATA is still in its 5 s
+        assert cli("tick", "--now", "2027-03-01T14:01:00Z").exit_code == 0
+        assert_sound(db)
+        intro, wait, follow_up = rows(db, "SELECT * FROM lead_stage_actions ORDER BY id")
+        assert (intro["status"], wait["status"], follow_up["status"]) == ("skipped",) * 2 + (
+            "done",
+        )
+        assert [r.message["Subject"] for r in recorder.received] == ["Next steps"]
     finally:
         server.stop()
