@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .channel_servers import http_server, smtp_server
+from .channel_servers import free_port, http_server, smtp_server
 from .conftest import rows
 from .scenario import T0, outbox, pipectl, statuses, write_yaml
 
@@ -224,3 +224,39 @@ def test_secrets_never_reach_the_database_outputs_or_errors(cli, db, tmp_path, m
                 assert secret.encode() not in blob
                 assert secret.encode("utf-16-le") not in blob
         assert os.environ["SMTP_PASSWORD"] == PASSWORD  # the values searched for were in use
+
+
+def test_a_token_in_a_webhook_url_stays_out_of_errors(cli, db, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOOK_TOKEN", TOKEN)
+
+    def hook(base: str) -> str:
+        return (
+            "    channels:\n"
+            f"      sms: {{transport: webhook, url: '{base}/hook?token=${{HOOK_TOKEN}}',"
+            " from: '+15550100000', timeout: 2}"
+        )
+
+    pipelines = "".join(
+        f"  - key: {account}\n    account: {account}\n    stages:\n      - key: intro\n"
+        "        actions:\n          - sms: Hi\n"
+        for account in ("acme", "beta")
+    )
+    with http_server() as (url, http):
+        down = f"http://127.0.0.1:{free_port()}"  # nobody listens: connection refused
+        yaml = write_yaml(tmp_path, pipelines, acme_extra=hook(url), beta_extra=hook(down))
+        assert cli("apply", yaml).exit_code == 0
+        http.answer(500, f"no route for /hook?token={TOKEN}".encode())
+        csv_path = tmp_path / "leads.csv"
+        csv_path.write_text("Phone\n+14155550100\n")
+        for account in ("acme", "beta"):
+            result = cli("leads", "import", csv_path, "--account", account, "--pipeline", account)
+            assert result.exit_code == 0, result.output
+        result = cli("tick", "--now", T0)
+        assert result.exit_code == 0
+        assert http.requests[0].path == f"/hook?token={TOKEN}"  # the token was used
+    errors = [r["last_error"] for r in rows(db, "SELECT last_error FROM lead_stage_actions")]
+    assert len(errors) == 2 and all(errors)
+    assert any("token=***" in e for e in errors), errors  # the echo, scrubbed
+    for blob in [*errors, result.output, cli("actions", "list").output, cli("status").output]:
+        assert TOKEN not in blob
+    assert TOKEN.encode() not in db.read_bytes() + Path(f"{db}-wal").read_bytes()
