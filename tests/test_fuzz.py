@@ -410,3 +410,19 @@ ONE_PIPELINE = """\
         actions:
           - email: {subject: "Hi {{ lead.first_name }}", body: "Hello"}
 """
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("leads", "show", "99999999999999999999999"),
+        ("leads", "stop", "99999999999999999999999"),
+        ("retry", "99999999999999999999999"),
+    ],
+)
+def test_an_id_too_big_for_sqlite_is_an_error_message(cli, db, args):
+    """It was an OverflowError traceback."""
+    assert cli("init").exit_code == 0
+    result = cli(*args)
+    assert result.exit_code in (1, 2)  # not found, or a usage error
+    assert "99999999999999999999999" in result.output or "ACTION_ID" in result.output

@@ -78,7 +78,8 @@ def list_actions(
 def retry(
     ctx: typer.Context,
     action_id: Annotated[
-        int | None, typer.Argument(metavar="[ACTION_ID]", help="The failed action's id.")
+        int | None,
+        typer.Argument(metavar="[ACTION_ID]", max=2**63 - 1, help="The failed action's id."),
     ] = None,
     account: Annotated[
         str | None, typer.Option("--account", help="With --failed: this account's.")

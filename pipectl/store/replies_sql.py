@@ -119,7 +119,7 @@ class RepliesSQL:
             account = self.account_by_key(account_key)  # type: ignore[attr-defined]
             where, params = " AND account_id = ?", [account["id"]]
         found: list[sqlite3.Row] = []
-        if ref.isdigit():
+        if ref.isdigit() and int(ref) < 2**63:  # larger is no id SQLite can hold
             found = self.conn.execute(
                 f"SELECT * FROM leads WHERE id = ?{where}", (int(ref), *params)
             ).fetchall()
