@@ -418,6 +418,9 @@ ONE_PIPELINE = """\
         ("leads", "show", "99999999999999999999999"),
         ("leads", "stop", "99999999999999999999999"),
         ("retry", "99999999999999999999999"),
+        ("leads", "list", "--limit", "99999999999999999999999"),
+        ("leads", "list", "--offset", "99999999999999999999999"),
+        ("actions", "list", "--limit", "99999999999999999999999"),
     ],
 )
 def test_an_id_too_big_for_sqlite_is_an_error_message(cli, db, args):
@@ -425,4 +428,4 @@ def test_an_id_too_big_for_sqlite_is_an_error_message(cli, db, args):
     assert cli("init").exit_code == 0
     result = cli(*args)
     assert result.exit_code in (1, 2)  # not found, or a usage error
-    assert "99999999999999999999999" in result.output or "ACTION_ID" in result.output
+    assert "99999999999999999999999" in result.output or "9223372036854775807" in result.output

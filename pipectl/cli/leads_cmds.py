@@ -166,8 +166,12 @@ def list_(
     pipeline: Annotated[
         str | None, typer.Option("--pipeline", help="Only leads enrolled in it.")
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many.")] = 100,
-    offset: Annotated[int, typer.Option("--offset", min=0, help="Skip this many first.")] = 0,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=2**63 - 1, help="At most this many.")
+    ] = 100,
+    offset: Annotated[
+        int, typer.Option("--offset", min=0, max=2**63 - 1, help="Skip this many first.")
+    ] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Leads with, per pipeline, their current stage and state.

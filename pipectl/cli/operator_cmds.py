@@ -32,7 +32,9 @@ def list_actions(
         ),
     ] = None,
     account: AccountOpt = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many.")] = 100,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=2**63 - 1, help="At most this many.")
+    ] = 100,
     as_json: JsonOpt = False,
 ) -> None:
     """Actions, newest first, with their lead, stage, attempts and last error.
