@@ -71,7 +71,7 @@ def parse_rate(text: object) -> Rate:
 
 def format_time(t: datetime) -> str:
     """UTC as `2027-03-01T14:00:00Z`, always that width, so times sort as text."""
-    return t.astimezone(UTC).strftime(TIME_FORMAT)
+    return t.astimezone(UTC).replace(tzinfo=None, microsecond=0).isoformat() + "Z"  # %Y wrote 27
 
 
 def parse_time(text: str) -> datetime:
@@ -87,7 +87,10 @@ def parse_time(text: str) -> datetime:
         ) from None
     if t.tzinfo is None:
         t = t.replace(tzinfo=UTC)
-    return t.astimezone(UTC).replace(microsecond=0)
+    try:
+        return t.astimezone(UTC).replace(microsecond=0)
+    except OverflowError:
+        raise DurationError(f"invalid time {text!r}: out of range in UTC") from None
 
 
 def utcnow() -> datetime:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from datetime import timedelta
+from datetime import UTC, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipectl.config import load_config
-from pipectl.durations import parse_duration, parse_rate, parse_time
+from pipectl.durations import format_time, parse_duration, parse_rate, parse_time
 from pipectl.errors import CsvError, DurationError, PipectlError
 from pipectl.leads import InvalidRow, LeadRecord, open_leads
 
@@ -41,6 +41,10 @@ time_text = st.one_of(
     st.text(max_size=30),
     st.from_regex(r"\A\d{1,5}-\d{1,2}-\d{1,2}([T ]\d{1,2}:\d{1,2}(:\d{1,2})?)?[Zz+-]?[0-9:]*\Z"),
     st.datetimes().map(lambda d: d.isoformat()),
+    st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=14))])).map(
+        lambda d: d.isoformat()
+    ),
+    st.from_regex(r"\A\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}([+-]\d{2}:\d{2}|Z)\Z"),
 )
 
 
@@ -93,6 +97,8 @@ def test_parse_time_returns_utc_or_a_duration_error(text):
         assert str(e)
     else:
         assert t.utcoffset().total_seconds() == 0
+        stored = format_time(t)
+        assert len(stored) == 20 and parse_time(stored) == t  # one fixed width, read back
 
 
 # --- the YAML loader -------------------------------------------------------------------------
