@@ -132,7 +132,7 @@ def due(db: str, now: str, workers: int) -> dict[str, Any]:
     due_before = count_due(db, now)
     settle()
     timer = StoreTimer(
-        "recover_running", "admit_queued", "claim_due", "record_results", "count_due", "close"
+        "recover_running", "_admit", "_claim", "_record_results", "count_due", "close"
     )
     start, start_cpu = time.perf_counter(), time.process_time()
     summary = tick(db, now=parse_time(now), workers=workers, senders=NoopSender())
@@ -160,7 +160,7 @@ def due(db: str, now: str, workers: int) -> dict[str, Any]:
 
 def pool(db: str, now: str, workers: int, latency: float) -> dict[str, Any]:
     """One tick of sends that each sleep `latency`: wall time against n * latency / workers."""
-    timer = StoreTimer("claim_due", "record_results")
+    timer = StoreTimer("_claim", "_record_results")
     settle()
     start = time.perf_counter()
     summary = tick(

@@ -201,13 +201,13 @@ def noisy_measurement(plan: Plan, workdir: Path, log: Any) -> dict[str, Any]:
 
 
 def compare(plan: Plan, measurements: dict[str, Any]) -> list[dict[str, Any]]:
-    """The naive loop against pipectl's find-and-claim (its time in claim_due) and its whole
+    """The naive loop against pipectl's find-and-claim (its time in _claim) and its whole
     tick, with the same sends due in the same database."""
     ticks = {d["leads"]: d for d in measurements["due"] if d["released"] == plan.due[0]}
     rows = []
     for naive in measurements["naive"]:
         due = ticks[naive["leads"]]
-        claim_s = due["store"]["claim_due"]["ms"] / 1000
+        claim_s = due["store"]["_claim"]["ms"] / 1000
         rows.append(
             {
                 "leads": naive["leads"],
@@ -274,7 +274,7 @@ def table(results: dict[str, Any]) -> str:
         )
         add(
             "  time in claim / record (ms)",
-            f"{d['store']['claim_due']['ms']:.0f} / {d['store']['record_results']['ms']:.0f}",
+            f"{d['store']['_claim']['ms']:.0f} / {d['store']['_record_results']['ms']:.0f}",
             "",
             None,
             {},

@@ -32,6 +32,8 @@ DEFAULT_RETRY = {"attempts": 5, "backoff": 60, "max_backoff": 3600}
 # How long the tick keeps trying to write the results of sends that went out while another
 # process holds the database: losing them would send those messages again.
 RESULTS_PATIENCE = 300.0
+GATHER_SECONDS = 0.002
+_NO_COUNTS = {"done": 0, "retry": 0, "failed": 0, "stale": 0}
 
 
 class Clock:
@@ -118,45 +120,39 @@ def _run(
     token = uuid.uuid4().hex
     in_flight: dict[Future[Result], dict[str, Any]] = {}
     busy: Counter[tuple[int, str]] = Counter()
+    results: list[Result] = []
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pipectl-send") as pool:
         while True:
             claiming = not stop.is_set() and time.monotonic() - started < max_seconds
-            progressed = False
-            if claiming:
-                try:
-                    admitted = store.admit_queued(clock.now())
-                    claim = store.claim_due(clock.now(), token, workers - len(in_flight), busy)
-                except sqlite3.OperationalError as e:
-                    if not (in_flight and _is_busy(e)):
-                        raise
-                    admitted, claim = 0, Claim()  # another writer: finish what is in flight
-                summary.admitted += admitted
-                summary.claimed += len(claim.sends) + claim.internal
-                summary.done += claim.internal - claim.failed
-                summary.failed += claim.failed
-                summary.skipped += claim.skipped
-                summary.deferred += claim.deferred
-                for row in claim.sends:
-                    in_flight[pool.submit(perform, row, senders, clock)] = row
-                    busy[row["account_id"], row["channel"]] += 1
-                progressed = bool(
-                    admitted or claim.sends or claim.internal or claim.skipped or claim.deferred
-                )
+            counts, admitted, claim = _step(
+                store, clock, token, workers - len(in_flight), busy, results, claiming
+            )
+            summary.done += counts["done"] + claim.internal - claim.failed
+            summary.retried += counts["retry"]
+            summary.failed += counts["failed"] + claim.failed
+            summary.admitted += admitted
+            summary.claimed += len(claim.sends) + claim.internal
+            summary.skipped += claim.skipped
+            summary.deferred += claim.deferred
+            for row in claim.sends:
+                in_flight[pool.submit(perform, row, senders, clock)] = row
+                busy[row["account_id"], row["channel"]] += 1
+            progressed = bool(
+                admitted or claim.sends or claim.internal or claim.skipped or claim.deferred
+            )
+            results = []
             if not in_flight:
                 if claiming and progressed:
                     continue
                 break
             finished, _ = wait(in_flight, timeout=1.0, return_when=FIRST_COMPLETED)
-            results = []
+            if finished and len(finished) < len(in_flight):
+                # A moment more gathers the sends finishing together into one write.
+                finished, _ = wait(in_flight, timeout=GATHER_SECONDS)
             for future in finished:
                 row = in_flight.pop(future)
                 busy[row["account_id"], row["channel"]] -= 1
                 results.append(future.result())
-            if results:
-                counts = _record_results(store, results)
-                summary.done += counts["done"]
-                summary.retried += counts["retry"]
-                summary.failed += counts["failed"]
     summary.held_back = store.count_due(clock.now())
     summary.seconds = round(time.monotonic() - started, 3)
     store.record_tick(summary.as_dict())
@@ -168,16 +164,49 @@ def _is_busy(error: sqlite3.OperationalError) -> bool:
     return error.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
-def _record_results(store: Store, results: list[Result]) -> dict[str, int]:
-    """Write results, outwaiting another writer: these sends happened, and a result not
-    written would make the next tick send them again."""
+def _step(
+    store: Store,
+    clock: Clock,
+    token: str,
+    capacity: int,
+    busy: Counter[tuple[int, str]],
+    results: list[Result],
+    claiming: bool,
+) -> tuple[dict[str, int], int, Claim]:
+    """Write the results and claim more, in one transaction. The results are sends that
+    happened: a result not written would make the next tick send again, so another writer
+    is outwaited, and a result that cannot be written at all fails its action."""
     deadline = time.monotonic() + RESULTS_PATIENCE
     while True:
         try:
-            return store.record_results(results)
+            return store.step(clock.now(), token, capacity, busy, results, claiming=claiming)
         except sqlite3.OperationalError as e:
             if not _is_busy(e) or time.monotonic() > deadline:
+                if results:
+                    return _record_one_by_one(store, clock, results), 0, Claim()
                 raise
+            if not results:
+                if any(busy.values()):
+                    return _NO_COUNTS, 0, Claim()  # skip this claim; finish what is in flight
+                raise
+            claiming = False  # keep only the results, and try again
+        except Exception:
+            if not results:
+                raise
+            return _record_one_by_one(store, clock, results), 0, Claim()
+
+
+def _record_one_by_one(store: Store, clock: Clock, results: list[Result]) -> dict[str, int]:
+    """The batch could not be written: write each result alone; fail what still cannot be."""
+    counts = dict(_NO_COUNTS)
+    for r in results:
+        try:
+            for k, n in store.record_results([r]).items():
+                counts[k] += n
+        except Exception as e:
+            store.fail_claimed(r.action, f"internal error recording the result: {e}", clock.now())
+            counts["failed"] += 1
+    return counts
 
 
 def perform(row: dict[str, Any], senders: SenderPool, clock: Clock) -> Result:

@@ -42,3 +42,15 @@ def test_missing_directory_is_a_clear_error(tmp_path, cli):
     assert result.exit_code == 1
     assert "does not exist" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_no_two_store_parts_define_the_same_method():
+    """Store is made of mixins: a name defined twice would silently shadow the other."""
+    seen: dict[str, str] = {}
+    for part in Store.__mro__[1:]:
+        if part is object:
+            continue
+        for name, value in vars(part).items():
+            if callable(value) and not name.startswith("__"):
+                assert name not in seen, f"{name} is in both {seen[name]} and {part.__name__}"
+                seen[name] = part.__name__

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from email.utils import parseaddr
+from functools import lru_cache
 from typing import Any
 
 from jinja2 import TemplateError
@@ -59,15 +60,21 @@ def lead_context(lead: dict[str, Any]) -> dict[str, Any]:
     return context
 
 
-def message_id(action_id: int, from_address: Any, instance: str = "") -> str:
-    """The Message-ID of an action: the same on every attempt, so a repeat can be dropped;
-    `instance` (the database's id) keeps two databases' actions apart."""
-    domain = "pipectl.local"
-    if isinstance(from_address, str) and "${" not in from_address:
+@lru_cache(maxsize=256)
+def _domain(from_address: str) -> str:
+    """The domain of a From address (parsed once per address, not once per message)."""
+    if "${" not in from_address:
         _, addr = parseaddr(from_address)
         candidate = addr.rpartition("@")[2]
         if "@" in addr and _DOMAIN.match(candidate):
-            domain = candidate.lower()
+            return candidate.lower()
+    return "pipectl.local"
+
+
+def message_id(action_id: int, from_address: Any, instance: str = "") -> str:
+    """The Message-ID of an action: the same on every attempt, so a repeat can be dropped;
+    `instance` (the database's id) keeps two databases' actions apart."""
+    domain = _domain(from_address) if isinstance(from_address, str) else "pipectl.local"
     suffix = f".{instance}" if instance else ""
     return f"<pipectl.{int(action_id)}{suffix}@{domain}>"
 

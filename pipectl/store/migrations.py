@@ -97,6 +97,7 @@ def m001_initial(conn: sqlite3.Connection) -> None:
             UNIQUE (lead_id, pipeline_id)
         );
         CREATE INDEX enrollments_queue ON enrollments (account_id, status, id);
+        CREATE INDEX enrollments_queued ON enrollments (account_id, id) WHERE status = 'queued';
 
         CREATE TABLE lead_stages (
             id INTEGER PRIMARY KEY,

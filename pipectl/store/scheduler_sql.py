@@ -18,6 +18,7 @@ from ..limits import next_opening, rate_room, share
 from .stages_sql import plus
 
 INTERNAL_BATCH = 500
+ADMIT_BATCH = 5000
 # A send to retry (or recover) whose stage the lead left while it ran (a reply moved it, it
 # was stopped) is skipped: retrying it would reach a lead that has moved on.
 PENDING_UNLESS_LEFT = (
@@ -74,30 +75,56 @@ class SchedulerSQL:
                 self._resume_enrollment(enrollment_id, left_at)
             return recovered
 
-    def admit_queued(self, now: str, cap: int = 5000) -> int:
+    def admit_queued(self, now: str, cap: int = ADMIT_BATCH) -> int:
         """Start queued enrollments, oldest first, up to each account's `active_leads`."""
-        admitted = 0
         with self.transaction():
-            accounts = self.conn.execute("SELECT id, active_leads FROM accounts").fetchall()
-            for account in accounts:
-                room = cap - admitted
-                if account["active_leads"] is not None:
-                    active = self.conn.execute(
-                        "SELECT count(*) FROM enrollments "
-                        "WHERE account_id = ? AND status = 'active'",
-                        (account["id"],),
-                    ).fetchone()[0]
-                    room = min(room, account["active_leads"] - active)
-                if room <= 0:
-                    continue
-                queued = self.conn.execute(
-                    "SELECT * FROM enrollments WHERE account_id = ? AND status = 'queued' "
-                    "ORDER BY id LIMIT ?",
-                    (account["id"], room),
-                ).fetchall()
-                for enrollment in queued:
-                    self._start_enrollment(enrollment, now)
-                admitted += len(queued)
+            return self._admit(now, cap)
+
+    def step(
+        self,
+        now: str,
+        token: str,
+        capacity: int,
+        in_flight: dict[tuple[int, str], int],
+        results: list[Result],
+        *,
+        claiming: bool = True,
+    ) -> tuple[dict[str, int], int, Claim]:
+        """One transaction per turn of the tick: write the results that came in, admit queued
+        leads, and claim what is due now (results, admitted count, claim)."""
+        with self.transaction():
+            counts = self._record_results(results)
+            if not claiming:
+                return counts, 0, Claim()
+            admitted = self._admit(now, ADMIT_BATCH)
+            return counts, admitted, self._claim(now, token, capacity, in_flight)
+
+    def _admit(self, now: str, cap: int) -> int:
+        if not self.conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM enrollments INDEXED BY enrollments_queued"
+            " WHERE status = 'queued')"
+        ).fetchone()[0]:
+            return 0  # the usual case, one probe of a partial index
+        admitted = 0
+        accounts = self.conn.execute("SELECT id, active_leads FROM accounts").fetchall()
+        for account in accounts:
+            room = cap - admitted
+            if account["active_leads"] is not None:
+                active = self.conn.execute(
+                    "SELECT count(*) FROM enrollments WHERE account_id = ? AND status = 'active'",
+                    (account["id"],),
+                ).fetchone()[0]
+                room = min(room, account["active_leads"] - active)
+            if room <= 0:
+                continue
+            queued = self.conn.execute(
+                "SELECT * FROM enrollments WHERE account_id = ? AND status = 'queued' "
+                "ORDER BY id LIMIT ?",
+                (account["id"], room),
+            ).fetchall()
+            for enrollment in queued:
+                self._start_enrollment(enrollment, now)
+            admitted += len(queued)
         return admitted
 
     # --- the claim --------------------------------------------------------------------
@@ -107,28 +134,33 @@ class SchedulerSQL:
     ) -> Claim:
         """One short write transaction: do due internal work in place, and claim due sends
         fairly across accounts within their concurrency and rates."""
-        claim = Claim()
         with self.transaction():
-            self._expire_reply_waits(now, claim)
-            accounts = self.conn.execute("SELECT * FROM accounts ORDER BY id").fetchall()
-            candidates: dict[int, list[dict[str, Any]]] = {}
-            for account in accounts:
-                self._internal_due(account["id"], now, claim)
-                candidates[account["id"]] = self._send_candidates(account, now, in_flight, claim)
-            given = share(capacity, {k: len(v) for k, v in candidates.items()})
-            chosen = [row for k, rows in candidates.items() for row in rows[: given[k]]]
-            if chosen:
-                ids = [row["id"] for row in chosen]
-                self.conn.execute(
-                    "UPDATE lead_stage_actions SET status = 'running', claim_token = ?, "
-                    "claimed_at = ?, due_at = perform_at, attempts = attempts + 1 "
-                    f"WHERE id IN ({','.join('?' * len(ids))})",
-                    (token, now, *ids),
-                )
-                for row in chosen:
-                    row["attempts"] += 1
-                    row["claim_token"] = token
-                claim.sends = chosen
+            return self._claim(now, token, capacity, in_flight)
+
+    def _claim(
+        self, now: str, token: str, capacity: int, in_flight: dict[tuple[int, str], int]
+    ) -> Claim:
+        claim = Claim()
+        self._expire_reply_waits(now, claim)
+        accounts = self.conn.execute("SELECT * FROM accounts ORDER BY id").fetchall()
+        candidates: dict[int, list[dict[str, Any]]] = {}
+        for account in accounts:
+            self._internal_due(account["id"], now, claim)
+            candidates[account["id"]] = self._send_candidates(account, now, in_flight, claim)
+        given = share(capacity, {k: len(v) for k, v in candidates.items()})
+        chosen = [row for k, rows in candidates.items() for row in rows[: given[k]]]
+        if chosen:
+            ids = [row["id"] for row in chosen]
+            self.conn.execute(
+                "UPDATE lead_stage_actions SET status = 'running', claim_token = ?, "
+                "claimed_at = ?, due_at = perform_at, attempts = attempts + 1 "
+                f"WHERE id IN ({','.join('?' * len(ids))})",
+                (token, now, *ids),
+            )
+            for row in chosen:
+                row["attempts"] += 1
+                row["claim_token"] = token
+            claim.sends = chosen
         return claim
 
     def _send_candidates(
@@ -151,11 +183,12 @@ class SchedulerSQL:
                 sent[ch] = sent.get(ch, 0) + n
                 sent["all"] = sent.get("all", 0) + n
         rows: list[dict[str, Any]] = []
+        channels = json.loads(account["channels"] or "{}")
         for channel in ("email", "sms"):
             limit = rate_room(rates, sent, channel)
             limit = room if limit is None else min(room, limit)
             if limit > 0:
-                rows += self._due_sends(account, channel, now, limit, claim)
+                rows += self._due_sends(account, channel, channels, now, limit, claim)
         rows.sort(key=lambda r: (r["perform_at"], r["id"]))
         all_room = rate_room({"all": rates["all"]}, sent, "all") if "all" in rates else None
         return rows[: min(room, all_room if all_room is not None else room)]
@@ -179,7 +212,13 @@ class SchedulerSQL:
         return sent
 
     def _due_sends(
-        self, account: sqlite3.Row, channel: str, now: str, limit: int, claim: Claim
+        self,
+        account: sqlite3.Row,
+        channel: str,
+        channels: dict[str, Any],
+        now: str,
+        limit: int,
+        claim: Claim,
     ) -> list[dict[str, Any]]:
         """Up to `limit` due sends; do-not-contact leads are stopped and windows deferred."""
         rows = self.conn.execute(
@@ -198,7 +237,7 @@ class SchedulerSQL:
             row["params"] = json.loads(row["params"])
             row["account_key"] = account["key"]
             row["instance"] = self.instance  # type: ignore[attr-defined]
-            row["channel_config"] = json.loads(account["channels"] or "{}").get(channel, {})
+            row["channel_config"] = channels.get(channel, {})
             if row["do_not_contact"]:
                 self._stop_enrollment(row["enrollment_id"], row["lead_id"], "stopped", now)
                 claim.skipped += 1
@@ -269,52 +308,65 @@ class SchedulerSQL:
 
     def record_results(self, results: Iterable[Result]) -> dict[str, int]:
         """Write a batch of send results in one transaction; each fenced by its claim."""
-        counts = {"done": 0, "retry": 0, "failed": 0, "stale": 0}
         with self.transaction():
-            for r in results:
-                a = r.action
-                fence = (a["id"], a["claim_token"])
-                if r.outcome == "done":
-                    cur = self.conn.execute(
-                        "UPDATE lead_stage_actions SET status = 'done', performed_at = ?, "
-                        "last_error = NULL WHERE id = ? AND claim_token = ? AND status = 'running'",
-                        (r.finished_at, *fence),
+            return self._record_results(results)
+
+    def fail_claimed(self, action: dict[str, Any], error: str, now: str) -> None:
+        """The last resort when a result cannot be written: fail the action (fenced), so a bug
+        after a send never makes every later tick send it again."""
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE lead_stage_actions SET status = 'failed', performed_at = ?, "
+                "last_error = ? WHERE id = ? AND claim_token = ? AND status = 'running'",
+                (now, error, action["id"], action["claim_token"]),
+            )
+
+    def _record_results(self, results: Iterable[Result]) -> dict[str, int]:
+        counts = {"done": 0, "retry": 0, "failed": 0, "stale": 0}
+        for r in results:
+            a = r.action
+            fence = (a["id"], a["claim_token"])
+            if r.outcome == "done":
+                cur = self.conn.execute(
+                    "UPDATE lead_stage_actions SET status = 'done', performed_at = ?, "
+                    "last_error = NULL WHERE id = ? AND claim_token = ? AND status = 'running'",
+                    (r.finished_at, *fence),
+                )
+                if cur.rowcount:
+                    self.conn.execute(
+                        "INSERT INTO deliveries (account_id, lead_id, lead_stage_action_id, "
+                        "channel, recipient, message_id, provider_id, sent_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            a["account_id"],
+                            a["lead_id"],
+                            a["id"],
+                            a["channel"],
+                            r.recipient or "",
+                            r.message_id,
+                            r.provider_id,
+                            r.finished_at,
+                        ),
                     )
-                    if cur.rowcount:
-                        self.conn.execute(
-                            "INSERT INTO deliveries (account_id, lead_id, lead_stage_action_id, "
-                            "channel, recipient, message_id, provider_id, sent_at) "
-                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                            (
-                                a["account_id"],
-                                a["lead_id"],
-                                a["id"],
-                                a["channel"],
-                                r.recipient or "",
-                                r.message_id,
-                                r.provider_id,
-                                r.finished_at,
-                            ),
-                        )
-                        self._advance(a, r.finished_at)
-                elif r.outcome == "retry":
-                    cur = self.conn.execute(
-                        f"UPDATE lead_stage_actions SET status = {PENDING_UNLESS_LEFT}, "
-                        "perform_at = ?, last_error = ?, claim_token = NULL "
-                        "WHERE id = ? AND claim_token = ? AND status = 'running'",
-                        (r.retry_at, r.error, *fence),
-                    )
-                else:
-                    cur = self.conn.execute(
-                        "UPDATE lead_stage_actions SET status = 'failed', performed_at = ?, "
-                        "last_error = ? WHERE id = ? AND claim_token = ? AND status = 'running'",
-                        (r.finished_at, r.error, *fence),
-                    )
-                    if cur.rowcount and not self._left_stage(a):
-                        self._on_failure(a, r.finished_at)
-                if cur.rowcount and r.outcome != "done" and self._left_stage(a):
-                    self._resume_enrollment(a["enrollment_id"], r.finished_at)
-                counts[r.outcome if cur.rowcount else "stale"] += 1
+                    self._advance(a, r.finished_at)
+            elif r.outcome == "retry":
+                cur = self.conn.execute(
+                    f"UPDATE lead_stage_actions SET status = {PENDING_UNLESS_LEFT}, "
+                    "perform_at = ?, last_error = ?, claim_token = NULL "
+                    "WHERE id = ? AND claim_token = ? AND status = 'running'",
+                    (r.retry_at, r.error, *fence),
+                )
+            else:
+                cur = self.conn.execute(
+                    "UPDATE lead_stage_actions SET status = 'failed', performed_at = ?, "
+                    "last_error = ? WHERE id = ? AND claim_token = ? AND status = 'running'",
+                    (r.finished_at, r.error, *fence),
+                )
+                if cur.rowcount and not self._left_stage(a):
+                    self._on_failure(a, r.finished_at)
+            if cur.rowcount and r.outcome != "done" and self._left_stage(a):
+                self._resume_enrollment(a["enrollment_id"], r.finished_at)
+            counts[r.outcome if cur.rowcount else "stale"] += 1
         return counts
 
     def _left_stage(self, action: dict[str, Any]) -> bool:
