@@ -197,3 +197,31 @@ def test_two_databases_never_send_the_same_message_id(cli, db, tmp_path):
     ]
     assert ids[0].startswith("<pipectl.1.") and ids[0].endswith("@acme.example>")
     assert ids[0] != ids[1]
+
+
+def test_a_result_that_cannot_be_written_fails_its_action_instead_of_resending(cli, db, tmp_path):
+    """A write that keeps failing after a send (here a trigger refuses one delivery row) must
+    not leave the action `running`, or every later tick would send it again."""
+    import sqlite3
+
+    setup(cli, tmp_path, DRIP, {("acme", "drip"): 3})
+    conn = sqlite3.connect(db)
+    conn.execute(
+        "CREATE TRIGGER refuse BEFORE INSERT ON deliveries WHEN NEW.recipient = "
+        "'lead1@acme.example' BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+    )
+    conn.commit()
+    conn.close()
+
+    first = tick(cli, T0)
+    assert first["failed"] == 1 and len(outbox(tmp_path)) == 3
+    refused = rows(
+        db,
+        "SELECT a.status, a.last_error FROM lead_stage_actions a JOIN leads l ON l.id = a.lead_id "
+        "WHERE l.email = 'lead1@acme.example' AND a.sequence_number = 1",
+    )[0]
+    assert refused["status"] == "failed"
+    assert refused["last_error"] == "internal error recording the result: disk says no"
+    assert rows(db, "SELECT count(*) AS n FROM deliveries")[0]["n"] == 2  # the others recorded
+    tick(cli, "2027-03-01T14:05:00Z")
+    assert len(outbox(tmp_path)) == 3  # nothing sent again
