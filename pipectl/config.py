@@ -12,15 +12,14 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from .durations import DurationError, Rate, parse_duration, parse_rate
+from .durations import DurationError, Rate, parse_rate
 from .errors import ConfigError
 from .templates import check_template
+from .yaml_nodes import NodeReader, compose, kind, line_of
 
 ACTION_TYPES = ("email", "sms", "wait", "wait_for_reply", "move")
 SEND_TYPES = ("email", "sms")
@@ -143,46 +142,14 @@ NUMBER_SETTINGS = ("port", "timeout", "connect_timeout")
 
 def load_config(path: Path) -> Config:
     """Read and check a pipelines YAML; raises ConfigError listing every problem at once."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise ConfigError([f"{path}: file not found"]) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError([f"{path}: cannot read the file: {e}"]) from None
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        context = f" ({e.context})" if e.context else ""
-        line = mark.line + 1 if mark else 1
-        hint = _syntax_hint(
-            text.splitlines()[line - 1] if mark and line <= len(text.splitlines()) else ""
-        )
-        raise ConfigError(
-            [f"{path}:{line}: YAML syntax error: {e.problem}{context}{hint}"]
-        ) from None
-    except yaml.YAMLError as e:
-        raise ConfigError([f"{path}:1: YAML syntax error: {e}"]) from None
-    except RecursionError:
-        raise ConfigError([f"{path}:1: YAML nested too deeply to be a pipelines file"]) from None
+    root = compose(path)
     reader = _Reader(path)
     try:
         config = reader.config(root)
     except RecursionError:
         raise ConfigError([f"{path}:1: YAML nested too deeply to be a pipelines file"]) from None
-    if reader.problems:
-        reader.problems.sort(key=lambda p: p[0])
-        raise ConfigError([f"{path}:{line}: {message}" for line, message in reader.problems])
+    reader.raise_problems()
     return config
-
-
-def _syntax_hint(line: str) -> str:
-    """The usual cause of a syntax error on this line, when we can tell."""
-    if "\t" in line[: len(line) - len(line.lstrip())]:
-        return "; indent with spaces, not tabs"
-    if "${" in line and "{" in line.split("${")[0]:
-        return "; inside { } quote ${VAR} references, e.g. password: '${SMTP_PASSWORD}'"
-    return ""
 
 
 def readable(key: str) -> str:
@@ -191,123 +158,12 @@ def readable(key: str) -> str:
     return words[:1].upper() + words[1:]
 
 
-def _line(node: Node | None) -> int:
-    return node.start_mark.line + 1 if node is not None else 1
-
-
-def _kind(node: Node) -> str:
-    if isinstance(node, MappingNode):
-        return "a mapping"
-    if isinstance(node, SequenceNode):
-        return "a list"
-    if node.tag == "tag:yaml.org,2002:null":
-        return "empty"
-    return repr(node.value)
-
-
-class _Reader:
-    """Walks the node tree; each check records `(line, message)` and carries on."""
+class _Reader(NodeReader):
+    """The pipelines file's shape: accounts, channels, pipelines, stages and actions."""
 
     def __init__(self, path: Path):
-        self.path = path
+        super().__init__(path)
         self.folder = path.parent.resolve()
-        self.problems: list[tuple[int, str]] = []
-        self.constructor = yaml.constructor.SafeConstructor()
-
-    def problem(self, node: Node | None, message: str) -> None:
-        self.problems.append((_line(node), message))
-
-    # -- generic shapes ------------------------------------------------------------------------
-
-    def mapping(
-        self, node: Node, allowed: tuple[str, ...], what: str, *, extensions: bool = False
-    ) -> dict[str, Node]:
-        """The keys of a mapping node, reporting duplicates and keys not in `allowed`.
-
-        With `extensions`, `x-...` keys are skipped: a place for `&anchors` to reuse.
-        """
-        if not isinstance(node, MappingNode):
-            self.problem(node, f"{what} must be a mapping, not {_kind(node)}")
-            return {}
-        inherited = self.merge_keys(node)
-        found: dict[str, Node] = {}
-        first_line: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            name = key_node.value if isinstance(key_node, ScalarNode) else None
-            if not isinstance(name, str):
-                self.problem(key_node, f"keys in {what} must be text")
-            elif name in inherited and id(key_node) not in inherited[name]:
-                found[name] = value_node  # a key of its own overrides one from `<<: *anchor`
-                inherited.pop(name)
-            elif name in first_line:
-                self.problem(
-                    key_node, f"duplicate key '{name}' in {what} (first at line {first_line[name]})"
-                )
-            elif extensions and name.startswith("x-"):
-                first_line[name] = _line(key_node)
-            elif name not in allowed:
-                self.problem(
-                    key_node,
-                    f"unknown key '{name}' in {what}; allowed: {', '.join(allowed)}"
-                    + (" and x-... for anchors" if extensions else ""),
-                )
-            else:
-                found[name] = value_node
-                first_line[name] = _line(key_node)
-        return found
-
-    def merge_keys(self, node: MappingNode) -> dict[str, set[int]]:
-        """Expands `<<: *anchor` in place; returns the keys it brought in (by key node)."""
-        own = {id(k) for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"}
-        if len(own) == len(node.value):
-            return {}
-        try:
-            self.constructor.flatten_mapping(node)
-        except yaml.constructor.ConstructorError as e:
-            self.problem(node, f"'<<' merge: {e.problem}")
-            return {}
-        inherited: dict[str, set[int]] = {}
-        for key_node, _ in node.value:
-            if id(key_node) not in own and isinstance(key_node, ScalarNode):
-                inherited.setdefault(key_node.value, set()).add(id(key_node))
-        return inherited
-
-    def sequence(self, node: Node, what: str) -> list[Node]:
-        if isinstance(node, SequenceNode):
-            return list(node.value)
-        self.problem(node, f"{what} must be a list (lines starting with '- '), not {_kind(node)}")
-        return []
-
-    def text(self, node: Node, what: str) -> str | None:
-        """A scalar as the user wrote it (so `NO` stays Norway and `+1555...` stays text)."""
-        if isinstance(node, ScalarNode) and node.tag != "tag:yaml.org,2002:null":
-            return node.value
-        self.problem(node, f"{what} must be text, not {_kind(node)}")
-        return None
-
-    def value(self, node: Node) -> Any:
-        return self.constructor.construct_object(node, deep=True)
-
-    def positive_int(self, node: Node, what: str) -> int | None:
-        value = self.value(node) if isinstance(node, ScalarNode) else None
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-        self.problem(node, f"{what} must be a whole number greater than 0, not {_kind(node)}")
-        return None
-
-    def duration(self, node: Node, what: str) -> int | None:
-        if not isinstance(node, ScalarNode):
-            self.problem(node, f"{what} must be a duration like 2h or 1d12h, not {_kind(node)}")
-            return None
-        try:
-            seconds = parse_duration(self.value(node))
-        except DurationError as e:
-            self.problem(node, f"{what}: {e}")
-            return None
-        if seconds <= 0:
-            self.problem(node, f"{what} must be longer than 0s")
-            return None
-        return seconds
 
     def key(self, fields: dict[str, Node], node: Node, what: str) -> str | None:
         """The required `key` of an account, pipeline or stage."""
@@ -323,17 +179,6 @@ class _Reader:
             return None
         return key
 
-    def timezone(self, node: Node, what: str) -> str | None:
-        name = self.text(node, what)
-        if name is None:
-            return None
-        try:
-            ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            self.problem(node, f"{what} {name!r} is not a known time zone (e.g. America/New_York)")
-            return None
-        return name
-
     # -- the file ------------------------------------------------------------------------------
 
     def config(self, root: Node | None) -> Config:
@@ -345,7 +190,7 @@ class _Reader:
             if required not in top and isinstance(root, MappingNode):
                 self.problem(root, f"missing top-level key '{required}'")
         if "version" in top and self.value(top["version"]) not in (1, "1"):
-            self.problem(top["version"], f"version must be 1, not {_kind(top['version'])}")
+            self.problem(top["version"], f"version must be 1, not {kind(top['version'])}")
         channels = self.channels(top["channels"], "channels") if "channels" in top else {}
         accounts = self.accounts(top.get("accounts"), channels)
         pipelines = self.pipelines(top.get("pipelines"), {a.key: a for a in accounts})
@@ -360,7 +205,7 @@ class _Reader:
                     node, f"duplicate {what} key '{item.key}' (first at line {seen[item.key]})"
                 )
             else:
-                seen[item.key] = _line(node)
+                seen[item.key] = line_of(node)
 
     # -- accounts and channels -----------------------------------------------------------------
 
@@ -401,7 +246,7 @@ class _Reader:
             limits=self.limits(fields["limits"], what) if "limits" in fields else Limits(),
             channels=merged,
             send_window=self.send_window(fields.get("send_window"), what),
-            line=_line(node),
+            line=line_of(node),
         )
 
     def limits(self, node: Node, what: str) -> Limits:
@@ -631,7 +476,7 @@ class _Reader:
             stages=tuple(s for s, _ in kept),
             on_reply=on_reply,
             on_failure=context.on_failure,
-            line=_line(node),
+            line=line_of(node),
         )
 
     def check_refs(self, refs: list[tuple], stage_keys: set[str], what: str) -> None:
@@ -674,7 +519,7 @@ class _Reader:
             outcome=outcome,
             actions=tuple(a for a in actions if a is not None),
             on_failure=on_failure,
-            line=_line(node),
+            line=line_of(node),
         )
 
     def action(self, node: Node, stage: _StageContext) -> Action | None:
@@ -682,7 +527,7 @@ class _Reader:
             found = (
                 ", ".join(str(k.value) for k, _ in node.value)
                 if isinstance(node, MappingNode)
-                else _kind(node)
+                else kind(node)
             )
             self.problem(
                 node,
@@ -702,7 +547,7 @@ class _Reader:
         what = f"{stage.what} {action_type}"
         params = getattr(self, f"action_{action_type}")(value_node, what, stage)
         params["on_failure"] = stage.on_failure
-        return Action(type=action_type, params=params, line=_line(type_node))
+        return Action(type=action_type, params=params, line=line_of(type_node))
 
     def action_email(self, node: Node, what: str, stage: _StageContext) -> dict[str, Any]:
         fields = self.mapping(node, EMAIL_KEYS, what)
