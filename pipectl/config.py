@@ -467,6 +467,7 @@ class _Reader(NodeReader):
         kept = [(s, n) for s, n in stages if s is not None]
         self.unique([s for s, _ in kept], [n for _, n in kept], f"{what} stage")
         self.check_refs(context.refs, {s.key for s, _ in kept}, what)
+        self.check_loops([s for s, _ in kept], what)
         return Pipeline(
             key=key,
             account=account_key or "",
@@ -478,6 +479,31 @@ class _Reader(NodeReader):
             on_failure=context.on_failure,
             line=line_of(node),
         )
+
+    def check_loops(self, stages: list[Stage], what: str) -> None:
+        """Stages that move to each other with no wait between them would send a lead round
+        and round within one tick: each such loop is a problem at the move that closes it."""
+        instant: dict[str, tuple[str, int]] = {}  # stage -> (target, line) of its first move
+        for stage in stages:
+            for action in stage.actions:
+                if action.type in ("wait", "wait_for_reply"):
+                    break
+                if action.type == "move":
+                    instant[stage.key] = (action.params["stage"], action.line)
+                    break
+        reported: set[str] = set()
+        for start in instant:
+            path, key = [start], start
+            while key in instant and instant[key][0] not in path:
+                key = instant[key][0]
+                path.append(key)
+            target, line = instant.get(key, ("", 0))
+            if key in instant and target == start and not reported & set(path):
+                reported |= set(path)
+                loop = " -> ".join([*path, start])
+                self.problems.append(
+                    (line, f"{what}: stages {loop} move in a loop with no wait; add a wait")
+                )
 
     def check_refs(self, refs: list[tuple], stage_keys: set[str], what: str) -> None:
         for node, target, field_name, allow_stop in refs:

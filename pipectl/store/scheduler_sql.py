@@ -386,10 +386,20 @@ class SchedulerSQL:
         policy = params.get("on_failure") or "stop"
         if policy == "continue":
             self._advance(action, now)
-        elif policy == "stop" or self._move(
-            action["enrollment_id"], action["lead_id"], action["lead_stage_id"], policy, now
-        ):
-            self._stop_enrollment(action["enrollment_id"], action["lead_id"], "failed", now)
+            return
+        error = None
+        if policy != "stop":
+            error = self._move(
+                action["enrollment_id"], action["lead_id"], action["lead_stage_id"], policy, now
+            )
+            if error is None:
+                return
+            self.conn.execute(
+                "UPDATE lead_stage_actions SET last_error = last_error || '; on_failure: ' || ? "
+                "WHERE id = ?",
+                (error, action["id"]),
+            )
+        self._stop_enrollment(action["enrollment_id"], action["lead_id"], "failed", now)
 
     # --- reporting the tick -----------------------------------------------------------
 

@@ -11,6 +11,7 @@ from typing import Any
 from ..durations import format_time, parse_time
 
 OPEN_STATUSES = ("waiting", "pending", "awaiting_reply")
+MAX_MOVES_PER_MINUTE = 20  # more than this in a minute is a loop, not a sequence
 FINISHED = ("won", "lost", "idle", "stopped", "failed")
 
 
@@ -40,7 +41,7 @@ class StagesSQL:
             enrollment["entry_stage_id"]
             or self.conn.execute(
                 "SELECT id FROM pipeline_stages WHERE pipeline_id = ? AND removed_at IS NULL "
-                "ORDER BY position LIMIT 1",
+                "AND outcome IS NULL ORDER BY position LIMIT 1",
                 (enrollment["pipeline_id"],),
             ).fetchone()[0]
         )
@@ -154,15 +155,28 @@ class StagesSQL:
         self, enrollment_id: int, lead_id: int, lead_stage_id: int, stage_key: str, now: str
     ) -> str | None:
         """Leave the current stage (its open actions skipped) and enter `stage_key`.
-        Returns an error message when that stage no longer exists."""
+        Returns an error message when that stage no longer exists, or when the lead keeps
+        moving without ever waiting (a loop of stages, e.g. through on_failure)."""
+        # In a pipeline removed from the YAML (apply --force), leads finish on its old stages.
         target = self.conn.execute(
-            "SELECT s.id, e.account_id FROM enrollments e JOIN pipeline_stages s "
-            "ON s.pipeline_id = e.pipeline_id AND s.key = ? AND s.removed_at IS NULL "
+            "SELECT s.id, e.account_id FROM enrollments e "
+            "JOIN pipelines p ON p.id = e.pipeline_id "
+            "JOIN pipeline_stages s ON s.pipeline_id = e.pipeline_id AND s.key = ? "
+            "AND (s.removed_at IS NULL OR p.removed_at IS NOT NULL) "
             "WHERE e.id = ?",
             (stage_key, enrollment_id),
         ).fetchone()
         if target is None:
             return f"cannot move to stage {stage_key!r}: it no longer exists in the pipeline"
+        recent = self.conn.execute(
+            "SELECT count(*) FROM lead_stages WHERE enrollment_id = ? AND entered_at > ?",
+            (enrollment_id, plus(now, -60)),
+        ).fetchone()[0]
+        if recent >= MAX_MOVES_PER_MINUTE:
+            return (
+                f"entered {recent} stages within a minute (next: {stage_key!r}): stages that move"
+                " to each other with no wait between them? stopped to protect the lead"
+            )
         self._close_stage(lead_stage_id, now)
         self._enter_stage(enrollment_id, lead_id, target["account_id"], target["id"], now)
         return None
