@@ -149,7 +149,7 @@ def test_retry_returns_a_failed_action_to_pending_and_a_later_tick_completes_it(
         del recorder.replies["lead0@acme.example"]
         later = "2027-03-01T15:00:00Z"
         result = as_json(cli, "retry", str(row["id"]), "--now", later)
-        assert result == {"retried": [row["id"]], "refused": []}
+        assert result == {"retried": [row["id"]], "refused": [], "skipped": []}
         (again,) = rows(db, "SELECT * FROM lead_stage_actions WHERE id = ?", row["id"])
         assert again["status"] == "pending" and again["perform_at"] == later
         assert again["attempts"] == 0 and again["last_error"] == row["last_error"]
@@ -187,7 +187,7 @@ def test_retry_an_accounts_failed_actions_and_refuse_what_is_not_failed(cli, db,
     fixed.write_text("Phone,Email\n+12125550100,nomail@acme.example\n", encoding="utf-8")
     assert cli("leads", "import", fixed, "--account", "acme").exit_code == 0
     result = as_json(cli, "retry", "--account", "acme", "--failed", "--now", DAY_LATER)
-    assert result == {"retried": [failed["id"]], "refused": []}
+    assert result == {"retried": [failed["id"]], "refused": [], "skipped": []}
     assert as_json(cli, "actions", "list", "--status", "failed") == []
     assert cli("tick", "--now", DAY_LATER).exit_code == 0
     (row,) = rows(db, "SELECT status, attempts FROM lead_stage_actions WHERE id = ?", failed["id"])
@@ -307,3 +307,49 @@ def test_leads_enroll_queues_existing_leads_once(cli, db, tmp_path):
 
     assert cli("tick", "--now", T0).exit_code == 0
     assert statuses(db)["awaiting_reply"] == 3
+
+
+def test_stop_ends_a_failed_run_and_retry_refuses_stopped_or_do_not_contact_leads(
+    cli, db, tmp_path
+):
+    setup(cli, tmp_path, DRIP, {("acme", "drip"): 1})
+    cli("leads", "import", write_no_email(tmp_path), "--account", "acme", "--pipeline", "drip")
+    assert cli("tick", "--now", T0).exit_code == 0
+    (failed,) = rows(db, "SELECT id, lead_id FROM lead_stage_actions WHERE status = 'failed'")
+    lead = failed["lead_id"]
+
+    stopped = cli("leads", "stop", str(lead))
+    assert stopped.exit_code == 0 and "drip" in stopped.stdout, stopped.output
+    assert rows(db, "SELECT status FROM enrollments WHERE lead_id = ?", lead) == [
+        {"status": "stopped"}
+    ]
+    assert rows(db, "SELECT status FROM leads WHERE id = ?", lead) == [{"status": "stopped"}]
+
+    before = dump(db)
+    refused = cli("retry", str(failed["id"]), "--now", DAY_LATER)
+    assert refused.exit_code == 1
+    assert f"its lead {lead} was stopped" in refused.stderr and "Traceback" not in refused.output
+    result = as_json(cli, "retry", "--account", "acme", "--failed", "--now", DAY_LATER)
+    assert result["retried"] == [] and result["refused"] == []
+    assert [s["action_id"] for s in result["skipped"]] == [failed["id"]]
+    text = cli("retry", "--account", "acme", "--failed", "--now", DAY_LATER)
+    assert "skipped 1 action of stopped or do-not-contact leads" in text.stdout
+    assert dump(db) == before
+
+
+def test_retry_refuses_a_failed_action_of_a_do_not_contact_lead(cli, db, tmp_path):
+    setup(cli, tmp_path, DRIP, {("acme", "drip"): 1})
+    cli("leads", "import", write_no_email(tmp_path), "--account", "acme", "--pipeline", "drip")
+    assert cli("tick", "--now", T0).exit_code == 0
+    (failed,) = rows(db, "SELECT id FROM lead_stage_actions WHERE status = 'failed'")
+    dnc = tmp_path / "dnc.csv"
+    dnc.write_text("Phone,Unsubscribed\n+12125550100,yes\n", encoding="utf-8")
+    assert cli("leads", "import", dnc, "--account", "acme").exit_code == 0
+
+    refused = cli("retry", str(failed["id"]), "--now", DAY_LATER)
+    assert refused.exit_code == 1 and "do-not-contact" in refused.stderr
+    result = as_json(cli, "retry", "--account", "acme", "--failed", "--now", DAY_LATER)
+    assert result["retried"] == [] and len(result["skipped"]) == 1
+    assert rows(db, "SELECT status FROM lead_stage_actions WHERE id = ?", failed["id"]) == [
+        {"status": "failed"}
+    ]

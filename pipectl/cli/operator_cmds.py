@@ -108,6 +108,9 @@ def retry(
         return
     ids = ", ".join(map(str, result["retried"])) or "none"
     out.print(f"retried {len(result['retried'])} actions ({ids}); the next tick runs them")
+    if result["skipped"]:
+        n = len(result["skipped"])
+        out.print(f"skipped {n} action{'s' * (n != 1)} of stopped or do-not-contact leads")
     for r in result["refused"]:
         err.print(f"action {r['action_id']} not retried: {r['reason']}", markup=False)
 

@@ -26,9 +26,11 @@ class OperatorSQL:
         self, *, now: str, action_id: int | None = None, account_id: int | None = None
     ) -> dict[str, Any]:
         """Failed actions go back to `pending`, due now, with attempts reset; their lead's
-        enrollment is active again in that stage. One action by id, or an account's failed."""
+        enrollment is active again in that stage. One action by id, or an account's failed;
+        those of stopped or do-not-contact leads are refused (by id) or skipped."""
         retried: list[int] = []
         refused: list[dict[str, Any]] = []
+        skipped: list[dict[str, Any]] = []  # of stopped or do-not-contact leads
         with self.transaction():  # type: ignore[attr-defined]
             if action_id is not None:
                 row = self.conn.execute(
@@ -36,7 +38,7 @@ class OperatorSQL:
                 ).fetchone()
                 if row is None:
                     raise NotFound(f"no action {action_id}: see `pipectl actions list`")
-                reason = self._retry(row, now)
+                reason = self._not_to_contact(row) or self._retry(row, now)
                 if reason:
                     raise PipectlError(f"action {action_id} cannot be retried: {reason}")
                 retried.append(action_id)
@@ -47,12 +49,32 @@ class OperatorSQL:
                     (account_id,),
                 ).fetchall()
                 for row in rows:
+                    reason = self._not_to_contact(row)
+                    if reason:
+                        skipped.append({"action_id": row["id"], "reason": reason})
+                        continue
                     reason = self._retry(row, now)
                     if reason:
                         refused.append({"action_id": row["id"], "reason": reason})
                     else:
                         retried.append(row["id"])
-        return {"retried": retried, "refused": refused}
+        return {"retried": retried, "refused": refused, "skipped": skipped}
+
+    def _not_to_contact(self, action: sqlite3.Row) -> str | None:
+        """Why the action's lead must not be restarted: stopped by hand or do-not-contact."""
+        row = self.conn.execute(
+            "SELECT e.status, l.do_not_contact FROM enrollments e JOIN leads l"
+            " ON l.id = e.lead_id WHERE e.id = ?",
+            (action["enrollment_id"],),
+        ).fetchone()
+        if row["do_not_contact"]:
+            return f"its lead {action['lead_id']} is do-not-contact"
+        if row["status"] == "stopped":
+            return (
+                f"its lead {action['lead_id']} was stopped (by `pipectl leads stop` or an"
+                " opt-out); a stopped lead is not restarted"
+            )
+        return None
 
     def _retry(self, action: sqlite3.Row, now: str) -> str | None:
         """Requeue one failed action; returns why not when that would break the lead's order."""

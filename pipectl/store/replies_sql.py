@@ -18,7 +18,8 @@ from ..durations import add_seconds, format_time, utcnow
 from ..errors import NotFound, PipectlError
 
 OPT_OUT = re.compile(r"[\W_]*(stop|stopall|unsubscribe|cancel|end|quit)[\W_]*", re.IGNORECASE)
-RUNNING_STATES = ("queued", "active", "idle")
+# A stop (by hand or by an opt-out) ends these; a failed run too, so `retry` cannot restart it.
+STOPPABLE_STATES = ("queued", "active", "idle", "failed")
 
 
 def is_opt_out(body: str | None) -> bool:
@@ -95,15 +96,12 @@ class RepliesSQL:
     def stop_lead(
         self, lead_ref: str, *, account_key: str | None = None, now: str | None = None
     ) -> dict[str, Any]:
-        """Stop a lead's automation by hand: every running enrollment ends `stopped`."""
+        """Stop a lead's automation by hand: every running or failed enrollment ends `stopped`
+        (the lead's status follows its latest enrollment's)."""
         now = now or format_time(utcnow())
         with self.transaction():  # type: ignore[attr-defined]
             lead = self.resolve_lead(lead_ref, account_key=account_key)
             stopped = self._stop_all(lead["id"], now)
-            self.conn.execute(
-                "UPDATE leads SET status = 'stopped', updated_at = ? WHERE id = ?",
-                (now, lead["id"]),
-            )
         return {
             "lead_id": lead["id"],
             "email": lead["email"],
@@ -237,10 +235,11 @@ class RepliesSQL:
         return f"opt-out: marked do-not-contact; stopped {', '.join(stopped)}"
 
     def _stop_all(self, lead_id: int, now: str) -> list[str]:
-        """End every queued, active or idle enrollment of the lead; returns their pipelines."""
+        """End every queued, active, idle or failed enrollment of the lead; returns their
+        pipelines. Won, lost and stopped ones stay as they are."""
         enrollments = self.conn.execute(
             "SELECT e.id, p.key FROM enrollments e JOIN pipelines p ON p.id = e.pipeline_id"
-            f" WHERE e.lead_id = ? AND e.status IN {RUNNING_STATES} ORDER BY e.id",
+            f" WHERE e.lead_id = ? AND e.status IN {STOPPABLE_STATES} ORDER BY e.id",
             (lead_id,),
         ).fetchall()
         for enrollment in enrollments:
