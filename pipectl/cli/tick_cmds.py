@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from ..durations import parse_time
-from ..errors import DurationError, LockHeld, PipectlError
+from ..errors import DurationError, LockHeld
 from ..lock import TickLock
 from .app import app, err, out, print_json
 
@@ -28,7 +28,7 @@ def _parse_now(now: str | None):
     try:
         return parse_time(now) if now else None
     except DurationError as e:
-        raise PipectlError(f"--now: {e}") from None
+        raise typer.BadParameter(str(e), param_hint="--now") from None
 
 
 @app.command()
@@ -72,9 +72,13 @@ def tick(
         return
     if dry_run:
         for a in summary.would_send:
+            what = (
+                f"would send {a['type']} to {a['to']}"
+                if a["to"]
+                else f"would fail {a['type']}: the lead has no address for it"
+            )
             out.print(
-                f"would send {a['type']} to {a['to']} (action {a['action_id']}, "
-                f"account {a['account']}, due {a['perform_at']})",
+                f"{what} (action {a['action_id']}, account {a['account']}, due {a['perform_at']})",
                 markup=False,
             )
         out.print(
