@@ -239,9 +239,11 @@ class LeadsFile:
             first, _, last = full.partition(" ")
             rec.first_name, rec.last_name = first, last.strip() or None
         fields = rec.fields
-        for i, name in self.custom:
+        for i, name in self.custom:  # every column of the file, "" when empty: templates see it
             if v := row[i].strip():
                 fields[name] = v.replace("\r\n", "\n") if "\r" in v else v
+            else:
+                fields.setdefault(name, "")
         for i in self.unnamed:
             if row[i].strip():
                 return InvalidRow(

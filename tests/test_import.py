@@ -397,3 +397,38 @@ def test_leads_list_rejects_an_unknown_status(applied):
 def test_commands_have_help_with_an_example(cli, command):
     result = cli(*command, "--help")
     assert result.exit_code == 0 and "Example: pipectl" in result.stdout
+
+
+def test_an_empty_custom_cell_is_an_empty_field_so_the_send_still_renders(cli, db, tmp_path):
+    from .scenario import T0, outbox, write_yaml
+
+    pipelines = """\
+  - key: intro
+    account: acme
+    stages:
+      - key: first
+        actions:
+          - email: {subject: "Hello", body: "From {{ lead.company_name }}"}
+"""
+    assert cli("apply", write_yaml(tmp_path, pipelines)).exit_code == 0
+    text = "Email,Company Name\nann@x.com,Acme\nbob@x.com,\n"
+    result = imported(cli, write(tmp_path, text), "--pipeline", "intro")
+    assert result.exit_code == 0, result.output
+    assert cli("tick", "--now", T0, "-q").exit_code == 0
+    sql = "SELECT status, last_error FROM lead_stage_actions ORDER BY lead_id"
+    assert [(a["status"], a["last_error"]) for a in rows(db, sql)] == [("done", None)] * 2
+    bodies = [p.read_text().replace("\r", "") for p in outbox(tmp_path)]
+    assert len(bodies) == 2 and "From Acme" in bodies[0] and "From \n" in bodies[1]
+
+
+def test_an_empty_cell_keeps_an_existing_value_and_adds_a_missing_key(applied, db, tmp_path):
+    imported(applied, write(tmp_path, "Email,Company\nann@x.com,Acme\n"))
+    result = imported(applied, write(tmp_path, "Email,Company,Size\nann@x.com,,\nann@x.com,,\n"))
+    assert result.exit_code == 0, result.output
+    assert "0 inserted, 1 updated, 0 unchanged" in result.stdout
+    assert json.loads(leads(db)[0]["fields"]) == {"company": "Acme", "size": ""}
+    again = imported(applied, write(tmp_path, "Email,Company,Size\nann@x.com,,\n"))
+    assert "0 inserted, 0 updated, 1 unchanged" in again.stdout
+    later = imported(applied, write(tmp_path, "Email,Size\nann@x.com,10\nann@x.com,\n"))
+    assert "1 updated" in later.stdout
+    assert json.loads(leads(db)[0]["fields"]) == {"company": "Acme", "size": "10"}

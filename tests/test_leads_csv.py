@@ -74,9 +74,9 @@ def test_name_is_a_custom_field_when_first_and_last_exist(tmp_path):
     assert rec.first_name == "Ann" and rec.fields == {"name": "Acme Corp"}
 
 
-def test_other_columns_become_snake_case_custom_fields_and_empty_values_are_omitted(tmp_path):
+def test_other_columns_become_snake_case_custom_fields_and_empty_values_are_empty(tmp_path):
     [rec] = read(tmp_path, "Email,Company Name,leadSource,Notes (internal)\na@b.com,Acme,Ads,\n")
-    assert rec.fields == {"company_name": "Acme", "lead_source": "Ads"}
+    assert rec.fields == {"company_name": "Acme", "lead_source": "Ads", "notes_internal": ""}
     assert snake_case("Notes (internal)") == "notes_internal"
 
 
@@ -153,7 +153,7 @@ def test_map_of_a_missing_column_names_it(tmp_path):
 
 def test_rows_with_fewer_fields_than_the_header_are_read(tmp_path):
     [rec] = read(tmp_path, "email,company,notes\na@b.com,Acme\n")
-    assert rec.fields == {"company": "Acme"}
+    assert rec.fields == {"company": "Acme", "notes": ""}
 
 
 def _slow_phone(value: str, country: str) -> str | None:

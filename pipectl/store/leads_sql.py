@@ -52,7 +52,11 @@ class _Lead:
         self.seen = False
 
     def merge(self, rec: LeadRecord, raw_fields: str | None) -> None:
-        """Later non-empty values win; do-not-contact is only ever set, never cleared."""
+        """Later non-empty values win; do-not-contact is only ever set, never cleared.
+
+        A custom field the lead lacks is added even when empty (""), so a template naming a
+        column of the file renders for every lead from it; an empty cell never clears a value.
+        """
         v = self.values
         for i, value in enumerate((rec.email, rec.phone, rec.first_name, rec.last_name)):
             if value:
@@ -63,7 +67,10 @@ class _Lead:
         if rec.fields:
             if self.fields is None:
                 self.fields = json.loads(raw_fields or "{}")
-            self.fields.update(rec.fields)
+            fields = self.fields
+            for key, value in rec.fields.items():
+                if value or key not in fields:
+                    fields[key] = value
 
 
 class LeadsSQL:
