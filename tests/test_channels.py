@@ -462,3 +462,37 @@ def test_sms_missing_variable_names_it(pool):
     with pytest.raises(TransientError) as failed:
         pool.send(render_message(sms_action(twilio_config("http://127.0.0.1:9"))))
     assert str(failed.value) == "channel sms: environment variable TWILIO_ACCOUNT_SID is not set"
+
+
+def test_only_secrets_are_hidden_from_errors_not_hosts_or_usernames():
+    from pipectl.channels.resolve import resolve_config
+
+    env = {
+        "SMTP_HOST": "smtp.acme.example",
+        "SMTP_USER": "sales-team",
+        "SMTP_PASSWORD": "pw-0123456789",
+        "HOOK_TOKEN": "hook-tok-4455",
+        "HOOK_USER": "hookuser",
+        "HOOK_PW": "hook-pw-8899",
+        "HOOK_URL": "https://hooks.example/send?key=full-url-key-7",
+        "API": "api.example",
+    }
+    config = {
+        "host": "${SMTP_HOST}",
+        "port": 587,
+        "username": "${SMTP_USER}",
+        "password": "${SMTP_PASSWORD}",
+        "headers": {"Authorization": "Bearer ${HOOK_TOKEN}"},
+        "url": "https://${HOOK_USER}:${HOOK_PW}@${API}/v1/${HOOK_USER}?t=${HOOK_TOKEN}",
+        "backup_url": "${HOOK_URL}",
+        "smtp_password": "literal-in-yaml",
+    }
+    resolved = resolve_config("email", config, env)
+    text = " ".join(map(str, resolved.config.values())) + " " + " ".join(env.values())
+    shown = resolved.scrub(text)
+    for visible in ("smtp.acme.example", "sales-team", "@api.example/v1/", "hooks.example/send?"):
+        assert visible in shown
+    secrets = ("pw-0123456789", "hook-tok-4455", "hook-pw-8899", "full-url-key-7", "hookuser")
+    for secret in secrets:
+        assert secret in text and secret not in shown
+    assert "literal-in-yaml" not in shown and "Bearer hook" not in shown

@@ -260,3 +260,29 @@ def test_a_token_in_a_webhook_url_stays_out_of_errors(cli, db, tmp_path, monkeyp
     for blob in [*errors, result.output, cli("actions", "list").output, cli("status").output]:
         assert TOKEN not in blob
     assert TOKEN.encode() not in db.read_bytes() + Path(f"{db}-wal").read_bytes()
+
+
+def test_an_smtp_host_from_the_environment_is_shown_in_errors_and_the_password_is_not(
+    cli, db, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("SMTP_USER", "sales-team")
+    monkeypatch.setenv("SMTP_PASSWORD", PASSWORD)
+    port = free_port()  # nobody listens: connection refused
+    extra = (
+        "    channels:\n"
+        f"      email: {{transport: smtp, host: '${{SMTP_HOST}}', port: {port}, security: none,"
+        " timeout: 2, username: '${SMTP_USER}', password: '${SMTP_PASSWORD}',"
+        ' from: "Acme <sales@acme.example>"}'
+    )
+    yaml = write_yaml(tmp_path, one_email_pipeline("drip", "Hi", "Hello"), acme_extra=extra)
+    assert cli("apply", yaml).exit_code == 0
+    import_leads(cli, tmp_path, [{"Email": "ana@lead.example"}], "drip")
+    result = cli("tick", "--now", T0)
+    assert result.exit_code == 0, result.output
+    sql = "SELECT last_error FROM lead_stage_actions WHERE type = 'email'"
+    [error] = [r["last_error"] for r in rows(db, sql)]
+    assert f"channel email: 127.0.0.1:{port}: " in error, error
+    status = cli("status", "--now", T0).output
+    for blob in (error, result.output, status, cli("actions", "list").output):
+        assert PASSWORD not in blob

@@ -11,6 +11,14 @@ from . import TransientError
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 SECRET_KEYS = frozenset({"password", "auth_token", "api_key", "token", "secret"})
+SECRET_SUFFIXES = ("password", "token", "secret", "_key")
+MIN_PART = 4  # shorter parts (a port, a flag) would mangle messages when scrubbed
+
+
+def is_secret_key(key: str) -> bool:
+    """`password`, `auth_token`, `api_key`, ... and names ending like them (`smtp_password`)."""
+    key = key.lower()
+    return key in SECRET_KEYS or key.endswith(SECRET_SUFFIXES)
 
 
 @dataclass(frozen=True)
@@ -28,31 +36,74 @@ class Resolved:
 
 
 def resolve_config(channel: str, config: Mapping[str, Any], env: Mapping[str, str]) -> Resolved:
-    """Resolve ${VAR} in every string of `config`; a missing variable is a TransientError."""
+    """Resolve ${VAR} in every string of `config`; a missing variable is a TransientError.
+
+    Secrets, hidden from error messages: the values of secret keys (password, auth_token, ...)
+    and of every header (an Authorization), and whatever a ${VAR} puts in a URL's userinfo or
+    query string (`https://user:${PW}@host/`, `.../hook?token=${TOKEN}`). Other settings, such
+    as an SMTP host or username from the environment, stay readable: the operator needs them.
+    """
     secrets: set[str] = set()
 
     def sub(value: Any, key: str) -> Any:
         if isinstance(value, str):
-            out = _VAR.sub(lambda m: lookup(m.group(1)), value)
-            if key in SECRET_KEYS and out:
-                secrets.add(out)
-            return out
+            return sub_text(value, key)
         if isinstance(value, Mapping):
-            return {k: sub(v, k if key != "headers" else "secret") for k, v in value.items()}
+            return {k: sub(v, str(k) if key != "headers" else "secret") for k, v in value.items()}
         if isinstance(value, list):
             return [sub(v, key) for v in value]
         return value
 
+    def sub_text(value: str, key: str) -> str:
+        parts: list[str] = []
+        spans: list[tuple[int, int]] = []  # where each ${VAR}'s value lies in the result
+        pos = size = 0
+        for m in _VAR.finditer(value):
+            literal, resolved = value[pos : m.start()], lookup(m.group(1))
+            parts += (literal, resolved)
+            size += len(literal)
+            spans.append((size, size + len(resolved)))
+            size += len(resolved)
+            pos = m.end()
+        parts.append(value[pos:])
+        out = "".join(parts)
+        if is_secret_key(key):
+            if out:
+                secrets.add(out)
+            regions = [(0, len(out))]
+        else:
+            regions = _url_secret_regions(out) if spans else []
+        for start, end in spans:
+            for r_start, r_end in regions:
+                part = out[max(start, r_start) : min(end, r_end)]
+                if len(part) >= MIN_PART:
+                    secrets.add(part)
+        return out
+
     def lookup(name: str) -> str:
         if name not in env:
             raise TransientError(f"channel {channel}: environment variable {name} is not set")
-        value = env[name]
-        if len(value) >= 4:  # shorter values (ports, flags) would mangle messages when scrubbed
-            secrets.add(value)
-        return value
+        return env[name]
 
-    resolved = {k: sub(v, k) for k, v in config.items()}
+    resolved = {k: sub(v, str(k)) for k, v in config.items()}
     return Resolved(resolved, tuple(sorted(secrets, key=len, reverse=True)))
+
+
+def _url_secret_regions(text: str) -> list[tuple[int, int]]:
+    """The userinfo (`user:pw@`) and the query string and fragment of a URL, as spans."""
+    scheme = text.find("://")
+    if scheme < 0:
+        return []
+    start = scheme + 3
+    end = next((i for i, c in enumerate(text[start:], start) if c in "/?#"), len(text))
+    regions = []
+    at = text.rfind("@", start, end)
+    if at >= 0:
+        regions.append((start, at))
+    query = next((i for i, c in enumerate(text[end:], end) if c in "?#"), None)
+    if query is not None:
+        regions.append((query + 1, len(text)))
+    return regions
 
 
 def single_line(text: str) -> str:
