@@ -280,6 +280,7 @@ def test_leads_enroll_queues_existing_leads_once(cli, db, tmp_path):
     assert result == {
         "pipeline": "nurture",
         "queued": [1, 2],
+        "re_enrolled": [],
         "already_enrolled": [],
         "do_not_contact": [],
     }
@@ -353,3 +354,108 @@ def test_retry_refuses_a_failed_action_of_a_do_not_contact_lead(cli, db, tmp_pat
     assert rows(db, "SELECT status FROM lead_stage_actions WHERE id = ?", failed["id"]) == [
         {"status": "failed"}
     ]
+
+
+ENROLL = ("leads", "enroll", "--account", "acme", "--pipeline", "drip")
+
+
+def test_leads_enroll_re_enroll_restarts_finished_runs_only(cli, db, tmp_path):
+    setup(cli, tmp_path, DRIP, {("acme", "drip"): 3})
+    cli("leads", "import", write_no_email(tmp_path), "--account", "acme", "--pipeline", "drip")
+    assert cli("tick", "--now", T0).exit_code == 0  # lead 4 (no email) fails
+    assert cli("leads", "stop", "lead1@acme.example").exit_code == 0
+    assert cli("tick", "--now", DAY_LATER).exit_code == 0  # leads 1 and 3 won
+    assert cli("reply", "--account", "acme", "--email", "lead2@acme.example", "--body", "STOP")
+    assert as_json(cli, "leads", "enroll", "--account", "acme", "--pipeline", "nurture",
+                   "--lead", "1")["queued"] == [1]  # fmt: skip
+    state = {r["lead_id"]: r["status"] for r in rows(
+        db, "SELECT lead_id, e.status FROM enrollments e JOIN pipelines p"
+        " ON p.id = e.pipeline_id WHERE p.key = 'drip'")}  # fmt: skip
+    assert state == {1: "won", 2: "stopped", 3: "won", 4: "failed"}
+    everyone = ("--lead", "1", "--lead", "2", "--lead", "3", "--lead", "4")
+
+    plain = as_json(cli, *ENROLL, *everyone)
+    assert plain["queued"] == [] and plain["already_enrolled"] == [1, 2, 4]
+    assert plain["do_not_contact"] == [3]
+
+    result = as_json(cli, *ENROLL, *everyone, "--re-enroll")
+    assert result == {
+        "pipeline": "drip",
+        "queued": [1],
+        "re_enrolled": [1],
+        "already_enrolled": [2, 4],  # stopped by hand; failed (not asked)
+        "do_not_contact": [3],
+    }
+    text = cli(*ENROLL, "--lead", "4", "--re-enroll", "--include-failed")
+    assert text.exit_code == 0, text.output
+    assert "drip: 1 queued for enrollment (1 re-enrolled)" in text.stdout
+    assert cli(*ENROLL, "--lead", "1", "--include-failed").exit_code == 2
+    again = as_json(cli, *ENROLL, "--lead", "1", "--re-enroll")  # queued: not restarted twice
+    assert again["queued"] == [] and again["already_enrolled"] == [1]
+
+    drip = rows(db, "SELECT e.lead_id, e.status, e.entry_stage_id, s.key FROM enrollments e"
+                " JOIN pipelines p ON p.id = e.pipeline_id JOIN pipeline_stages s"
+                " ON s.id = e.entry_stage_id WHERE p.key = 'drip' AND e.status = 'queued'"
+                " ORDER BY e.lead_id")  # fmt: skip
+    assert [(r["lead_id"], r["key"]) for r in drip] == [(1, "intro"), (4, "intro")]
+    # Lead 1's latest enrollment is nurture's: its status shows that one, not drip's restart.
+    assert rows(db, "SELECT status FROM leads WHERE id = 1") == [{"status": "queued"}]
+    assert cli("tick", "--now", "2027-03-03T14:00:00Z").exit_code == 0
+    assert rows(db, "SELECT count(*) AS n FROM lead_stages ls JOIN pipeline_stages s"
+                " ON s.id = ls.pipeline_stage_id WHERE ls.lead_id = 1 AND s.key = 'intro'"
+                " AND ls.exited_at IS NULL") == [{"n": 1}]  # fmt: skip
+
+
+OUTCOME_FIRST = """\
+  - key: drip
+    account: acme
+    name: Drip
+    stages:
+      - {key: lost, outcome: lost}
+      - key: intro
+        actions:
+          - wait_for_reply: {timeout: 2d}
+"""
+
+
+def test_leads_enroll_without_stage_never_starts_in_an_outcome_stage(cli, db, tmp_path):
+    setup(cli, tmp_path, OUTCOME_FIRST, {("acme", "drip"): 1})
+    cli("leads", "import", write_no_email(tmp_path), "--account", "acme")
+    assert as_json(cli, *ENROLL, "--lead", "2")["queued"] == [2]
+    # The entry stage is stored, as the import stores it: the first that is not an outcome.
+    entries = rows(db, "SELECT e.lead_id, s.key FROM enrollments e LEFT JOIN pipeline_stages s"
+                   " ON s.id = e.entry_stage_id ORDER BY e.lead_id")  # fmt: skip
+    assert entries == [{"lead_id": 1, "key": "intro"}, {"lead_id": 2, "key": "intro"}]
+    assert cli("tick", "--now", T0).exit_code == 0
+    assert rows(db, "SELECT lead_id, status FROM enrollments ORDER BY lead_id") == [
+        {"lead_id": 1, "status": "active"},
+        {"lead_id": 2, "status": "active"},
+    ]
+
+
+CONTINUE = """\
+  - key: drip
+    account: acme
+    name: Drip
+    on_failure: continue
+    stages:
+      - key: intro
+        actions:
+          - email: {subject: "Hi", body: "Hello"}
+          - move: won
+      - {key: won, outcome: won}
+"""
+
+
+def test_retry_of_an_action_the_lead_went_on_from_names_the_re_enroll_command(cli, db, tmp_path):
+    setup(cli, tmp_path, CONTINUE, {("acme", "drip"): 0})
+    cli("leads", "import", write_no_email(tmp_path), "--account", "acme", "--pipeline", "drip")
+    assert cli("tick", "--now", T0).exit_code == 0
+    (failed,) = rows(db, "SELECT id, lead_id FROM lead_stage_actions WHERE status = 'failed'")
+    assert rows(db, "SELECT status FROM enrollments") == [{"status": "won"}]
+    refused = cli("retry", str(failed["id"]))
+    assert refused.exit_code == 1
+    command = f"pipectl leads enroll --account acme --pipeline drip --lead {failed['lead_id']}"
+    assert f"{command} --re-enroll" in refused.stderr
+    assert cli(*ENROLL, "--lead", str(failed["lead_id"]), "--re-enroll").exit_code == 0
+    assert rows(db, "SELECT status FROM enrollments") == [{"status": "queued"}]

@@ -132,14 +132,33 @@ def enroll(
         Path | None,
         typer.Option("--file", help="A CSV naming the leads by email or phone."),
     ] = None,
+    re_enroll: Annotated[
+        bool,
+        typer.Option(
+            "--re-enroll",
+            help="Restart leads whose run in the pipeline finished (won/lost/idle).",
+        ),
+    ] = False,
+    include_failed: Annotated[
+        bool,
+        typer.Option("--include-failed", help="With --re-enroll: restart failed runs too."),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Queue existing leads in a pipeline; the next tick admits them within active_leads.
+
+    Leads already in the pipeline are left alone; with --re-enroll, those whose run finished
+    (won, lost, idle; failed too with --include-failed) restart at the entry stage. Runs still
+    queued or active, runs stopped by hand and do-not-contact leads are never restarted.
 
     Example: pipectl leads enroll --account acme --pipeline adwords --lead jane@example.com
     """
     if not leads and csv_file is None:
         raise typer.BadParameter("name the leads with --lead (repeatable) or --file CSV")
+    if include_failed and not re_enroll:
+        raise typer.BadParameter(
+            "--include-failed needs --re-enroll", param_hint="--include-failed"
+        )
     store = open_store(ctx)
     acct = store.account_by_key(account)
     pipe = store.pipeline_by_key(pipeline)
@@ -155,16 +174,27 @@ def enroll(
         if invalid:
             raise CsvError("\n".join(invalid[:20]) + "\nnothing enrolled", invalid)
         lead_ids += store.match_leads(acct["id"], records, file=leads_file.name)  # type: ignore[arg-type]
+    # Without --stage, the first stage that is not an outcome, stored as the entry stage.
     stage_id = store.entry_stage(pipe["id"], stage)["id"]
     result = store.enroll_leads(
-        acct["id"], pipe["id"], stage_id if stage else None, lead_ids, now=format_time(utcnow())
+        acct["id"],
+        pipe["id"],
+        stage_id,
+        lead_ids,
+        now=format_time(utcnow()),
+        re_enroll=re_enroll,
+        include_failed=include_failed,
     )
     if as_json:
         print_json({"pipeline": pipeline, **result})
         return
+    re_enrolled = len(result["re_enrolled"])
     out.print(
-        f"{pipeline}: {len(result['queued'])} queued for enrollment,"
-        f" {len(result['already_enrolled'])} already enrolled,"
+        f"{pipeline}: {len(result['queued'])} queued for enrollment"
+        + (f" ({re_enrolled} re-enrolled)" if re_enrolled else "")
+        + f", {len(result['already_enrolled'])} already enrolled,"
         f" {len(result['do_not_contact'])} do-not-contact not enrolled",
         markup=False,
     )
+    if result["already_enrolled"] and not re_enroll:
+        out.print("  (--re-enroll restarts those whose run finished)", markup=False)

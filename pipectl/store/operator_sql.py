@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CsvError, NotFound, PipectlError
+from .leads_sql import RESTARTABLE
 
 if TYPE_CHECKING:
     from ..leads import LeadRecord
@@ -88,10 +89,7 @@ class OperatorSQL:
             (action["enrollment_id"], action["lead_stage_id"]),
         ).fetchone()
         if enrollment["status"] != "failed" or later_stage:
-            return (
-                f"the lead went on after it (its enrollment is {enrollment['status']});"
-                " enroll it again instead: pipectl leads enroll"
-            )
+            return self._went_on(action, enrollment)
         open_action = self.conn.execute(
             "SELECT id FROM lead_stage_actions WHERE enrollment_id = ?"
             f" AND status IN {OPEN_ACTIONS} LIMIT 1",
@@ -122,20 +120,44 @@ class OperatorSQL:
         self._set_enrollment(action["enrollment_id"], action["lead_id"], "active", now)  # type: ignore[attr-defined]
         return None
 
+    def _went_on(self, action: sqlite3.Row, enrollment: sqlite3.Row) -> str:
+        """Why an action the lead went on from is not retried, and what to do instead."""
+        status = enrollment["status"]
+        went_on = f"the lead went on after it (its enrollment is {status})"
+        if status in ("queued", "active"):
+            return f"{went_on} and is still running; it carries on from where it is"
+        keys = self.conn.execute(
+            "SELECT a.key AS account, p.key AS pipeline FROM pipelines p"
+            " JOIN accounts a ON a.id = p.account_id WHERE p.id = ?",
+            (enrollment["pipeline_id"],),
+        ).fetchone()
+        flags = "--re-enroll" + (" --include-failed" if status == "failed" else "")
+        return (
+            f"{went_on}; enroll it again instead: pipectl leads enroll --account"
+            f" {keys['account']} --pipeline {keys['pipeline']} --lead {action['lead_id']} {flags}"
+        )
+
     def enroll_leads(
         self,
         account_id: int,
         pipeline_id: int,
-        stage_id: int | None,
+        stage_id: int,
         lead_ids: Iterable[int],
         *,
         now: str,
+        re_enroll: bool = False,
+        include_failed: bool = False,
     ) -> dict[str, Any]:
-        """Queue existing leads in a pipeline (FIFO behind those already queued); a lead
-        already in it, or marked do-not-contact, is left as it is."""
+        """Queue existing leads in a pipeline at `stage_id` (FIFO behind those already queued).
+        A do-not-contact lead is left as it is, and so is a lead already in the pipeline unless
+        `re_enroll` and its run finished (won, lost, idle; failed with `include_failed`): that
+        run restarts from `stage_id`, as `leads import --re-enroll` does. Runs still queued or
+        active, and runs stopped by hand, are never restarted."""
+        restartable = RESTARTABLE + (("failed",) if include_failed else ())
         queued: list[int] = []
         already: list[int] = []
         do_not_contact: list[int] = []
+        restart: dict[int, int] = {}  # enrollment id -> lead id
         with self.transaction():  # type: ignore[attr-defined]
             for lead_id in dict.fromkeys(lead_ids):
                 lead = self.conn.execute(
@@ -145,13 +167,16 @@ class OperatorSQL:
                 if lead is None:
                     raise NotFound(f"no lead {lead_id} in this account")
                 enrolled = self.conn.execute(
-                    "SELECT 1 FROM enrollments WHERE lead_id = ? AND pipeline_id = ?",
+                    "SELECT id, status FROM enrollments WHERE lead_id = ? AND pipeline_id = ?",
                     (lead_id, pipeline_id),
                 ).fetchone()
-                if enrolled:
-                    already.append(lead_id)
-                elif lead["do_not_contact"]:
+                if lead["do_not_contact"]:
                     do_not_contact.append(lead_id)
+                elif enrolled and re_enroll and enrolled["status"] in restartable:
+                    restart[enrolled["id"]] = lead_id
+                    queued.append(lead_id)
+                elif enrolled:
+                    already.append(lead_id)
                 else:
                     self.conn.execute(
                         "INSERT INTO enrollments (lead_id, pipeline_id, account_id,"
@@ -160,7 +185,20 @@ class OperatorSQL:
                     )
                     self.conn.execute("UPDATE leads SET status = 'queued' WHERE id = ?", (lead_id,))
                     queued.append(lead_id)
-        return {"queued": queued, "already_enrolled": already, "do_not_contact": do_not_contact}
+            if restart:
+                # The import's restart: open actions skipped, stage left, queued at the entry.
+                self._write_enrollments(  # type: ignore[attr-defined]
+                    account_id, pipeline_id, stage_id, [], list(restart), now
+                )
+                for enrollment_id, lead_id in restart.items():
+                    # The lead's status shows its latest enrollment's, maybe another pipeline's.
+                    self._set_enrollment(enrollment_id, lead_id, "queued", now)  # type: ignore[attr-defined]
+        return {
+            "queued": queued,
+            "re_enrolled": list(restart.values()),
+            "already_enrolled": already,
+            "do_not_contact": do_not_contact,
+        }
 
     def match_leads(
         self, account_id: int, records: Iterable[LeadRecord], *, file: str
