@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .test_import import EXAMPLES, applied  # noqa: F401  (fixture)
+from .test_import import EXAMPLES, applied, flat  # noqa: F401  (fixture)
 
 
 def test_status_json_counts_leads_by_state_per_account(applied, db):  # noqa: F811
@@ -39,3 +39,11 @@ def test_status_for_one_account_and_as_a_table(applied, tmp_path: Path):  # noqa
 def test_status_of_an_unknown_account_is_an_error(applied):  # noqa: F811
     result = applied("status", "--account", "nope")
     assert result.exit_code == 1 and "no account 'nope'" in result.stderr
+
+
+def test_status_with_a_bad_now_is_a_usage_error(applied):  # noqa: F811
+    result = applied("status", "--now", "yesterday")
+    assert result.exit_code == 2, result.output
+    assert "--now: invalid time 'yesterday': use ISO-8601 like 2027-03-01T14:00:00Z" in flat(
+        result.stderr
+    )

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from ..durations import format_time, utcnow
 from ..errors import CsvError, PipectlError
+from ..store.leads_sql import LEAD_STATES
 from .app import app, err, is_terminal, open_store, out, print_json
 
 if TYPE_CHECKING:
@@ -62,7 +63,10 @@ def import_(
         raise typer.BadParameter("--stage needs --pipeline", param_hint="--stage")
     from ..leads import open_leads, parse_map  # phonenumbers loads only for imports
 
-    mapping = parse_map(maps or [])
+    try:
+        mapping = parse_map(maps or [])
+    except CsvError as e:  # the option itself is malformed: a usage error (exit 2)
+        raise typer.BadParameter(str(e).removeprefix("--map "), param_hint="--map") from None
     store = open_store(ctx)
     acct = store.account_by_key(account)
     pipeline_id = stage_id = None
@@ -178,6 +182,10 @@ def list_(
 
     Example: pipectl leads list --account acme --pipeline adwords --status queued --limit 20
     """
+    if status is not None and status not in LEAD_STATES:
+        raise typer.BadParameter(
+            f"unknown status '{status}'; use one of {', '.join(LEAD_STATES)}", param_hint="--status"
+        )
     store = open_store(ctx)
     leads = store.list_leads(
         account_id=store.account_by_key(account)["id"] if account else None,

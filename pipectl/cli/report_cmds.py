@@ -8,7 +8,6 @@ import typer
 from rich.table import Table
 
 from ..durations import DurationError, format_time, parse_time, utcnow
-from ..errors import PipectlError
 from .app import app, is_terminal, open_store, out, print_json
 
 NowOpt = Annotated[
@@ -22,7 +21,7 @@ def parse_now(now: str | None) -> str:
     try:
         return format_time(parse_time(now) if now else utcnow())
     except DurationError as e:
-        raise PipectlError(f"--now: {e}") from None
+        raise typer.BadParameter(str(e), param_hint="--now") from None
 
 
 @app.command()
