@@ -13,8 +13,11 @@ from .store.replies_sql import ReplyRow
 
 CHANNELS = ("email", "sms")
 REPLY_COLUMNS = {
-    "email": ALIASES["email"] + " from fromemail senderemail",
-    "phone": ALIASES["phone"] + " fromphone fromnumber sender sendernumber",
+    "email": ALIASES["email"] + " fromemail senderemail",
+    "phone": ALIASES["phone"] + " fromphone fromnumber sendernumber",
+    # Either, decided per value: an inbox export's From is an address, an SMS provider's a
+    # number (+12125550123); a value with an @ is an email, any other a phone.
+    "sender": "from sender fromaddress senderaddress",
     "channel": "channel medium type",
     "body": "body message text content reply",
     "received_at": "receivedat received date time timestamp datetime",
@@ -59,7 +62,7 @@ def _columns(name: str, line: int, header: list[str]) -> dict[str, int]:
         column = REPLY_ALIAS.get(normalise_header(title))
         if column and column not in columns:
             columns[column] = i
-    if "email" not in columns and "phone" not in columns:
+    if not {"email", "phone", "sender"} & columns.keys():
         raise CsvError(
             f"{name}:{line}: no email or phone column in the header"
             f" (columns: {', '.join(header)}); name one 'email' or 'phone'"
@@ -70,6 +73,11 @@ def _columns(name: str, line: int, header: list[str]) -> dict[str, int]:
 def _reply_row(line: int, row: list[str], columns: dict[str, int], now: str) -> ReplyRow:
     values = {c: row[i].strip() for c, i in columns.items() if i < len(row)}
     email, phone = values.get("email") or None, values.get("phone") or None
+    sender = values.get("sender")
+    if sender and "@" in sender:
+        email = email or sender
+    elif sender:
+        phone = phone or sender
     if not email and not phone:
         raise ValueError("row has no email and no phone")
     default = "email" if email else "sms"

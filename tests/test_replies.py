@@ -543,3 +543,27 @@ def test_every_reply_command_has_help_with_an_example(cli):
         result = cli(*command, "--help")
         assert result.exit_code == 0
         assert "Example: pipectl" in result.stdout
+
+
+def test_replies_import_reads_a_from_column_as_email_or_phone_per_value(cli, db, tmp_path):
+    prepare(cli, tmp_path, NURTURE, LEADS, "nurture")
+    tick(cli, T0)
+    path = tmp_path / "sms-export.csv"
+    path.write_text(
+        "From,Body,Received At\n"
+        "+12015550199,STOP,2027-03-01T16:10:00Z\n"
+        "ann@example.com,Tell me more,2027-03-01T16:00:00Z\n",
+        encoding="utf-8",
+    )
+    result = cli("replies", "import", path, "--account", "acme")
+    assert result.exit_code == 0, result.output
+    assert "2 replies: 2 matched (1 opt-outs), 0 unmatched" in result.stdout
+    assert rows(db, "SELECT status, do_not_contact FROM leads WHERE email = 'bob@example.com'") == [
+        {"status": "stopped", "do_not_contact": 1}
+    ]
+    recorded = rows(db, "SELECT l.email, r.channel FROM replies r JOIN leads l ON l.id = r.lead_id"
+                    " ORDER BY r.received_at")  # fmt: skip
+    assert [tuple(r.values()) for r in recorded] == [
+        ("ann@example.com", "email"),
+        ("bob@example.com", "sms"),
+    ]

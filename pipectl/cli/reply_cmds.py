@@ -63,7 +63,10 @@ def import_replies(
     ctx: typer.Context,
     csv_file: Annotated[
         Path,
-        typer.Argument(metavar="CSV", help="Columns: email or phone, channel, body, received_at."),
+        typer.Argument(
+            metavar="CSV",
+            help="Columns: email or phone (or From: either), channel, body, received_at.",
+        ),
     ],
     account: AccountOpt,
     as_json: JsonOpt = False,
