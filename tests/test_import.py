@@ -250,6 +250,11 @@ def test_skip_invalid_imports_the_valid_rows(applied, db, tmp_path):
     assert result.exit_code == 0
     summary = json.loads(result.stdout)
     assert (summary["inserted"], summary["invalid"], summary["invalid_lines"]) == (2, 1, [3])
+    [row] = summary["invalid_rows"]
+    assert row["line"] == 3 and row["reason"].startswith("invalid email 'bob@@x.com'")
+    assert result.stderr == ""
+    plain = imported(applied, write(tmp_path, text), "--skip-invalid")
+    assert plain.exit_code == 0 and "leads.csv:3: invalid email 'bob@@x.com'" in plain.stderr
     assert [r["email"] for r in leads(db)] == ["ann@x.com", "cid@x.com"]
 
 

@@ -96,6 +96,7 @@ def import_(
         **counts.as_dict(),
         "invalid": len(invalid),
         "invalid_lines": [r.line for r in invalid],
+        "invalid_rows": [{"line": r.line, "reason": r.reason} for r in invalid],
     }
     if as_json:
         print_json({"file": leads_file.name, "dry_run": dry_run, **summary})
