@@ -215,8 +215,10 @@ def test_actions_list_json_matches_the_database(cli, db, tmp_path):
     )
     assert {a["pipeline"] for a in listed} == {"drip"}
     assert len(as_json(cli, "actions", "list", "--limit", "2")) == 2
-    bad = cli("actions", "list", "--status", "lost")
-    assert bad.exit_code == 1 and "unknown status 'lost'" in bad.stderr
+    for status in ("lost", "fail"):  # a usage error: exit 2, naming the option
+        bad = cli("actions", "list", "--status", status)
+        assert bad.exit_code == 2 and f"unknown status '{status}'" in bad.stderr
+        assert "--status" in bad.stderr and "Traceback" not in bad.output
     piped = cli("actions", "list", "--status", "pending")
     assert piped.stdout.splitlines()[0].startswith("id\taccount\tlead")
 

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from ..durations import format_time, utcnow
 from ..errors import CsvError, PipectlError
+from ..store.reports_sql import ACTION_STATUSES
 from .app import app, err, is_terminal, open_store, out, print_json
 from .leads_cmds import leads_app
 from .report_cmds import NowOpt, parse_now
@@ -41,6 +42,11 @@ def list_actions(
 
     Example: pipectl actions list --status failed --account acme
     """
+    if status is not None and status not in ACTION_STATUSES:
+        raise typer.BadParameter(
+            f"unknown status '{status}'; use one of {', '.join(ACTION_STATUSES)}",
+            param_hint="--status",
+        )
     store = open_store(ctx)
     account_id = store.account_by_key(account)["id"] if account else None
     actions = store.list_actions(status=status, account_id=account_id, limit=limit)

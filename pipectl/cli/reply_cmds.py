@@ -39,10 +39,15 @@ def reply(
     Example: pipectl reply --account acme --phone +12125550123 --body "Yes, call me"
     """
     if (email is None) == (phone is None):
-        raise PipectlError("give the sender as exactly one of --email or --phone")
+        raise typer.BadParameter(
+            "give exactly one of --email or --phone", param_hint="--email/--phone"
+        )
     from ..replies import check_channel, check_time
 
-    channel = check_channel(channel, "email" if email else "sms", "--channel")
+    try:
+        channel = check_channel(channel, "email" if email else "sms", "")
+    except PipectlError as e:  # a choice the option does not offer: a usage error
+        raise typer.BadParameter(str(e).strip(), param_hint="--channel") from None
     received_at = check_time(at, "--at") if at else format_time(utcnow())
     result = open_store(ctx).record_reply(
         account, email=email, phone=phone, channel=channel, body=body, received_at=received_at
