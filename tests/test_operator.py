@@ -461,3 +461,16 @@ def test_retry_of_an_action_the_lead_went_on_from_names_the_re_enroll_command(cl
     assert f"{command} --re-enroll" in refused.stderr
     assert cli(*ENROLL, "--lead", str(failed["lead_id"]), "--re-enroll").exit_code == 0
     assert rows(db, "SELECT status FROM enrollments") == [{"status": "queued"}]
+
+
+def test_an_opt_out_also_stops_a_failed_run(cli, db, tmp_path):
+    setup(cli, tmp_path, DRIP, {("acme", "drip"): 1})
+    cli("leads", "import", write_no_email(tmp_path), "--account", "acme", "--pipeline", "drip")
+    assert cli("tick", "--now", T0).exit_code == 0
+    (failed,) = rows(db, "SELECT id, lead_id FROM lead_stage_actions WHERE status = 'failed'")
+    stop = cli("reply", "--account", "acme", "--phone", "+12125550100", "--body", "STOP")
+    assert stop.exit_code == 0 and "stopped drip" in stop.stdout, stop.output
+    assert rows(db, "SELECT status, do_not_contact FROM leads WHERE id = ?", failed["lead_id"]) == [
+        {"status": "stopped", "do_not_contact": 1}
+    ]
+    assert cli("retry", str(failed["id"])).exit_code == 1
