@@ -48,7 +48,10 @@ def reply(
         channel = check_channel(channel, "email" if email else "sms", "")
     except PipectlError as e:  # a choice the option does not offer: a usage error
         raise typer.BadParameter(str(e).strip(), param_hint="--channel") from None
-    received_at = check_time(at, "--at") if at else format_time(utcnow())
+    try:
+        received_at = check_time(at, "--at") if at else format_time(utcnow())
+    except PipectlError as e:
+        raise typer.BadParameter(str(e).removeprefix("--at: "), param_hint="--at") from None
     result = open_store(ctx).record_reply(
         account, email=email, phone=phone, channel=channel, body=body, received_at=received_at
     )

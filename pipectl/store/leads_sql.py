@@ -281,8 +281,9 @@ class LeadsSQL:
             " started_at = NULL, finished_at = NULL WHERE id IN (SELECT value FROM json_each(?))",
             (stage_id, now, ids),
         )
-        self.conn.execute(
-            "UPDATE leads SET status = 'queued' WHERE id IN"
+        self.conn.execute(  # a lead's status is its latest enrollment's, which may be another
+            "UPDATE leads SET status = (SELECT e.status FROM enrollments e"
+            " WHERE e.lead_id = leads.id ORDER BY e.id DESC LIMIT 1) WHERE id IN"
             " (SELECT lead_id FROM enrollments WHERE id IN (SELECT value FROM json_each(?)))",
             (ids,),
         )
