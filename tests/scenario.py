@@ -34,6 +34,20 @@ pipelines:
 """
 
 
+# One email, then won: the pipeline most process and fault tests need.
+ONE_EMAIL = """\
+  - key: drip
+    account: acme
+    name: Drip
+    stages:
+      - key: intro
+        actions:
+          - email: {subject: "Hi {{ lead.first_name }}", body: "Hello"}
+          - move: won
+      - {key: won, outcome: won}
+"""
+
+
 def write_yaml(tmp_path: Path, pipelines: str, acme_extra: str = "", beta_extra: str = "") -> Path:
     path = tmp_path / "pipelines.yaml"
     path.write_text(

@@ -17,6 +17,7 @@ from pipectl.cli import app
 
 from .conftest import dump
 from .scenario import (
+    ONE_EMAIL,
     T0,
     outbox,
     pipectl,
@@ -29,17 +30,6 @@ from .scenario import (
     write_yaml,
 )
 
-PIPELINE = """\
-  - key: drip
-    account: acme
-    name: Drip
-    stages:
-      - key: intro
-        actions:
-          - email: {subject: "Hi {{ lead.first_name }}", body: "Hello"}
-          - move: won
-      - {key: won, outcome: won}
-"""
 HOLD_WRITE = """\
 import sqlite3, sys, time
 conn = sqlite3.connect(sys.argv[1], isolation_level=None)
@@ -60,7 +50,7 @@ def hold_write_lock(db: Path, seconds: float) -> subprocess.Popen:
 
 
 def test_tick_waits_for_a_short_write_transaction_and_completes(cli, db, tmp_path):
-    setup(cli, tmp_path, PIPELINE, {("acme", "drip"): 5})
+    setup(cli, tmp_path, ONE_EMAIL, {("acme", "drip"): 5})
     holder = hold_write_lock(db, 3)
     started = time.monotonic()
     result = pipectl(db, "tick", "--now", T0)
@@ -74,7 +64,7 @@ def test_tick_waits_for_a_short_write_transaction_and_completes(cli, db, tmp_pat
 def test_tick_stops_with_a_clear_message_when_the_database_stays_locked(
     cli, db, tmp_path, monkeypatch
 ):
-    setup(cli, tmp_path, PIPELINE, {("acme", "drip"): 5})
+    setup(cli, tmp_path, ONE_EMAIL, {("acme", "drip"): 5})
     before = dump(db)
     monkeypatch.setenv("PIPECTL_BUSY_TIMEOUT_MS", "1000")
     holder = hold_write_lock(db, 4)
@@ -125,7 +115,7 @@ def read_only(tmp_path):
 
 
 def test_read_only_database_file_gives_a_clear_error(cli, db, tmp_path, read_only):
-    setup(cli, tmp_path, PIPELINE, {("acme", "drip"): 2})
+    setup(cli, tmp_path, ONE_EMAIL, {("acme", "drip"): 2})
     before = dump(db)
     read_only(db)
     more = write_csv(tmp_path, "more.csv", 2, domain="more.example")
@@ -139,7 +129,7 @@ def test_read_only_database_file_gives_a_clear_error(cli, db, tmp_path, read_onl
 
 
 def test_read_only_directory_gives_a_clear_error(cli, db, tmp_path, read_only):
-    setup(cli, tmp_path, PIPELINE, {("acme", "drip"): 2})
+    setup(cli, tmp_path, ONE_EMAIL, {("acme", "drip"): 2})
     before = dump(db)
     read_only(tmp_path)
     result = as_plain_user(db, "tick", "--now", T0)
@@ -155,7 +145,7 @@ def test_missing_directory_gives_a_clear_error(tmp_path):
     assert result.returncode == 1
     assert f"directory {db.parent} does not exist" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
-    yaml = write_yaml(tmp_path, PIPELINE)
+    yaml = write_yaml(tmp_path, ONE_EMAIL)
     for args in (["status"], ["init"], ["apply", str(yaml)]):
         result = CliRunner().invoke(app, ["--db", str(db), *args])
         assert result.exit_code == 1, (args, result.output)
@@ -170,7 +160,7 @@ def test_results_of_sends_survive_a_writer_holding_the_database_past_the_busy_ti
     written when it lets go, so the next tick sends nothing twice."""
     server, recorder = start_smtp(delay=1.0)
     try:
-        setup(cli, tmp_path, PIPELINE, {("acme", "drip"): 2}, acme_extra=smtp_channel(server.port))
+        setup(cli, tmp_path, ONE_EMAIL, {("acme", "drip"): 2}, acme_extra=smtp_channel(server.port))
         monkeypatch.setenv("PIPECTL_BUSY_TIMEOUT_MS", "1000")
         ticking = spawn(db, "tick", "--now", T0, "--workers", "2")
         deadline = time.monotonic() + 20

@@ -14,19 +14,8 @@ from pathlib import Path
 
 from .channel_servers import SmtpRecorder, SmtpServer, free_port, http_server, smtp_server
 from .conftest import rows
-from .scenario import T0, pipectl, statuses, write_yaml
+from .scenario import ONE_EMAIL, T0, pipectl, statuses, write_yaml
 
-EMAIL_PIPELINE = """\
-  - key: drip
-    account: acme
-    name: Drip
-    stages:
-      - key: intro
-        actions:
-          - email: {subject: "Hi {{ lead.first_name }}", body: "Hello"}
-          - move: won
-      - {key: won, outcome: won}
-"""
 SMS_PIPELINE = """\
   - key: texts
     account: acme
@@ -110,7 +99,7 @@ def later_tick(cli, now: str, *args: str) -> None:
 
 def test_smtp_that_never_answers_times_out_as_transient_within_the_budget(cli, db, tmp_path):
     with silent_server() as (port, accepted):
-        prepare(cli, tmp_path, EMAIL_PIPELINE, "drip", 3, email_account(port, timeout=1))
+        prepare(cli, tmp_path, ONE_EMAIL, "drip", 3, email_account(port, timeout=1))
         started = time.monotonic()
         clean_tick(db, T0, "--max-seconds", "5")
         assert time.monotonic() - started < 8  # 1 s timeouts in parallel, plus process start
@@ -145,7 +134,7 @@ def test_smtp_421_in_the_middle_of_a_session_is_retried(cli, db, tmp_path):
     server = SmtpServer(recorder, free_port())
     server.start()
     try:
-        prepare(cli, tmp_path, EMAIL_PIPELINE, "drip", 4, email_account(server.port, timeout=5))
+        prepare(cli, tmp_path, ONE_EMAIL, "drip", 4, email_account(server.port, timeout=5))
         clean_tick(db, T0, "--workers", "1")  # one connection: the 421 comes mid-session
         later_tick(cli, "2027-03-01T14:10:00Z", "--workers", "1")
     finally:
@@ -251,7 +240,7 @@ def test_smtp_that_hangs_up_at_once_is_transient(cli, db, tmp_path):
     thread = threading.Thread(target=hang_up, daemon=True)
     thread.start()
     try:
-        prepare(cli, tmp_path, EMAIL_PIPELINE, "drip", 2, email_account(port, timeout=2))
+        prepare(cli, tmp_path, ONE_EMAIL, "drip", 2, email_account(port, timeout=2))
         clean_tick(db, T0)
     finally:
         stop.set()

@@ -10,19 +10,7 @@ import time
 from collections import Counter
 
 from .conftest import rows
-from .scenario import T0, pipectl, setup, smtp_channel, spawn, start_smtp, statuses
-
-SMTP_PIPELINE = """\
-  - key: drip
-    account: acme
-    name: Drip
-    stages:
-      - key: intro
-        actions:
-          - email: {subject: "Hi {{ lead.first_name }}", body: "Hello"}
-          - move: won
-      - {key: won, outcome: won}
-"""
+from .scenario import ONE_EMAIL, T0, pipectl, setup, smtp_channel, spawn, start_smtp, statuses
 
 
 def wait_for(predicate, timeout: float = 20) -> None:
@@ -67,7 +55,7 @@ def test_four_ticks_at_once_send_each_lead_exactly_one_message(db, cli, tmp_path
         setup(
             cli,
             tmp_path,
-            SMTP_PIPELINE,
+            ONE_EMAIL,
             {("acme", "drip"): 40},
             acme_extra=smtp_channel(server.port),
         )
@@ -88,7 +76,7 @@ def test_kill_9_mid_tick_loses_nothing_and_repeats_only_sends_in_flight(db, cli,
         setup(
             cli,
             tmp_path,
-            SMTP_PIPELINE,
+            ONE_EMAIL,
             {("acme", "drip"): 20},
             acme_extra=smtp_channel(server.port),
         )
@@ -129,7 +117,7 @@ def test_sigterm_lets_sends_in_flight_finish_and_be_recorded(db, cli, tmp_path):
         setup(
             cli,
             tmp_path,
-            SMTP_PIPELINE,
+            ONE_EMAIL,
             {("acme", "drip"): 20},
             acme_extra=smtp_channel(server.port),
         )
@@ -151,7 +139,7 @@ def test_sigterm_lets_sends_in_flight_finish_and_be_recorded(db, cli, tmp_path):
 
 
 def test_run_ticks_in_a_loop_and_stops_cleanly_on_sigterm(db, cli, tmp_path):
-    setup(cli, tmp_path, SMTP_PIPELINE.replace("smtp", "outbox"), {("acme", "drip"): 3})
+    setup(cli, tmp_path, ONE_EMAIL.replace("smtp", "outbox"), {("acme", "drip"): 3})
     service = spawn(db, "run", "--interval", "1")
     try:
         wait_for(lambda: rows(db, "SELECT count(*) AS n FROM ticks")[0]["n"] >= 2)
