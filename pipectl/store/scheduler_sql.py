@@ -13,9 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..durations import format_time, parse_time
+from ..durations import add_seconds, format_time, parse_time
 from ..limits import next_opening, rate_room, share
-from .stages_sql import plus
 
 INTERNAL_BATCH = 500
 ADMIT_BATCH = 5000
@@ -199,7 +198,7 @@ class SchedulerSQL:
         """Deliveries in each rate's rolling window: the limits count what was really sent."""
         sent = {}
         for name, (_, seconds) in rates.items():
-            since = plus(now, -seconds)
+            since = add_seconds(now, -seconds)
             channels = ("email", "sms") if name == "all" else (name,)
             sent[name] = sum(
                 self.conn.execute(

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import timedelta
 from typing import Any
 
-from ..durations import format_time, parse_time
+from ..durations import add_seconds
 
 OPEN_STATUSES = ("waiting", "pending", "awaiting_reply")
 MAX_MOVES_PER_MINUTE = 20  # more than this in a minute is a loop, not a sequence
@@ -22,15 +21,10 @@ def channel_of(action_type: str) -> str:
 def activation(action_type: str, params: dict[str, Any], now: str) -> tuple[str, str]:
     """The status and perform_at an action takes when the one before it is done."""
     if action_type == "wait":
-        return "pending", plus(now, params.get("seconds", 0))
+        return "pending", add_seconds(now, params.get("seconds", 0))
     if action_type == "wait_for_reply":
-        return "awaiting_reply", plus(now, params.get("timeout", 0))
+        return "awaiting_reply", add_seconds(now, params.get("timeout", 0))
     return "pending", now
-
-
-def plus(t: str, seconds: float) -> str:
-    """A stored time plus `seconds`, in the stored format."""
-    return format_time(parse_time(t) + timedelta(seconds=seconds))
 
 
 class StagesSQL:
@@ -170,7 +164,7 @@ class StagesSQL:
             return f"cannot move to stage {stage_key!r}: it no longer exists in the pipeline"
         recent = self.conn.execute(
             "SELECT count(*) FROM lead_stages WHERE enrollment_id = ? AND entered_at > ?",
-            (enrollment_id, plus(now, -60)),
+            (enrollment_id, add_seconds(now, -60)),
         ).fetchone()[0]
         if recent >= MAX_MOVES_PER_MINUTE:
             return (
