@@ -181,10 +181,12 @@ def _step(
         try:
             return store.step(clock.now(), token, capacity, busy, results, claiming=claiming)
         except sqlite3.OperationalError as e:
-            if not _is_busy(e) or time.monotonic() > deadline:
+            if not _is_busy(e):
                 if results:
                     return _record_one_by_one(store, clock, results), 0, Claim()
                 raise
+            if time.monotonic() > deadline:
+                raise  # still locked after minutes: the claims stay `running`, recovered later
             if not results:
                 if any(busy.values()):
                     return _NO_COUNTS, 0, Claim()  # skip this claim; finish what is in flight
