@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from .channel_servers import SmtpRecorder, SmtpServer, free_port
@@ -139,9 +140,23 @@ class SlowSmtp(SmtpRecorder):
         return await super().handle_DATA(server, session, envelope)
 
 
+def serve(recorder: SmtpRecorder) -> SmtpServer:
+    """A running SMTP server on a free port of 127.0.0.1 with this handler; stop() it."""
+    server = SmtpServer(recorder, free_port())
+    server.start()
+    return server
+
+
 def start_smtp(delay: float) -> tuple[SmtpServer, SlowSmtp]:
     recorder = SlowSmtp()
     recorder.delay = delay
-    server = SmtpServer(recorder, free_port())
-    server.start()
-    return server, recorder
+    return serve(recorder), recorder
+
+
+def wait_for(predicate, timeout: float = 20, process=None) -> None:
+    """Poll until `predicate()`; fail on timeout, or if `process` ended first."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        assert process is None or process.poll() is None, "the process ended first"
+        time.sleep(0.005)

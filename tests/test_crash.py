@@ -8,14 +8,23 @@ import signal
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from .channel_servers import SmtpRecorder, SmtpServer, free_port
+from .channel_servers import SmtpRecorder, SmtpServer
 from .conftest import rows
-from .scenario import T0, setup, smtp_channel, spawn, start_smtp, statuses, write_csv
+from .scenario import (
+    T0,
+    serve,
+    setup,
+    smtp_channel,
+    spawn,
+    start_smtp,
+    statuses,
+    wait_for,
+    write_csv,
+)
 
 PIPELINE = """\
   - key: drip
@@ -32,14 +41,6 @@ PIPELINE = """\
 LEADS = 12
 WORKERS = 4
 FINISHED = {"done", "failed", "skipped"}
-
-
-def wait_for(predicate: Callable[[], bool], process, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        assert process.poll() is None, "the tick ended before the kill point"
-        time.sleep(0.005)
 
 
 def lock_taken(db: Path, pid: int) -> bool:
@@ -130,7 +131,7 @@ def test_kill_9_at_each_point_then_later_ticks_finish_everything(cli, db, tmp_pa
             acme_extra=smtp_channel(server.port),
         )
         victim = spawn(db, "tick", "--now", T0, "--workers", str(WORKERS))
-        wait_for(lambda: predicate(db, victim.pid, recorder), victim)
+        wait_for(lambda: predicate(db, victim.pid, recorder), process=victim)
         time.sleep(pause)
         kill_9(victim)
         assert_sound(db)
@@ -165,7 +166,7 @@ def test_kill_9_during_admission_of_thousands_admits_all_or_none(cli, db, tmp_pa
     setup(cli, tmp_path, ADMISSION, {("acme", "drip"): leads})
     for pause in (0.0, 0.05, 0.12, 0.3):  # several kills, each at another moment
         victim = spawn(db, "tick", "--now", T0)
-        wait_for(lambda: lock_taken(db, victim.pid), victim)  # noqa: B023
+        wait_for(lambda: lock_taken(db, victim.pid), process=victim)  # noqa: B023
         time.sleep(pause)
         kill_9(victim)
         assert_sound(db)
@@ -250,7 +251,7 @@ def test_a_reply_during_a_send_keeps_one_open_action_per_enrollment(cli, db, tmp
             acme_extra=smtp_channel(server.port),
         )
         ticking = spawn(db, "tick", "--now", T0)
-        wait_for(lambda: recorder.connections >= 1, ticking)
+        wait_for(lambda: recorder.connections >= 1, process=ticking)
         reply = cli("reply", "--account", "acme", "--email", "lead0@acme.example", "--at", T0)
         assert reply.exit_code == 0, reply.output
         try:
@@ -283,15 +284,13 @@ class SlowRefusing(SmtpRecorder):
 def start_refusing(reply: str) -> tuple[SmtpServer, SlowRefusing]:
     recorder = SlowRefusing()
     recorder.reply = reply
-    server = SmtpServer(recorder, free_port())
-    server.start()
-    return server, recorder
+    return serve(recorder), recorder
 
 
 def during_the_send(cli, db, recorder, *command: str) -> None:
     """Run `command` while a tick (a real process) has the lead's email on the wire."""
     ticking = spawn(db, "tick", "--now", T0)
-    wait_for(lambda: recorder.connections >= 1, ticking)
+    wait_for(lambda: recorder.connections >= 1, process=ticking)
     result = cli(*command)
     assert result.exit_code == 0, result.output
     assert ticking.wait(timeout=30) == 0
@@ -346,7 +345,7 @@ def test_a_send_in_flight_at_a_crash_is_not_resent_to_a_lead_stopped_since(cli, 
             cli, tmp_path, REPLY_MOVES, {("acme", "drip"): 1}, acme_extra=smtp_channel(server.port)
         )
         victim = spawn(db, "tick", "--now", T0)
-        wait_for(lambda: recorder.connections >= 1, victim)
+        wait_for(lambda: recorder.connections >= 1, process=victim)
         kill_9(victim)
         assert statuses(db)["running"] == 1  # the send in flight at the crash
         assert cli("leads", "stop", "lead0@acme.example").exit_code == 0
@@ -367,7 +366,7 @@ def test_after_a_crash_a_lead_that_replied_meanwhile_goes_on_in_its_new_stage(cl
             cli, tmp_path, REPLY_MOVES, {("acme", "drip"): 1}, acme_extra=smtp_channel(server.port)
         )
         victim = spawn(db, "tick", "--now", T0)
-        wait_for(lambda: recorder.connections >= 1, victim)
+        wait_for(lambda: recorder.connections >= 1, process=victim)
         kill_9(victim)
         reply = cli("reply", "--account", "acme", "--email", "lead0@acme.example", "--at", T0)
         assert reply.exit_code == 0, reply.output

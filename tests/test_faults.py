@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .channel_servers import SmtpRecorder, SmtpServer, free_port, http_server, smtp_server
+from .channel_servers import SmtpRecorder, http_server, smtp_server
 from .conftest import rows
-from .scenario import ONE_EMAIL, T0, pipectl, statuses, write_yaml
+from .scenario import ONE_EMAIL, T0, pipectl, serve, statuses, write_yaml
 
 SMS_PIPELINE = """\
   - key: texts
@@ -131,8 +131,7 @@ class Closes421(SmtpRecorder):
 
 def test_smtp_421_in_the_middle_of_a_session_is_retried(cli, db, tmp_path):
     recorder = Closes421()
-    server = SmtpServer(recorder, free_port())
-    server.start()
+    server = serve(recorder)
     try:
         prepare(cli, tmp_path, ONE_EMAIL, "drip", 4, email_account(server.port, timeout=5))
         clean_tick(db, T0, "--workers", "1")  # one connection: the 421 comes mid-session

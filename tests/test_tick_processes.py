@@ -10,14 +10,17 @@ import time
 from collections import Counter
 
 from .conftest import rows
-from .scenario import ONE_EMAIL, T0, pipectl, setup, smtp_channel, spawn, start_smtp, statuses
-
-
-def wait_for(predicate, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
+from .scenario import (
+    ONE_EMAIL,
+    T0,
+    pipectl,
+    setup,
+    smtp_channel,
+    spawn,
+    start_smtp,
+    statuses,
+    wait_for,
+)
 
 
 def test_second_tick_exits_75_at_once_and_names_the_holder(db, cli, tmp_path):
