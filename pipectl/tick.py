@@ -12,8 +12,6 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections import Counter
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -22,17 +20,23 @@ from typing import Any
 from .channels import PermanentError, SendAction, TransientError
 from .channels.render import render_message
 from .channels.senders import SenderPool
+from .dispatch import Dispatch
 from .durations import format_time, utcnow
 from .limits import retry_delay
 from .lock import TickLock
 from .store import Store
 from .store.scheduler_sql import Claim, Result
+from .workers import Workers
 
 DEFAULT_RETRY = {"attempts": 5, "backoff": 60, "max_backoff": 3600}
 # How long the tick keeps trying to write the results of sends that went out while another
 # process holds the database: losing them would send those messages again.
 RESULTS_PATIENCE = 300.0
 GATHER_SECONDS = 0.0005
+# The tick claims at least this often while sends are in flight, and wakes this often.
+CLAIM_EVERY = 1.0
+WAKE_EVERY = 0.25
+DRY_RUN_WORKERS = 16
 _NO_COUNTS = {"done": 0, "retry": 0, "failed": 0, "stale": 0}
 
 
@@ -118,45 +122,66 @@ def _run(
     summary = TickSummary(started_at=format_time(utcnow()), now=clock.now())
     summary.recovered = store.recover_running()
     token = uuid.uuid4().hex
-    in_flight: dict[Future[Result], dict[str, Any]] = {}
-    busy: Counter[tuple[int, str]] = Counter()
+    dispatch = Dispatch(workers)
+    pool = Workers(workers, lambda row: perform(row, senders, clock))
     results: list[Result] = []
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pipectl-send") as pool:
+    claimed_at = 0.0
+    try:
         while True:
             claiming = not stop.is_set() and time.monotonic() - started < max_seconds
-            counts, admitted, claim = _step(
-                store, clock, token, workers - len(in_flight), busy, results, claiming
-            )
+            for result in results:  # their workers are free: give them more before writing
+                dispatch.finished(result.action)
+            claim_now = claiming and _time_to_claim(dispatch, claimed_at)
+            turn = _step(store, clock, token, dispatch, results, claiming, claim_now)
+            counts, admitted, claim = turn
+            if claim_now:
+                claimed_at = time.monotonic()
+            dispatch.add(claim.sends)
+            dispatch.requeue(claim.kept)
+            dispatch.drop(claim.dropped)
             summary.done += counts["done"] + claim.internal - claim.failed
             summary.retried += counts["retry"]
             summary.failed += counts["failed"] + claim.failed
             summary.admitted += admitted
-            summary.claimed += len(claim.sends) + claim.internal
+            summary.claimed += claim.internal + _submit(dispatch, pool)
             summary.skipped += claim.skipped
             summary.deferred += claim.deferred
-            for row in claim.sends:
-                in_flight[pool.submit(perform, row, senders, clock)] = row
-                busy[row["account_id"], row["channel"]] += 1
             progressed = bool(
                 admitted or claim.sends or claim.internal or claim.skipped or claim.deferred
             )
-            results = []
-            if not in_flight:
-                if claiming and progressed:
+            if not pool.busy:
+                if claiming and (progressed or dispatch.queued_count()):
+                    results = []
                     continue
                 break
-            finished, _ = wait(in_flight, timeout=1.0, return_when=FIRST_COMPLETED)
-            if finished and len(finished) < len(in_flight):
-                # A moment more gathers the sends finishing together into one write.
-                finished, _ = wait(in_flight, timeout=GATHER_SECONDS)
-            for future in finished:
-                row = in_flight.pop(future)
-                busy[row["account_id"], row["channel"]] -= 1
-                results.append(future.result())
+            # A moment more than the first gathers the sends finishing together into one write.
+            results = pool.results(timeout=WAKE_EVERY, gather=GATHER_SECONDS)
+    finally:
+        pool.close()
     summary.held_back = store.count_due(clock.now())
     summary.seconds = round(time.monotonic() - started, 3)
     store.record_tick(summary.as_dict())
     return summary
+
+
+def _submit(dispatch: Dispatch, pool: Workers[Result]) -> int:
+    """Start the claimed sends that free workers and the accounts' concurrency allow."""
+    rows = dispatch.take()
+    for row in rows:
+        pool.submit(row)
+    return len(rows)
+
+
+def _time_to_claim(dispatch: Dispatch, claimed_at: float) -> bool:
+    """Claim when half of what may be claimed ahead is free again, when a claimed send needs
+    checking again, when nothing is in flight, and at least every CLAIM_EVERY seconds (for
+    work that became due meanwhile: other accounts' sends, waits and moves)."""
+    return (
+        not (dispatch.in_flight() or dispatch.queued_count())
+        or dispatch.capacity() * 2 >= dispatch.workers * dispatch.ahead
+        or dispatch.needs_recheck()
+        or time.monotonic() - claimed_at >= CLAIM_EVERY
+    )
 
 
 def _is_busy(error: sqlite3.OperationalError) -> bool:
@@ -168,34 +193,43 @@ def _step(
     store: Store,
     clock: Clock,
     token: str,
-    capacity: int,
-    busy: Counter[tuple[int, str]],
+    dispatch: Dispatch,
     results: list[Result],
     claiming: bool,
+    claim_now: bool,
 ) -> tuple[dict[str, int], int, Claim]:
-    """Write the results and claim more, in one transaction. The results are sends that
-    happened: a result not written would make the next tick send again, so another writer
-    is outwaited, and a result that cannot be written at all fails its action."""
+    """One transaction: write the results, and claim more (`claim_now`), or, once the tick
+    stops claiming, release the claimed sends not started.
+
+    The results are sends that happened: a result not written would make the next tick send
+    again, so another writer is outwaited, and a result that cannot be written at all fails
+    its action. Claimed sends that could not be checked or released this time wait on."""
+    record_only = claiming and not claim_now
+    if record_only and not results:
+        return _NO_COUNTS, 0, Claim()
+    waited = [] if record_only else dispatch.stale() if claiming else dispatch.waiting()
     deadline = time.monotonic() + RESULTS_PATIENCE
     while True:
         try:
-            return store.step(clock.now(), token, capacity, busy, results, claiming=claiming)
+            if record_only:
+                return store.record_results(results), 0, Claim(kept=waited)
+            return store.step(clock.now(), token, results, dispatch, waited, claiming=claiming)
         except sqlite3.OperationalError as e:
             if not _is_busy(e):
                 if results:
-                    return _record_one_by_one(store, clock, results), 0, Claim()
+                    return _record_one_by_one(store, clock, results), 0, Claim(kept=waited)
                 raise
             if time.monotonic() > deadline:
                 raise  # still locked after minutes: the claims stay `running`, recovered later
             if not results:
-                if any(busy.values()):
-                    return _NO_COUNTS, 0, Claim()  # skip this claim; finish what is in flight
+                if dispatch.in_flight():
+                    return _NO_COUNTS, 0, Claim(kept=waited)  # finish what is in flight
                 raise
-            claiming = False  # keep only the results, and try again
+            record_only = True  # keep only the results, and try again
         except Exception:
             if not results:
                 raise
-            return _record_one_by_one(store, clock, results), 0, Claim()
+            return _record_one_by_one(store, clock, results), 0, Claim(kept=waited)
 
 
 def _record_one_by_one(store: Store, clock: Clock, results: list[Result]) -> dict[str, int]:
@@ -272,7 +306,7 @@ def _dry_run(store: Store, clock: Clock) -> TickSummary:
             summary.recovered = store.recover_running()
             summary.admitted = store.admit_queued(clock.now())
             due = store.count_due(clock.now())
-            claim = store.claim_due(clock.now(), "dry-run", 10_000, Counter())
+            claim = store.claim_due(clock.now(), "dry-run", Dispatch(DRY_RUN_WORKERS))
             summary.claimed = len(claim.sends) + claim.internal
             summary.done = claim.internal
             summary.skipped = claim.skipped

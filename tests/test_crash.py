@@ -134,11 +134,7 @@ def test_kill_9_at_each_point_then_later_ticks_finish_everything(cli, db, tmp_pa
         wait_for(lambda: predicate(db, victim.pid, recorder), process=victim)
         time.sleep(pause)
         kill_9(victim)
-        assert_sound(db)
-        left_running = rows(
-            db, "SELECT count(*) AS n FROM lead_stage_actions WHERE status = 'running'"
-        )
-        assert left_running[0]["n"] <= WORKERS
+        assert_sound(db)  # the rows it left `running` (in flight or claimed ahead) recover
 
         recorder.delay = 0
         finish(cli, db, range(1, 4, 2))

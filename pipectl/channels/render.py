@@ -14,6 +14,7 @@ from . import Message, PermanentError, SendAction
 from .resolve import single_line
 
 _DOMAIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
+_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f]")
 _STANDARD = ("email", "phone", "first_name", "last_name")
 
 
@@ -83,9 +84,7 @@ def _address(value: Any, what: str) -> str:
     address = str(value).strip() if value is not None else ""
     if not address:
         raise PermanentError(f"lead has no {what}")
-    if any(c.isspace() or c < " " for c in address) or (
-        what == "email address" and "@" not in address
-    ):
+    if _SPACE_OR_CONTROL.search(address) or (what == "email address" and "@" not in address):
         raise PermanentError(f"lead's {what} is not valid")
     return address
 

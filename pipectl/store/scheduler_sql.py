@@ -11,10 +11,14 @@ import json
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..durations import add_seconds, format_time, parse_time
 from ..limits import next_opening, rate_room, share
+from .stages_sql import snapshot
+
+if TYPE_CHECKING:
+    from ..dispatch import Dispatch
 
 INTERNAL_BATCH = 500
 ADMIT_BATCH = 5000
@@ -28,9 +32,12 @@ PENDING_UNLESS_LEFT = (
 
 @dataclass
 class Claim:
-    """What one claim transaction did: sends to perform, and internal work done in place."""
+    """What one claim transaction did: sends claimed; sends waiting in the tick that were
+    checked again, kept or dropped (skipped, or released); internal work done in place."""
 
     sends: list[dict[str, Any]] = field(default_factory=list)
+    kept: list[dict[str, Any]] = field(default_factory=list)
+    dropped: list[dict[str, Any]] = field(default_factory=list)
     internal: int = 0
     deferred: int = 0
     skipped: int = 0
@@ -83,20 +90,26 @@ class SchedulerSQL:
         self,
         now: str,
         token: str,
-        capacity: int,
-        in_flight: dict[tuple[int, str], int],
         results: list[Result],
+        dispatch: Dispatch,
+        waited: list[dict[str, Any]],
         *,
         claiming: bool = True,
     ) -> tuple[dict[str, int], int, Claim]:
-        """One transaction per turn of the tick: write the results that came in, admit queued
-        leads, and claim what is due now (results, admitted count, claim)."""
+        """One transaction per turn of the tick: write the results that came in, check again
+        the claimed sends that `waited`, admit queued leads and claim what is due now
+        (results, admitted count, claim). When the tick stops claiming, the sends that
+        `waited` are released instead, due again as they were."""
         with self.transaction():
             counts = self._record_results(results)
             if not claiming:
-                return counts, 0, Claim()
+                claim = Claim()
+                self._release(waited, token, now, claim)
+                return counts, 0, claim
             admitted = self._admit(now, ADMIT_BATCH)
-            return counts, admitted, self._claim(now, token, capacity, in_flight)
+            claim = self._claim(now, token, dispatch)
+            self._recheck(waited, token, now, claim)
+            return counts, admitted, claim
 
     def _admit(self, now: str, cap: int) -> int:
         if not self.conn.execute(
@@ -128,25 +141,21 @@ class SchedulerSQL:
 
     # --- the claim --------------------------------------------------------------------
 
-    def claim_due(
-        self, now: str, token: str, capacity: int, in_flight: dict[tuple[int, str], int]
-    ) -> Claim:
+    def claim_due(self, now: str, token: str, dispatch: Dispatch) -> Claim:
         """One short write transaction: do due internal work in place, and claim due sends
         fairly across accounts within their concurrency and rates."""
         with self.transaction():
-            return self._claim(now, token, capacity, in_flight)
+            return self._claim(now, token, dispatch)
 
-    def _claim(
-        self, now: str, token: str, capacity: int, in_flight: dict[tuple[int, str], int]
-    ) -> Claim:
+    def _claim(self, now: str, token: str, dispatch: Dispatch) -> Claim:
         claim = Claim()
         self._expire_reply_waits(now, claim)
         accounts = self.conn.execute("SELECT * FROM accounts ORDER BY id").fetchall()
         candidates: dict[int, list[dict[str, Any]]] = {}
         for account in accounts:
             self._internal_due(account["id"], now, claim)
-            candidates[account["id"]] = self._send_candidates(account, now, in_flight, claim)
-        given = share(capacity, {k: len(v) for k, v in candidates.items()})
+            candidates[account["id"]] = self._send_candidates(account, now, dispatch, claim)
+        given = share(dispatch.capacity(), {k: len(v) for k, v in candidates.items()})
         chosen = [row for k, rows in candidates.items() for row in rows[: given[k]]]
         if chosen:
             ids = [row["id"] for row in chosen]
@@ -156,28 +165,70 @@ class SchedulerSQL:
                 f"WHERE id IN ({','.join('?' * len(ids))})",
                 (token, now, *ids),
             )
-            for row in chosen:
-                row["attempts"] += 1
-                row["claim_token"] = token
-            claim.sends = chosen
+            claim.sends = [
+                {**row, "attempts": row["attempts"] + 1, "claim_token": token} for row in chosen
+            ]
         return claim
 
+    def _recheck(self, rows: list[dict[str, Any]], token: str, now: str, claim: Claim) -> None:
+        """Claimed sends that waited in the tick: still to go, unless the lead was stopped,
+        moved on or marked do-not-contact since (then skipped, and no attempt counted)."""
+        if not rows:
+            return
+        ids = [row["id"] for row in rows]
+        sendable = {
+            action_id
+            for (action_id,) in self.conn.execute(
+                "SELECT a.id FROM lead_stage_actions a "
+                "JOIN lead_stages s ON s.id = a.lead_stage_id JOIN leads l ON l.id = a.lead_id "
+                f"WHERE a.id IN ({','.join('?' * len(ids))}) AND a.claim_token = ? "
+                "AND a.status = 'running' AND s.exited_at IS NULL AND l.do_not_contact = 0",
+                (*ids, token),
+            )
+        }
+        for row in rows:
+            if row["id"] in sendable:
+                claim.kept.append(row)
+                continue
+            claim.dropped.append(row)
+            claim.skipped += 1
+            self.conn.execute(
+                "UPDATE lead_stage_actions SET status = 'skipped', claim_token = NULL, "
+                "attempts = attempts - 1 WHERE id = ? AND claim_token = ? AND status = 'running'",
+                (row["id"], token),
+            )
+            if self._left_stage(row):
+                self._resume_enrollment(row["enrollment_id"], now)
+            else:  # marked do-not-contact (an import) since the claim
+                self._stop_enrollment(row["enrollment_id"], row["lead_id"], "stopped", now)
+
+    def _release(self, rows: list[dict[str, Any]], token: str, now: str, claim: Claim) -> None:
+        """Claimed sends never started are due again, as they were (no attempt was made)."""
+        if not rows:
+            return
+        ids = [row["id"] for row in rows]
+        left = self.conn.execute(
+            f"UPDATE lead_stage_actions SET status = {PENDING_UNLESS_LEFT}, claim_token = NULL, "
+            f"attempts = attempts - 1 WHERE id IN ({','.join('?' * len(ids))}) "
+            "AND claim_token = ? AND status = 'running' RETURNING enrollment_id, status",
+            (*ids, token),
+        ).fetchall()
+        for enrollment_id, status in left:
+            if status == "skipped":
+                self._resume_enrollment(enrollment_id, now)
+        claim.dropped = rows
+
     def _send_candidates(
-        self,
-        account: sqlite3.Row,
-        now: str,
-        in_flight: dict[tuple[int, str], int],
-        claim: Claim,
+        self, account: sqlite3.Row, now: str, dispatch: Dispatch, claim: Claim
     ) -> list[dict[str, Any]]:
         """Due sends of one account that its concurrency and rates allow now, oldest first."""
         account_id = account["id"]
-        busy = sum(n for (a, _), n in in_flight.items() if a == account_id)
-        room = account["concurrency"] - busy
+        room = dispatch.room(account_id, account["concurrency"])
         if room <= 0:
             return []
         rates = {k: tuple(v) for k, v in json.loads(account["rates"] or "{}").items()}
         sent = self._sent_in_windows(account_id, rates, now)
-        for (a, ch), n in in_flight.items():
+        for (a, ch), n in dispatch.held.items():
             if a == account_id:
                 sent[ch] = sent.get(ch, 0) + n
                 sent["all"] = sent.get("all", 0) + n
@@ -233,10 +284,11 @@ class SchedulerSQL:
         due = []
         for r in rows:
             row = dict(r)
-            row["params"] = json.loads(row["params"])
+            row["params"] = snapshot(row["params"])
             row["account_key"] = account["key"]
             row["instance"] = self.instance  # type: ignore[attr-defined]
             row["channel_config"] = channels.get(channel, {})
+            row["concurrency"] = account["concurrency"]
             if row["do_not_contact"]:
                 self._stop_enrollment(row["enrollment_id"], row["lead_id"], "stopped", now)
                 claim.skipped += 1
@@ -322,51 +374,75 @@ class SchedulerSQL:
 
     def _record_results(self, results: Iterable[Result]) -> dict[str, int]:
         counts = {"done": 0, "retry": 0, "failed": 0, "stale": 0}
+        results = list(results)
+        if not results:
+            return counts
+        held = self._still_claimed([r.action for r in results])
+        done = [r for r in results if r.outcome == "done" and r.action["id"] in held]
+        # Sends that went out: done, delivered, and each lead's next action due (in bulk).
+        self.conn.executemany(
+            "UPDATE lead_stage_actions SET status = 'done', performed_at = ?, last_error = NULL "
+            "WHERE id = ? AND claim_token = ? AND status = 'running'",
+            [(r.finished_at, r.action["id"], r.action["claim_token"]) for r in done],
+        )
+        self.conn.executemany(
+            "INSERT INTO deliveries (account_id, lead_id, lead_stage_action_id, channel, "
+            "recipient, message_id, provider_id, sent_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    r.action["account_id"],
+                    r.action["lead_id"],
+                    r.action["id"],
+                    r.action["channel"],
+                    r.recipient or "",
+                    r.message_id,
+                    r.provider_id,
+                    r.finished_at,
+                )
+                for r in done
+            ],
+        )
+        self._advance_many([(r.action, r.finished_at) for r in done])
+        counts["done"] = len(done)
         for r in results:
+            if r.outcome == "done" or r.action["id"] not in held:
+                continue
             a = r.action
             fence = (a["id"], a["claim_token"])
-            if r.outcome == "done":
-                cur = self.conn.execute(
-                    "UPDATE lead_stage_actions SET status = 'done', performed_at = ?, "
-                    "last_error = NULL WHERE id = ? AND claim_token = ? AND status = 'running'",
-                    (r.finished_at, *fence),
-                )
-                if cur.rowcount:
-                    self.conn.execute(
-                        "INSERT INTO deliveries (account_id, lead_id, lead_stage_action_id, "
-                        "channel, recipient, message_id, provider_id, sent_at) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            a["account_id"],
-                            a["lead_id"],
-                            a["id"],
-                            a["channel"],
-                            r.recipient or "",
-                            r.message_id,
-                            r.provider_id,
-                            r.finished_at,
-                        ),
-                    )
-                    self._advance(a, r.finished_at)
-            elif r.outcome == "retry":
-                cur = self.conn.execute(
+            if r.outcome == "retry":
+                self.conn.execute(
                     f"UPDATE lead_stage_actions SET status = {PENDING_UNLESS_LEFT}, "
                     "perform_at = ?, last_error = ?, claim_token = NULL "
                     "WHERE id = ? AND claim_token = ? AND status = 'running'",
                     (r.retry_at, r.error, *fence),
                 )
             else:
-                cur = self.conn.execute(
+                self.conn.execute(
                     "UPDATE lead_stage_actions SET status = 'failed', performed_at = ?, "
                     "last_error = ? WHERE id = ? AND claim_token = ? AND status = 'running'",
                     (r.finished_at, r.error, *fence),
                 )
-                if cur.rowcount and not self._left_stage(a):
+                if not self._left_stage(a):
                     self._on_failure(a, r.finished_at)
-            if cur.rowcount and r.outcome != "done" and self._left_stage(a):
+            if self._left_stage(a):
                 self._resume_enrollment(a["enrollment_id"], r.finished_at)
-            counts[r.outcome if cur.rowcount else "stale"] += 1
+            counts[r.outcome] += 1
+        counts["stale"] = len(results) - len([r for r in results if r.action["id"] in held])
         return counts
+
+    def _still_claimed(self, actions: list[dict[str, Any]]) -> set[int]:
+        """The ids of these actions whose claim still holds: a later tick, or a reply or stop
+        that skipped them, has not taken them over (the fence of every result)."""
+        tokens = {a["id"]: a["claim_token"] for a in actions}
+        return {
+            action_id
+            for action_id, token in self.conn.execute(
+                "SELECT id, claim_token FROM lead_stage_actions "
+                f"WHERE id IN ({','.join('?' * len(tokens))}) AND status = 'running'",
+                list(tokens),
+            )
+            if token == tokens[action_id]
+        }
 
     def _left_stage(self, action: dict[str, Any]) -> bool:
         """The lead left the action's stage (a reply, a stop) while the action ran."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from functools import lru_cache
 from typing import Any
 
 from ..durations import add_seconds
@@ -12,6 +13,13 @@ from ..durations import add_seconds
 OPEN_STATUSES = ("waiting", "pending", "awaiting_reply")
 MAX_MOVES_PER_MINUTE = 20  # more than this in a minute is a loop, not a sequence
 FINISHED = ("won", "lost", "idle", "stopped", "failed")
+
+
+@lru_cache(maxsize=4096)
+def snapshot(params: str) -> dict[str, Any]:
+    """An action's params, parsed once per distinct text: leads entering a stage share its
+    snapshot, and thousands of sends a second would parse the same JSON. Read only."""
+    return json.loads(params)
 
 
 def channel_of(action_type: str) -> str:
@@ -96,26 +104,42 @@ class StagesSQL:
 
     def _advance(self, action: Any, now: str) -> None:
         """The lead's next action in the stage becomes due; after the last, the lead is idle."""
-        lead_stage = self.conn.execute(
-            "SELECT exited_at FROM lead_stages WHERE id = ?", (action["lead_stage_id"],)
-        ).fetchone()
-        if lead_stage["exited_at"] is not None:  # the lead moved on while this action ran
-            self._resume_enrollment(action["enrollment_id"], now)
+        self._advance_many([(action, now)])
+
+    def _advance_many(self, done: list[tuple[Any, str]]) -> None:
+        """`_advance` for many actions at once, each at its own time: one read for them all."""
+        if not done:
             return
-        nxt = self.conn.execute(
-            "SELECT id, type, params FROM lead_stage_actions "
-            "WHERE lead_stage_id = ? AND sequence_number > ? ORDER BY sequence_number LIMIT 1",
-            (action["lead_stage_id"], action["sequence_number"]),
-        ).fetchone()
-        if nxt is None:
-            self._set_enrollment(action["enrollment_id"], action["lead_id"], "idle", now)
-            return
-        status, perform_at = activation(nxt["type"], json.loads(nxt["params"]), now)
-        self.conn.execute(
+        ids = [action["id"] for action, _ in done]
+        following = {
+            row["id"]: row
+            for row in self.conn.execute(
+                "SELECT a.id, s.exited_at, n.id AS next_id, n.type, n.params "
+                "FROM lead_stage_actions a JOIN lead_stages s ON s.id = a.lead_stage_id "
+                "LEFT JOIN lead_stage_actions n ON n.lead_stage_id = a.lead_stage_id "
+                "AND n.sequence_number = (SELECT min(m.sequence_number) FROM lead_stage_actions m "
+                "WHERE m.lead_stage_id = a.lead_stage_id "
+                "AND m.sequence_number > a.sequence_number) "
+                f"WHERE a.id IN ({','.join('?' * len(ids))})",
+                ids,
+            )
+        }
+        activate, idle = [], []
+        for action, now in done:
+            row = following[action["id"]]
+            if row["exited_at"] is not None:  # the lead moved on while this action ran
+                self._resume_enrollment(action["enrollment_id"], now)
+            elif row["next_id"] is None:
+                idle.append((action["enrollment_id"], action["lead_id"], now))
+            else:
+                status, perform_at = activation(row["type"], snapshot(row["params"]), now)
+                activate.append((status, perform_at, row["next_id"]))
+        self.conn.executemany(
             "UPDATE lead_stage_actions SET status = ?, perform_at = ? "
             "WHERE id = ? AND status = 'waiting'",
-            (status, perform_at, nxt["id"]),
+            activate,
         )
+        self._set_enrollments(idle, "idle")
 
     def _sending(self, enrollment_id: int) -> bool:
         return (
@@ -197,14 +221,18 @@ class StagesSQL:
 
     def _set_enrollment(self, enrollment_id: int, lead_id: int, status: str, now: str) -> None:
         """An enrollment's state; the lead's status shows its latest enrollment's."""
-        self.conn.execute(
+        self._set_enrollments([(enrollment_id, lead_id, now)], status)
+
+    def _set_enrollments(self, changes: list[tuple[int, int, str]], status: str) -> None:
+        """`_set_enrollment` for many (enrollment id, lead id, time) at once."""
+        self.conn.executemany(
             "UPDATE enrollments SET status = ?, finished_at = ? WHERE id = ?",
-            (status, now if status in FINISHED else None, enrollment_id),
+            [(status, now if status in FINISHED else None, e) for e, _, now in changes],
         )
-        self.conn.execute(
+        self.conn.executemany(
             "UPDATE leads SET status = (SELECT status FROM enrollments WHERE lead_id = ? "
             "ORDER BY id DESC LIMIT 1) WHERE id = ?",
-            (lead_id, lead_id),
+            [(lead_id, lead_id) for _, lead_id, _ in changes],
         )
 
     def _stage(self, stage_id: int) -> sqlite3.Row:

@@ -1,0 +1,73 @@
+"""The tick's worker threads: claimed sends in, results out, no database.
+
+Two queues instead of a future per send: a tick may perform thousands of sends a second,
+and the main thread (the one writer) then spends its time writing, not waiting on futures.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+R = TypeVar("R")
+
+
+class Workers(Generic[R]):
+    """`count` threads, started as they are needed, each running `perform` on one row at a
+    time. `results` waits for what they finish; `close` lets them finish and joins them."""
+
+    def __init__(self, count: int, perform: Callable[[dict[str, Any]], R]):
+        self.count = count
+        self.perform = perform
+        self.todo: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+        self.done: queue.SimpleQueue[tuple[R | None, BaseException | None]] = queue.SimpleQueue()
+        self.threads: list[threading.Thread] = []
+        self.busy = 0  # rows submitted whose results have not been taken
+
+    def submit(self, row: dict[str, Any]) -> None:
+        self.busy += 1
+        if len(self.threads) < min(self.busy, self.count):
+            thread = threading.Thread(
+                target=self._work, name=f"pipectl-send-{len(self.threads)}", daemon=True
+            )
+            thread.start()
+            self.threads.append(thread)
+        self.todo.put(row)
+
+    def results(self, timeout: float, gather: float = 0.0) -> list[R]:
+        """What the workers finished: waits up to `timeout` for one, then `gather` seconds
+        more for those finishing with it. A worker's unexpected error is raised here."""
+        out: list[R] = []
+        try:
+            item = self.done.get(timeout=timeout)
+            while True:
+                out.append(self._result(item))
+                if len(out) == self.busy:
+                    break
+                item = self.done.get(timeout=gather) if gather else self.done.get_nowait()
+        except queue.Empty:
+            pass
+        self.busy -= len(out)
+        return out
+
+    def close(self) -> None:
+        for _ in self.threads:
+            self.todo.put(None)
+        for thread in self.threads:
+            thread.join()
+
+    def _result(self, item: tuple[R | None, BaseException | None]) -> R:
+        result, error = item
+        if error is not None:
+            self.busy -= 1
+            raise error
+        return result  # type: ignore[return-value]
+
+    def _work(self) -> None:
+        while (row := self.todo.get()) is not None:
+            try:
+                self.done.put((self.perform(row), None))
+            except BaseException as e:  # handed to the main thread, which stops the tick
+                self.done.put((None, e))
