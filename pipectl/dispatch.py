@@ -1,15 +1,13 @@
 """Claimed sends between the claim and a worker thread. No SQL here.
 
-A claim takes several times what the pool can start at once, so one transaction feeds
-many sends. The claimed sends wait here, per account; as workers free up, the next ones
-start within each account's `concurrency`, accounts in turns (the least recently served
-first). A send that waited longer than `RECHECK_SECONDS` is checked again by the store
-(stopped? do not contact?) before it starts.
+A claim takes several times what the pool can start at once, so one claim feeds many
+sends. The claimed sends wait here, per account; each turn of the tick, the store starts
+those the free workers and each account's `concurrency` allow, accounts in turns (the least
+recently served first), checking each lead again as it starts.
 """
 
 from __future__ import annotations
 
-import time
 from collections import Counter, deque
 from typing import Any
 
@@ -19,25 +17,24 @@ from .limits import share
 # workers) ahead of what is in flight: enough that one claim feeds many sends, few enough
 # that a claimed send starts within a few send times.
 AHEAD = 8
-RECHECK_SECONDS = 1.0
 
 Row = dict[str, Any]
 
 
 class Dispatch:
-    """Which claimed sends wait, which are in flight, and what may be claimed or started."""
+    """Which claimed sends wait and which are in flight: what may be claimed and started.
+
+    The store reads it inside a transaction (`capacity`, `room`, `choose`, `waiting`);
+    the tick changes it once that transaction has committed (`update`, `finished`)."""
 
     def __init__(self, workers: int, ahead: int = AHEAD):
         self.workers = workers
         self.ahead = ahead
-        # Per account id: claimed sends not started, oldest first, with when they were
-        # claimed or last checked; sends in flight; when it last had a send started.
-        self.queued: dict[int, deque[tuple[float, Row]]] = {}
-        self.running: Counter[int] = Counter()
-        self.served: dict[int, int] = {}
-        # Per (account id, channel): claimed and not finished, which the rates count as sent.
-        self.held: Counter[tuple[int, str]] = Counter()
-        self.started = 0
+        self.queued: dict[int, deque[Row]] = {}  # account id -> claimed, not started
+        self.running: Counter[int] = Counter()  # account id -> started, result not written
+        self.held: Counter[tuple[int, str]] = Counter()  # (account id, channel) -> both
+        self.served: dict[int, int] = {}  # account id -> the turn it last had a send started
+        self.turn = 0
 
     def capacity(self) -> int:
         """How many more sends the tick may claim now, all accounts together."""
@@ -48,71 +45,42 @@ class Dispatch:
         held = sum(n for (a, _), n in self.held.items() if a == account_id)
         return max(0, concurrency * self.ahead - held)
 
-    def add(self, rows: list[Row]) -> None:
-        """Sends just claimed wait for a worker."""
-        now = time.monotonic()
-        for row in rows:
-            self.queued.setdefault(row["account_id"], deque()).append((now, row))
-            self.held[row["account_id"], row["channel"]] += 1
-
-    def requeue(self, rows: list[Row]) -> None:
-        """Sends checked again (or whose check could not be written) wait at the front."""
-        now = time.monotonic()
-        for row in reversed(rows):
-            self.queued.setdefault(row["account_id"], deque()).appendleft((now, row))
-
-    def drop(self, rows: list[Row]) -> None:
-        """Sends that will not start in this tick: released, or skipped by their check."""
-        for row in rows:
-            self.held[row["account_id"], row["channel"]] -= 1
-
-    def take(self) -> list[Row]:
-        """The sends to start now: within the free workers and each account's concurrency,
-        accounts in turns; none that waited too long to go unchecked (see `stale`)."""
-        limit = time.monotonic() - RECHECK_SECONDS
-        free = self.workers - self.in_flight()
-        wants = {}
-        for account_id in sorted(self.queued, key=lambda a: (self.served.get(a, -1), a)):
-            q = self.queued[account_id]
-            fresh = 0
-            while fresh < len(q) and q[fresh][0] >= limit:
-                fresh += 1
-            if fresh:
-                wants[account_id] = min(fresh, q[0][1]["concurrency"] - self.running[account_id])
-        taken = []
-        for account_id, n in share(free, wants).items():
-            for _ in range(n):
-                taken.append(self.queued[account_id].popleft()[1])
-            if n:
-                self.running[account_id] += n
-                self.started += 1
-                self.served[account_id] = self.started
-        return taken
-
-    def needs_recheck(self) -> bool:
-        """Some account's next send has waited long enough to be checked again."""
-        limit = time.monotonic() - RECHECK_SECONDS / 2
-        return any(q and q[0][0] < limit for q in self.queued.values())
-
-    def stale(self) -> list[Row]:
-        """Take out the sends that waited half of RECHECK_SECONDS or more, to be checked again
-        (before `take` refuses them)."""
-        limit = time.monotonic() - RECHECK_SECONDS / 2
-        out = []
-        for q in self.queued.values():
-            while q and q[0][0] < limit:
-                out.append(q.popleft()[1])
-        return out
+    def choose(self, claimed: list[Row]) -> list[Row]:
+        """The sends to start now, from those waiting and those just claimed: within the free
+        workers and each account's concurrency, accounts in turns."""
+        queues: dict[int, list[Row]] = {a: list(q) for a, q in self.queued.items() if q}
+        for row in claimed:
+            queues.setdefault(row["account_id"], []).append(row)
+        wants = {
+            a: min(len(q), q[0]["concurrency"] - self.running[a])
+            for a, q in sorted(queues.items(), key=lambda aq: (self.served.get(aq[0], -1), aq[0]))
+        }
+        given = share(self.workers - self.in_flight(), wants)
+        return [row for a, n in given.items() for row in queues[a][:n]]
 
     def waiting(self) -> list[Row]:
-        """Take out every send not started: released when the tick stops claiming."""
-        out = [row for q in self.queued.values() for _, row in q]
-        for q in self.queued.values():
-            q.clear()
-        return out
+        """Every claimed send not started (released when the tick stops claiming)."""
+        return [row for q in self.queued.values() for row in q]
+
+    def update(self, claimed: list[Row], started: list[Row], dropped: list[Row]) -> None:
+        """After the transaction: claimed sends wait; started and dropped ones leave."""
+        self.turn += 1
+        for row in claimed:
+            self.queued.setdefault(row["account_id"], deque()).append(row)
+            self.held[row["account_id"], row["channel"]] += 1
+        gone = {row["id"] for row in started} | {row["id"] for row in dropped}
+        if gone:
+            for account_id, q in self.queued.items():
+                if q and any(row["id"] in gone for row in q):
+                    self.queued[account_id] = deque(row for row in q if row["id"] not in gone)
+        for row in started:
+            self.running[row["account_id"]] += 1
+            self.served[row["account_id"]] = self.turn
+        for row in dropped:
+            self.held[row["account_id"], row["channel"]] -= 1
 
     def finished(self, row: Row) -> None:
-        """A send came back from its worker (its result is written in the next step)."""
+        """A send's result was written: its worker and its place in the limits are free."""
         self.running[row["account_id"]] -= 1
         self.held[row["account_id"], row["channel"]] -= 1
 

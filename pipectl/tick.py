@@ -129,21 +129,22 @@ def _run(
     try:
         while True:
             claiming = not stop.is_set() and time.monotonic() - started < max_seconds
-            for result in results:  # their workers are free: give them more before writing
+            for result in results:  # written in this step: their workers are free
                 dispatch.finished(result.action)
             claim_now = claiming and _time_to_claim(dispatch, claimed_at)
-            turn = _step(store, clock, token, dispatch, results, claiming, claim_now)
-            counts, admitted, claim = turn
+            counts, admitted, claim = _step(
+                store, clock, token, dispatch, results, claiming, claim_now
+            )
             if claim_now:
                 claimed_at = time.monotonic()
-            dispatch.add(claim.sends)
-            dispatch.requeue(claim.kept)
-            dispatch.drop(claim.dropped)
+            dispatch.update(claim.sends, claim.started, claim.dropped)
+            for row in claim.started:
+                pool.submit(row)
             summary.done += counts["done"] + claim.internal - claim.failed
             summary.retried += counts["retry"]
             summary.failed += counts["failed"] + claim.failed
             summary.admitted += admitted
-            summary.claimed += claim.internal + _submit(dispatch, pool)
+            summary.claimed += len(claim.started) + claim.internal
             summary.skipped += claim.skipped
             summary.deferred += claim.deferred
             progressed = bool(
@@ -164,22 +165,13 @@ def _run(
     return summary
 
 
-def _submit(dispatch: Dispatch, pool: Workers[Result]) -> int:
-    """Start the claimed sends that free workers and the accounts' concurrency allow."""
-    rows = dispatch.take()
-    for row in rows:
-        pool.submit(row)
-    return len(rows)
-
-
 def _time_to_claim(dispatch: Dispatch, claimed_at: float) -> bool:
-    """Claim when half of what may be claimed ahead is free again, when a claimed send needs
-    checking again, when nothing is in flight, and at least every CLAIM_EVERY seconds (for
-    work that became due meanwhile: other accounts' sends, waits and moves)."""
+    """Claim when nothing is claimed, when half of what may be claimed ahead is free again,
+    and at least every CLAIM_EVERY seconds (for what became due meanwhile: other accounts'
+    sends, waits and moves, the next actions of leads whose sends were just written)."""
     return (
         not (dispatch.in_flight() or dispatch.queued_count())
         or dispatch.capacity() * 2 >= dispatch.workers * dispatch.ahead
-        or dispatch.needs_recheck()
         or time.monotonic() - claimed_at >= CLAIM_EVERY
     )
 
@@ -198,38 +190,40 @@ def _step(
     claiming: bool,
     claim_now: bool,
 ) -> tuple[dict[str, int], int, Claim]:
-    """One transaction: write the results, and claim more (`claim_now`), or, once the tick
-    stops claiming, release the claimed sends not started.
+    """One transaction: write the results, claim more (`claim_now`) and start what the free
+    workers can take; once the tick stops claiming, release the claimed sends not started.
 
     The results are sends that happened: a result not written would make the next tick send
     again, so another writer is outwaited, and a result that cannot be written at all fails
-    its action. Claimed sends that could not be checked or released this time wait on."""
-    record_only = claiming and not claim_now
-    if record_only and not results:
+    its action. Claimed sends that could not be started or released this time wait on."""
+    if claiming and not (claim_now or results or dispatch.choose([])):
         return _NO_COUNTS, 0, Claim()
-    waited = [] if record_only else dispatch.stale() if claiming else dispatch.waiting()
     deadline = time.monotonic() + RESULTS_PATIENCE
     while True:
         try:
-            if record_only:
-                return store.record_results(results), 0, Claim(kept=waited)
-            return store.step(clock.now(), token, results, dispatch, waited, claiming=claiming)
+            return store.step(
+                clock.now(), token, results, dispatch, claiming=claiming, claim_now=claim_now
+            )
         except sqlite3.OperationalError as e:
             if not _is_busy(e):
                 if results:
-                    return _record_one_by_one(store, clock, results), 0, Claim(kept=waited)
+                    return _record_one_by_one(store, clock, results), 0, Claim()
                 raise
             if time.monotonic() > deadline:
                 raise  # still locked after minutes: the claims stay `running`, recovered later
             if not results:
                 if dispatch.in_flight():
-                    return _NO_COUNTS, 0, Claim(kept=waited)  # finish what is in flight
+                    return _NO_COUNTS, 0, Claim()  # finish what is in flight
                 raise
-            record_only = True  # keep only the results, and try again
+            try:  # keep only the results, and try again
+                return store.record_results(results), 0, Claim()
+            except sqlite3.OperationalError as again:
+                if not _is_busy(again) or time.monotonic() > deadline:
+                    raise
         except Exception:
             if not results:
                 raise
-            return _record_one_by_one(store, clock, results), 0, Claim(kept=waited)
+            return _record_one_by_one(store, clock, results), 0, Claim()
 
 
 def _record_one_by_one(store: Store, clock: Clock, results: list[Result]) -> dict[str, int]:

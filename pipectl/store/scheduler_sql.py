@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..durations import add_seconds, format_time, parse_time
 from ..limits import next_opening, rate_room, share
-from .stages_sql import snapshot
+from .stages_sql import marks, snapshot
 
 if TYPE_CHECKING:
     from ..dispatch import Dispatch
@@ -32,11 +32,11 @@ PENDING_UNLESS_LEFT = (
 
 @dataclass
 class Claim:
-    """What one claim transaction did: sends claimed; sends waiting in the tick that were
-    checked again, kept or dropped (skipped, or released); internal work done in place."""
+    """What one turn's transaction did: sends claimed, sends started (and dropped: skipped
+    as they were about to start, or released), and internal work done in place."""
 
     sends: list[dict[str, Any]] = field(default_factory=list)
-    kept: list[dict[str, Any]] = field(default_factory=list)
+    started: list[dict[str, Any]] = field(default_factory=list)
     dropped: list[dict[str, Any]] = field(default_factory=list)
     internal: int = 0
     deferred: int = 0
@@ -92,23 +92,24 @@ class SchedulerSQL:
         token: str,
         results: list[Result],
         dispatch: Dispatch,
-        waited: list[dict[str, Any]],
         *,
         claiming: bool = True,
+        claim_now: bool = True,
     ) -> tuple[dict[str, int], int, Claim]:
-        """One transaction per turn of the tick: write the results that came in, check again
-        the claimed sends that `waited`, admit queued leads and claim what is due now
-        (results, admitted count, claim). When the tick stops claiming, the sends that
-        `waited` are released instead, due again as they were."""
+        """One transaction per turn of the tick: write the results that came in; admit queued
+        leads and claim what is due (`claim_now`); start the claimed sends that workers are
+        free for (results, admitted count, claim). When the tick stops claiming, its claimed
+        sends not started are released instead, due again as they were."""
         with self.transaction():
             counts = self._record_results(results)
+            claim, admitted = Claim(), 0
             if not claiming:
-                claim = Claim()
-                self._release(waited, token, now, claim)
+                self._release(dispatch.waiting(), token, now, claim)
                 return counts, 0, claim
-            admitted = self._admit(now, ADMIT_BATCH)
-            claim = self._claim(now, token, dispatch)
-            self._recheck(waited, token, now, claim)
+            if claim_now:
+                admitted = self._admit(now, ADMIT_BATCH)
+                claim = self._claim(now, token, dispatch)
+            self._start(dispatch.choose(claim.sends), token, now, claim)
             return counts, admitted, claim
 
     def _admit(self, now: str, cap: int) -> int:
@@ -161,45 +162,42 @@ class SchedulerSQL:
             ids = [row["id"] for row in chosen]
             self.conn.execute(
                 "UPDATE lead_stage_actions SET status = 'running', claim_token = ?, "
-                "claimed_at = ?, due_at = perform_at, attempts = attempts + 1 "
-                f"WHERE id IN ({','.join('?' * len(ids))})",
-                (token, now, *ids),
+                f"claimed_at = NULL, due_at = perform_at WHERE id IN ({marks(ids)})",
+                (token, *ids),
             )
-            claim.sends = [
-                {**row, "attempts": row["attempts"] + 1, "claim_token": token} for row in chosen
-            ]
+            claim.sends = [{**row, "claim_token": token} for row in chosen]
         return claim
 
-    def _recheck(self, rows: list[dict[str, Any]], token: str, now: str, claim: Claim) -> None:
-        """Claimed sends that waited in the tick: still to go, unless the lead was stopped,
-        moved on or marked do-not-contact since (then skipped, and no attempt counted)."""
+    def _start(self, rows: list[dict[str, Any]], token: str, now: str, claim: Claim) -> None:
+        """Start claimed sends: an attempt from here (`claimed_at` is when it began), unless
+        the lead was stopped, moved on or marked do-not-contact since the claim (skipped)."""
         if not rows:
             return
         ids = [row["id"] for row in rows]
-        sendable = {
-            action_id
-            for (action_id,) in self.conn.execute(
-                "SELECT a.id FROM lead_stage_actions a "
-                "JOIN lead_stages s ON s.id = a.lead_stage_id JOIN leads l ON l.id = a.lead_id "
-                f"WHERE a.id IN ({','.join('?' * len(ids))}) AND a.claim_token = ? "
-                "AND a.status = 'running' AND s.exited_at IS NULL AND l.do_not_contact = 0",
-                (*ids, token),
-            )
-        }
+        attempts = dict(
+            self.conn.execute(
+                "UPDATE lead_stage_actions SET attempts = attempts + 1, claimed_at = ? "
+                f"WHERE id IN ({marks(ids)}) AND claim_token = ? AND status = 'running' "
+                "AND (SELECT exited_at FROM lead_stages s WHERE s.id = lead_stage_id) IS NULL "
+                "AND (SELECT do_not_contact FROM leads l WHERE l.id = lead_id) = 0 "
+                "RETURNING id, attempts",
+                (now, *ids, token),
+            ).fetchall()
+        )
         for row in rows:
-            if row["id"] in sendable:
-                claim.kept.append(row)
+            if row["id"] in attempts:
+                claim.started.append({**row, "attempts": attempts[row["id"]]})
                 continue
             claim.dropped.append(row)
             claim.skipped += 1
             self.conn.execute(
-                "UPDATE lead_stage_actions SET status = 'skipped', claim_token = NULL, "
-                "attempts = attempts - 1 WHERE id = ? AND claim_token = ? AND status = 'running'",
+                "UPDATE lead_stage_actions SET status = 'skipped', claim_token = NULL "
+                "WHERE id = ? AND claim_token = ? AND status = 'running'",
                 (row["id"], token),
             )
             if self._left_stage(row):
                 self._resume_enrollment(row["enrollment_id"], now)
-            else:  # marked do-not-contact (an import) since the claim
+            else:  # marked do-not-contact (by an import) since the claim
                 self._stop_enrollment(row["enrollment_id"], row["lead_id"], "stopped", now)
 
     def _release(self, rows: list[dict[str, Any]], token: str, now: str, claim: Claim) -> None:
@@ -208,9 +206,9 @@ class SchedulerSQL:
             return
         ids = [row["id"] for row in rows]
         left = self.conn.execute(
-            f"UPDATE lead_stage_actions SET status = {PENDING_UNLESS_LEFT}, claim_token = NULL, "
-            f"attempts = attempts - 1 WHERE id IN ({','.join('?' * len(ids))}) "
-            "AND claim_token = ? AND status = 'running' RETURNING enrollment_id, status",
+            f"UPDATE lead_stage_actions SET status = {PENDING_UNLESS_LEFT}, claim_token = NULL "
+            f"WHERE id IN ({marks(ids)}) AND claim_token = ? AND status = 'running' "
+            "RETURNING enrollment_id, status",
             (*ids, token),
         ).fetchall()
         for enrollment_id, status in left:
@@ -438,7 +436,7 @@ class SchedulerSQL:
             action_id
             for action_id, token in self.conn.execute(
                 "SELECT id, claim_token FROM lead_stage_actions "
-                f"WHERE id IN ({','.join('?' * len(tokens))}) AND status = 'running'",
+                f"WHERE id IN ({marks(tokens)}) AND status = 'running'",
                 list(tokens),
             )
             if token == tokens[action_id]
@@ -489,9 +487,8 @@ class SchedulerSQL:
         """Keep a row per tick, for `status` and the operator."""
         columns = [k for k in summary if k in TICK_COLUMNS]
         with self.transaction():
-            placeholders = ", ".join("?" * len(columns))
             self.conn.execute(
-                f"INSERT INTO ticks ({', '.join(columns)}) VALUES ({placeholders})",
+                f"INSERT INTO ticks ({', '.join(columns)}) VALUES ({marks(columns)})",
                 [summary[k] for k in columns],
             )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Collection
 from functools import lru_cache
 from typing import Any
 
@@ -13,6 +14,11 @@ from ..durations import add_seconds
 OPEN_STATUSES = ("waiting", "pending", "awaiting_reply")
 MAX_MOVES_PER_MINUTE = 20  # more than this in a minute is a loop, not a sequence
 FINISHED = ("won", "lost", "idle", "stopped", "failed")
+
+
+def marks(values: Collection[Any]) -> str:
+    """`?, ?, ?`: one placeholder per value, for `IN (...)` and `VALUES (...)`."""
+    return ", ".join("?" * len(values))
 
 
 @lru_cache(maxsize=4096)
@@ -120,7 +126,7 @@ class StagesSQL:
                 "AND n.sequence_number = (SELECT min(m.sequence_number) FROM lead_stage_actions m "
                 "WHERE m.lead_stage_id = a.lead_stage_id "
                 "AND m.sequence_number > a.sequence_number) "
-                f"WHERE a.id IN ({','.join('?' * len(ids))})",
+                f"WHERE a.id IN ({marks(ids)})",
                 ids,
             )
         }
