@@ -135,6 +135,12 @@ def test_sigterm_lets_sends_in_flight_finish_and_be_recorded(db, cli, tmp_path):
             "SELECT count(*) AS n FROM lead_stage_actions WHERE type = 'email' AND status = 'done'",
         )[0]["n"]
         assert emails_done == len(recorder.received) < 20  # every send recorded; it stopped early
+        # The sends it had claimed but not started are due again, never having been tried.
+        unsent = rows(
+            db,
+            "SELECT attempts FROM lead_stage_actions WHERE type = 'email' AND status = 'pending'",
+        )
+        assert len(unsent) == 20 - emails_done and {r["attempts"] for r in unsent} == {0}
         assert pipectl(db, "tick", "--now", "2027-03-01T14:01:00Z").returncode == 0
         assert statuses(db) == {"done": 40}
     finally:

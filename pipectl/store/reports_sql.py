@@ -111,7 +111,7 @@ class ReportsSQL:
             "failed": self._count_status(account_id, "failed"),
         }
         lateness = self._lateness(account_id, now)
-        limits = self._limit_use(account, now, actions["running"])
+        limits = self._limit_use(account, now, self._sending_now(account_id))
         failing = self._failing_channels(account_id, now)
         warnings = []
         if actions["overdue"]:
@@ -161,6 +161,15 @@ class ReportsSQL:
         return self.conn.execute(
             f"SELECT count(*) FROM lead_stage_actions INDEXED BY {index}"
             f" WHERE account_id = ? AND status = '{status}'",  # a literal: the index's WHERE
+            (account_id,),
+        ).fetchone()[0]
+
+    def _sending_now(self, account_id: int) -> int:
+        """Claimed sends a tick has started (`claimed_at` set): what `concurrency` counts.
+        The rest of the `running` rows wait in the tick, claimed ahead of the workers."""
+        return self.conn.execute(
+            "SELECT count(*) FROM lead_stage_actions INDEXED BY lsa_running"
+            " WHERE account_id = ? AND status = 'running' AND claimed_at IS NOT NULL",
             (account_id,),
         ).fetchone()[0]
 

@@ -1,0 +1,101 @@
+"""A tick claims more sends than its workers can start at once: what that must not change.
+
+Each account's concurrency still caps its sends in flight, each send still counts as an
+attempt only when it starts, and a lead who opts out while its claimed send waits in the
+tick does not get it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+
+from .conftest import rows
+from .scenario import ONE_EMAIL, T0, SlowSmtp, pipectl, serve, setup, smtp_channel, spawn, wait_for
+
+
+class CountingSmtp(SlowSmtp):
+    """Also counts the messages being accepted at the same moment."""
+
+    active: int = 0
+    most: int = 0
+
+    async def handle_DATA(self, server, session, envelope):
+        self.active += 1  # one event loop: no lock needed
+        self.most = max(self.most, self.active)
+        try:
+            await asyncio.sleep(self.delay)
+            return await super(SlowSmtp, self).handle_DATA(server, session, envelope)
+        finally:
+            self.active -= 1
+
+
+def test_an_account_never_has_more_sends_in_flight_than_its_concurrency(cli, db, tmp_path):
+    recorder = CountingSmtp()
+    recorder.delay = 0.3
+    server = serve(recorder)
+    try:
+        setup(
+            cli,
+            tmp_path,
+            ONE_EMAIL,
+            {("acme", "drip"): 8},
+            acme_extra="    limits: {concurrency: 2}\n" + smtp_channel(server.port),
+        )
+        ticking = spawn(db, "tick", "--now", T0, "--workers", "8")
+        wait_for(lambda: len(recorder.received) >= 1, process=ticking)
+        status = pipectl(db, "status", "--json", "--account", "acme")
+        assert ticking.wait(timeout=30) == 0
+    finally:
+        server.stop()
+    assert recorder.most == 2  # the limit was reached, never passed, with 8 workers free
+    assert len(recorder.received) == 8
+    acme = json.loads(status.stdout)["accounts"][0]
+    # While it ran: every send claimed at once, but only two of them sending.
+    assert acme["limits"]["concurrency"] == {"limit": 2, "used": 2}
+    assert acme["actions"]["running"] > 2
+
+
+def test_a_claimed_send_is_not_sent_to_a_lead_who_opted_out_before_it_started(cli, db, tmp_path):
+    recorder = SlowSmtp()
+    recorder.delay = 0.5
+    server = serve(recorder)
+    try:
+        setup(
+            cli,
+            tmp_path,
+            ONE_EMAIL,
+            {("acme", "drip"): 5},
+            acme_extra="    limits: {concurrency: 1}\n" + smtp_channel(server.port),
+        )
+        ticking = spawn(db, "tick", "--now", T0, "--workers", "2")
+        wait_for(lambda: len(recorder.received) >= 1, process=ticking)
+        last = rows(
+            db,
+            "SELECT a.status, a.attempts, a.claimed_at FROM lead_stage_actions a "
+            "JOIN leads l ON l.id = a.lead_id WHERE l.email = 'lead4@acme.example' "
+            "AND a.type = 'email'",
+        )[0]
+        assert (last["status"], last["attempts"], last["claimed_at"]) == ("running", 0, None)
+
+        stop = pipectl(
+            db, "reply", "--account", "acme", "--email", "lead4@acme.example",
+            "--body", "STOP", "--at", "2027-03-01T14:00:01Z",
+        )  # fmt: skip
+        assert stop.returncode == 0, stop.stderr
+        assert ticking.wait(timeout=30) == 0
+    finally:
+        server.stop()
+    per_lead = Counter(r.rcpt_tos[0] for r in recorder.received)
+    assert per_lead == {f"lead{i}@acme.example": 1 for i in range(4)}
+    lead = rows(
+        db, "SELECT id, status, do_not_contact FROM leads WHERE email = ?", "lead4@acme.example"
+    )[0]
+    assert (lead["status"], lead["do_not_contact"]) == ("stopped", 1)
+    email = rows(
+        db,
+        "SELECT status, attempts FROM lead_stage_actions WHERE lead_id = ? AND type = 'email'",
+        lead["id"],
+    )[0]
+    assert (email["status"], email["attempts"]) == ("skipped", 0)
