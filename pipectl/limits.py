@@ -19,17 +19,21 @@ def rate_room(
 
 def share(capacity: int, wants: Mapping[Hashable, int]) -> dict[Hashable, int]:
     """Split `capacity` between accounts in turns, one at a time, so a large account gets no
-    more than its share while others wait (water-filling)."""
+    more than its share while others wait (water-filling). When a turn cannot go round,
+    the accounts first in `wants` get one more."""
     given = dict.fromkeys(wants, 0)
     open_keys = [k for k, n in wants.items() if n > 0]
     while capacity > 0 and open_keys:
-        for k in list(open_keys):
-            if capacity == 0:
-                break
-            given[k] += 1
-            capacity -= 1
-            if given[k] >= wants[k]:
-                open_keys.remove(k)
+        # Whole turns at once: as many as capacity allows and no account is yet satisfied.
+        turns = min(capacity // len(open_keys), min(wants[k] - given[k] for k in open_keys))
+        if turns == 0:  # fewer units left than accounts waiting: one each, in order
+            for k in open_keys[:capacity]:
+                given[k] += 1
+            break
+        for k in open_keys:
+            given[k] += turns
+        capacity -= turns * len(open_keys)
+        open_keys = [k for k in open_keys if given[k] < wants[k]]
     return given
 
 

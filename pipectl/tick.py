@@ -166,12 +166,13 @@ def _run(
 
 
 def _time_to_claim(dispatch: Dispatch, claimed_at: float) -> bool:
-    """Claim when nothing is claimed, when half of what may be claimed ahead is free again,
-    and at least every CLAIM_EVERY seconds (for what became due meanwhile: other accounts'
-    sends, waits and moves, the next actions of leads whose sends were just written)."""
+    """Claim when less than a round of claimed sends is left, when workers are free that the
+    claimed sends cannot use (their accounts are at their concurrency), and at least every
+    CLAIM_EVERY seconds (for what became due meanwhile: other accounts' sends, waits and
+    moves, the next actions of leads whose sends were just written)."""
     return (
-        not (dispatch.in_flight() or dispatch.queued_count())
-        or dispatch.capacity() * 2 >= dispatch.workers * dispatch.ahead
+        dispatch.queued_count() < dispatch.workers
+        or len(dispatch.choose([])) < dispatch.workers - dispatch.in_flight()
         or time.monotonic() - claimed_at >= CLAIM_EVERY
     )
 
