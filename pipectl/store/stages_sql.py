@@ -235,10 +235,10 @@ class StagesSQL:
             "UPDATE enrollments SET status = ?, finished_at = ? WHERE id = ?",
             [(status, now if status in FINISHED else None, e) for e, _, now in changes],
         )
-        self.conn.executemany(
-            "UPDATE leads SET status = (SELECT status FROM enrollments WHERE lead_id = ? "
-            "ORDER BY id DESC LIMIT 1) WHERE id = ?",
-            [(lead_id, lead_id) for _, lead_id, _ in changes],
+        self.conn.executemany(  # when it is the lead's latest enrollment
+            "UPDATE leads SET status = ? WHERE id = ? AND status IS NOT ? "
+            "AND NOT EXISTS (SELECT 1 FROM enrollments WHERE lead_id = ? AND id > ?)",
+            [(status, lead_id, status, lead_id, e) for e, lead_id, _ in changes],
         )
 
     def _stage(self, stage_id: int) -> sqlite3.Row:
