@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -38,15 +39,17 @@ class Workers(Generic[R]):
 
     def results(self, timeout: float, gather: float = 0.0) -> list[R]:
         """What the workers finished: waits up to `timeout` for one, then `gather` seconds
-        more for those finishing with it. A worker's unexpected error is raised here."""
+        more for those finishing with it (not longer: a worker that finished first would
+        wait idle). A worker's unexpected error is raised here."""
         out: list[R] = []
         try:
             item = self.done.get(timeout=timeout)
+            until = time.monotonic() + gather
             while True:
                 out.append(self._result(item))
                 if len(out) == self.busy:
                     break
-                item = self.done.get(timeout=gather) if gather else self.done.get_nowait()
+                item = self.done.get(timeout=max(0.0, until - time.monotonic()))
         except queue.Empty:
             pass
         self.busy -= len(out)

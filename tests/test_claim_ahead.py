@@ -99,3 +99,48 @@ def test_a_claimed_send_is_not_sent_to_a_lead_who_opted_out_before_it_started(cl
         lead["id"],
     )[0]
     assert (email["status"], email["attempts"]) == ("skipped", 0)
+
+
+WINDOWED = """\
+  - key: drip
+    account: acme
+    name: Drip
+    send_window: {hours: "09:00-17:00"}
+    stages:
+      - key: intro
+        actions:
+          - email: {subject: "Hi {{ lead.first_name }}", body: "Hello"}
+          - move: won
+      - {key: won, outcome: won}
+"""
+
+
+def test_a_claimed_send_whose_window_closed_while_it_waited_goes_when_it_opens(cli, db, tmp_path):
+    recorder = SlowSmtp()
+    recorder.delay = 2.0
+    server = serve(recorder)
+    try:
+        setup(
+            cli,
+            tmp_path,
+            WINDOWED,
+            {("acme", "drip"): 3},
+            acme_extra="    limits: {concurrency: 1}\n" + smtp_channel(server.port),
+        )
+        # All three claimed at 16:59:57 (UTC); one at a time, 2 s each: the third would
+        # start at 17:00:01, when the window has closed.
+        ticking = spawn(db, "tick", "--now", "2027-03-01T16:59:57Z", "--workers", "4")
+        assert ticking.wait(timeout=30) == 0
+    finally:
+        server.stop()
+    assert sorted(r.rcpt_tos[0] for r in recorder.received) == [
+        "lead0@acme.example",
+        "lead1@acme.example",
+    ]
+    third = rows(
+        db,
+        "SELECT a.status, a.perform_at, a.attempts FROM lead_stage_actions a "
+        "JOIN leads l ON l.id = a.lead_id WHERE l.email = 'lead2@acme.example' "
+        "AND a.type = 'email'",
+    )[0]
+    assert third == {"status": "pending", "perform_at": "2027-03-02T09:00:00Z", "attempts": 0}

@@ -58,6 +58,17 @@ class Result:
     provider_id: str | None = None
 
 
+def window_opens(row: dict[str, Any], now: str) -> str | None:
+    """When a send outside its send window may go (None: inside, or no window). A window's
+    own time zone is deliberate; else the lead's, else the account's."""
+    window = row["params"].get("send_window")
+    if not window:
+        return None
+    tz = window.get("timezone") or row["timezone"] or row["account_timezone"]
+    opens = next_opening(window, tz, parse_time(now))
+    return format_time(opens) if opens else None
+
+
 class SchedulerSQL:
     conn: sqlite3.Connection
 
@@ -170,7 +181,21 @@ class SchedulerSQL:
 
     def _start(self, rows: list[dict[str, Any]], token: str, now: str, claim: Claim) -> None:
         """Start claimed sends: an attempt from here (`claimed_at` is when it began), unless
-        the lead was stopped, moved on or marked do-not-contact since the claim (skipped)."""
+        the lead was stopped, moved on or marked do-not-contact since the claim (skipped), or
+        the send window closed while it waited (due again when the window opens)."""
+        closed = {row["id"]: opens for row in rows if (opens := window_opens(row, now))}
+        for action_id, opens in closed.items():  # its send window closed while it waited
+            left = self.conn.execute(
+                f"UPDATE lead_stage_actions SET status = {PENDING_UNLESS_LEFT}, perform_at = ?, "
+                "claim_token = NULL WHERE id = ? AND claim_token = ? AND status = 'running' "
+                "RETURNING enrollment_id, status",
+                (opens, action_id, token),
+            ).fetchone()
+            if left and left["status"] == "skipped":
+                self._resume_enrollment(left["enrollment_id"], now)
+            claim.deferred += 1
+        claim.dropped += [row for row in rows if row["id"] in closed]
+        rows = [row for row in rows if row["id"] not in closed]
         if not rows:
             return
         ids = [row["id"] for row in rows]
@@ -287,6 +312,7 @@ class SchedulerSQL:
             "instance": self.instance,  # type: ignore[attr-defined]
             "channel_config": channels.get(channel, {}),
             "concurrency": account["concurrency"],
+            "account_timezone": account["timezone"],
         }
         due = []
         for r in rows:
@@ -297,18 +323,13 @@ class SchedulerSQL:
                 self._stop_enrollment(row["enrollment_id"], row["lead_id"], "stopped", now)
                 claim.skipped += 1
                 continue
-            window = row["params"].get("send_window")
-            if window:
-                # A window's own time zone is deliberate; else the lead's, else the account's.
-                tz = window.get("timezone") or row["timezone"] or account["timezone"]
-                opens = next_opening(window, tz, parse_time(now))
-                if opens is not None:
-                    self.conn.execute(
-                        "UPDATE lead_stage_actions SET perform_at = ? WHERE id = ?",
-                        (format_time(opens), row["id"]),
-                    )
-                    claim.deferred += 1
-                    continue
+            opens = window_opens(row, now)
+            if opens:
+                self.conn.execute(
+                    "UPDATE lead_stage_actions SET perform_at = ? WHERE id = ?", (opens, row["id"])
+                )
+                claim.deferred += 1
+                continue
             due.append(row)
         return due
 
