@@ -16,7 +16,7 @@ from .limits import share
 # An account claims up to this many times its concurrency (and the tick this many times its
 # workers) ahead of what is in flight: enough that one claim feeds many sends, few enough
 # that a claimed send starts within a few send times.
-AHEAD = 8
+AHEAD = 16
 
 Row = dict[str, Any]
 

@@ -176,7 +176,9 @@ class SchedulerSQL:
                 f"claimed_at = NULL, due_at = perform_at WHERE id IN ({marks(ids)})",
                 (token, *ids),
             )
-            claim.sends = [{**row, "claim_token": token} for row in chosen]
+            for row in chosen:  # new dicts: a rolled back claim leaves nothing behind
+                row["claim_token"] = token
+            claim.sends = chosen
         return claim
 
     def _start(self, rows: list[dict[str, Any]], token: str, now: str, claim: Claim) -> None:
