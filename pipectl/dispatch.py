@@ -14,8 +14,8 @@ from typing import Any
 from .limits import share
 
 # An account claims up to this many times its concurrency (and the tick this many times its
-# workers) ahead of what is in flight: enough that one claim feeds many sends, few enough
-# that a claimed send starts within a few send times.
+# workers) ahead of what is in flight: one claim then feeds that many rounds of sends. A
+# claimed send waits at most that many send times, and its lead is checked as it starts.
 AHEAD = 16
 
 Row = dict[str, Any]
