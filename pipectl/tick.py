@@ -36,7 +36,6 @@ GATHER_SECONDS = 0.0005
 # The tick claims at least this often while sends are in flight, and wakes this often.
 CLAIM_EVERY = 1.0
 WAKE_EVERY = 0.25
-DRY_RUN_WORKERS = 16
 _NO_COUNTS = {"done": 0, "retry": 0, "failed": 0, "stale": 0}
 
 
@@ -97,7 +96,7 @@ def tick(
     (benchmarks pass one that only sleeps)."""
     clock = Clock(now)
     if dry_run:
-        return _dry_run(Store(db_path), clock)
+        return _dry_run(Store(db_path), clock, workers)
     with contextlib.nullcontext() if locked else TickLock(db_path):
         store = Store(db_path)
         try:
@@ -125,13 +124,13 @@ def _run(
     dispatch = Dispatch(workers)
     pool = Workers(workers, lambda row: perform(row, senders, clock))
     results: list[Result] = []
-    claimed_at = 0.0
+    claimed_at, found = 0.0, True
     try:
         while True:
             claiming = not stop.is_set() and time.monotonic() - started < max_seconds
             for result in results:  # written in this step: their workers are free
                 dispatch.finished(result.action)
-            claim_now = claiming and _time_to_claim(dispatch, claimed_at)
+            claim_now = claiming and _time_to_claim(dispatch, claimed_at, found)
             counts, admitted, claim = _step(
                 store, clock, token, dispatch, results, claiming, claim_now
             )
@@ -150,8 +149,11 @@ def _run(
             progressed = bool(
                 admitted or claim.sends or claim.internal or claim.skipped or claim.deferred
             )
+            found = bool(claim.sends or claim.internal) if claim_now else found
             if not pool.busy:
-                if claiming and (progressed or dispatch.queued_count()):
+                # Go on while work is due; once stopping, until the unstarted claims are back
+                # (a busy database can make the stopping turn write the results only).
+                if dispatch.queued_count() or (claiming and progressed):
                     results = []
                     continue
                 break
@@ -165,14 +167,15 @@ def _run(
     return summary
 
 
-def _time_to_claim(dispatch: Dispatch, claimed_at: float) -> bool:
-    """Claim when less than a round of claimed sends is left, when workers are free that the
-    claimed sends cannot use (their accounts are at their concurrency), and at least every
-    CLAIM_EVERY seconds (for what became due meanwhile: other accounts' sends, waits and
-    moves, the next actions of leads whose sends were just written)."""
+def _time_to_claim(dispatch: Dispatch, claimed_at: float, found: bool) -> bool:
+    """Claim when less than a round of claimed sends is left; when workers are free that the
+    claimed sends cannot use (their accounts are at their concurrency), unless the last
+    claim found nothing; and at least every CLAIM_EVERY seconds (for what became due
+    meanwhile: other accounts' sends, waits and moves, the next actions of leads whose sends
+    were just written)."""
     return (
         dispatch.queued_count() < dispatch.workers
-        or len(dispatch.choose([])) < dispatch.workers - dispatch.in_flight()
+        or (found and len(dispatch.choose([])) < dispatch.workers - dispatch.in_flight())
         or time.monotonic() - claimed_at >= CLAIM_EVERY
     )
 
@@ -242,17 +245,17 @@ def _record_one_by_one(store: Store, clock: Clock, results: list[Result]) -> dic
 
 def perform(row: dict[str, Any], senders: SenderPool, clock: Clock) -> Result:
     """In a worker thread: render and send one message; no database here."""
-    action = SendAction(
-        action_id=row["id"],
-        lead_id=row["lead_id"],
-        account=row["account_key"],
-        type=row["type"],
-        params=row["params"],
-        lead=lead_context(row),
-        config=row["channel_config"],
-        instance=row.get("instance", ""),
-    )
     try:
+        action = SendAction(
+            action_id=row["id"],
+            lead_id=row["lead_id"],
+            account=row["account_key"],
+            type=row["type"],
+            params=row["params"],
+            lead=lead_context(row),
+            config=row["channel_config"],
+            instance=row.get("instance", ""),
+        )
         message = render_message(action)
         provider_id = senders.send(message)
     except PermanentError as e:
@@ -293,7 +296,7 @@ def lead_context(row: dict[str, Any]) -> dict[str, Any]:
     return lead
 
 
-def _dry_run(store: Store, clock: Clock) -> TickSummary:
+def _dry_run(store: Store, clock: Clock, workers: int) -> TickSummary:
     """What a tick would do now, through the same code, with every change rolled back."""
     summary = TickSummary(started_at=format_time(utcnow()), now=clock.now())
     try:
@@ -301,7 +304,7 @@ def _dry_run(store: Store, clock: Clock) -> TickSummary:
             summary.recovered = store.recover_running()
             summary.admitted = store.admit_queued(clock.now())
             due = store.count_due(clock.now())
-            claim = store.claim_due(clock.now(), "dry-run", Dispatch(DRY_RUN_WORKERS))
+            claim = store.claim_due(clock.now(), "dry-run", Dispatch(workers))
             summary.claimed = len(claim.sends) + claim.internal
             summary.done = claim.internal
             summary.skipped = claim.skipped

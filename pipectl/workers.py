@@ -26,6 +26,7 @@ class Workers(Generic[R]):
         self.done: queue.SimpleQueue[tuple[R | None, BaseException | None]] = queue.SimpleQueue()
         self.threads: list[threading.Thread] = []
         self.busy = 0  # rows submitted whose results have not been taken
+        self.error: BaseException | None = None  # a worker's, raised by the next `results`
 
     def submit(self, row: dict[str, Any]) -> None:
         self.busy += 1
@@ -40,19 +41,29 @@ class Workers(Generic[R]):
     def results(self, timeout: float, gather: float = 0.0) -> list[R]:
         """What the workers finished: waits up to `timeout` for one, then `gather` seconds
         more for those finishing with it (not longer: a worker that finished first would
-        wait idle). A worker's unexpected error is raised here."""
+        wait idle). A worker's unexpected error is raised here, after the results that came
+        with it have been returned (they are sends that happened: they must be written)."""
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
         out: list[R] = []
         try:
-            item = self.done.get(timeout=timeout)
+            result, error = self.done.get(timeout=timeout)
             until = time.monotonic() + gather
             while True:
-                out.append(self._result(item))
-                if len(out) == self.busy:
+                self.busy -= 1
+                if error is not None:
+                    self.error = error
                     break
-                item = self.done.get(timeout=max(0.0, until - time.monotonic()))
+                out.append(result)  # type: ignore[arg-type]
+                if not self.busy:
+                    break
+                result, error = self.done.get(timeout=max(0.0, until - time.monotonic()))
         except queue.Empty:
             pass
-        self.busy -= len(out)
+        if not out and self.error is not None:
+            error, self.error = self.error, None
+            raise error
         return out
 
     def close(self) -> None:
@@ -60,13 +71,6 @@ class Workers(Generic[R]):
             self.todo.put(None)
         for thread in self.threads:
             thread.join()
-
-    def _result(self, item: tuple[R | None, BaseException | None]) -> R:
-        result, error = item
-        if error is not None:
-            self.busy -= 1
-            raise error
-        return result  # type: ignore[return-value]
 
     def _work(self) -> None:
         while (row := self.todo.get()) is not None:

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import sqlite3
+import time
 from collections import Counter
 
 from .conftest import rows
@@ -31,6 +34,17 @@ class CountingSmtp(SlowSmtp):
             self.active -= 1
 
 
+EMAIL_ONLY = """\
+  - key: drip
+    account: acme
+    name: Drip
+    stages:
+      - key: intro
+        actions:
+          - email: {subject: "Hi {{ lead.first_name }}", body: "Hello"}
+"""
+
+
 def test_an_account_never_has_more_sends_in_flight_than_its_concurrency(cli, db, tmp_path):
     recorder = CountingSmtp()
     recorder.delay = 0.3
@@ -39,22 +53,26 @@ def test_an_account_never_has_more_sends_in_flight_than_its_concurrency(cli, db,
         setup(
             cli,
             tmp_path,
-            ONE_EMAIL,
-            {("acme", "drip"): 8},
+            EMAIL_ONLY,
+            {("acme", "drip"): 12},
             acme_extra="    limits: {concurrency: 2}\n" + smtp_channel(server.port),
         )
         ticking = spawn(db, "tick", "--now", T0, "--workers", "8")
         wait_for(lambda: len(recorder.received) >= 1, process=ticking)
-        status = pipectl(db, "status", "--json", "--account", "acme")
+        late = "2027-03-01T14:05:00Z"  # as if the tick had been stuck for five minutes
+        status = pipectl(db, "status", "--json", "--account", "acme", "--now", late)
         assert ticking.wait(timeout=30) == 0
     finally:
         server.stop()
     assert recorder.most == 2  # the limit was reached, never passed, with 8 workers free
-    assert len(recorder.received) == 8
+    assert len(recorder.received) == 12
     acme = json.loads(status.stdout)["accounts"][0]
-    # While it ran: every send claimed at once, but only two of them sending.
+    # While it ran: every send claimed at once, but only two of them sending; the others
+    # wait in the tick, and past the SLA they are overdue all the same.
     assert acme["limits"]["concurrency"] == {"limit": 2, "used": 2}
     assert acme["actions"]["running"] > 2
+    assert acme["actions"]["due_now"] == 0 and acme["actions"]["overdue"] >= 3
+    assert acme["actions"]["oldest_due"] == T0
 
 
 def test_a_claimed_send_is_not_sent_to_a_lead_who_opted_out_before_it_started(cli, db, tmp_path):
@@ -144,3 +162,34 @@ def test_a_claimed_send_whose_window_closed_while_it_waited_goes_when_it_opens(c
         "AND a.type = 'email'",
     )[0]
     assert third == {"status": "pending", "perform_at": "2027-03-02T09:00:00Z", "attempts": 0}
+
+
+def test_a_tick_stopped_while_the_database_is_busy_still_puts_its_claims_back(
+    cli, db, tmp_path, monkeypatch
+):
+    recorder = SlowSmtp()
+    recorder.delay = 1.0
+    server = serve(recorder)
+    monkeypatch.setenv("PIPECTL_BUSY_TIMEOUT_MS", "300")
+    try:
+        setup(
+            cli,
+            tmp_path,
+            EMAIL_ONLY,
+            {("acme", "drip"): 5},
+            acme_extra="    limits: {concurrency: 1}\n" + smtp_channel(server.port),
+        )
+        ticking = spawn(db, "tick", "--now", T0, "--workers", "2")
+        wait_for(lambda: recorder.connections >= 1, process=ticking)
+        other = sqlite3.connect(db, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another writer holds the database...
+        ticking.send_signal(signal.SIGTERM)  # ...while the tick is told to stop
+        time.sleep(1.5)  # the send in flight comes back; writing it finds the database busy
+        other.execute("ROLLBACK")
+        other.close()
+        assert ticking.wait(timeout=30) == 0, ticking.stderr.read()
+    finally:
+        server.stop()
+    assert len(recorder.received) == 1
+    emails = rows(db, "SELECT status, attempts FROM lead_stage_actions ORDER BY id")
+    assert [(e["status"], e["attempts"]) for e in emails] == [("done", 1)] + [("pending", 0)] * 4

@@ -102,10 +102,13 @@ class ReportsSQL:
             (account_id,),
         ).fetchone()[0]
         overdue_before = add_seconds(now, -SLA_SECONDS)
+        late_in_tick, _ = self._claimed_waiting(account_id, overdue_before)
+        _, oldest_in_tick = self._claimed_waiting(account_id, now)
+        oldest = [t for t in (self._oldest_due(account_id, now), oldest_in_tick) if t]
         actions = {
             "due_now": self._pending_count(account_id, now),
-            "overdue": self._pending_count(account_id, overdue_before),
-            "oldest_due": self._oldest_due(account_id, now),
+            "overdue": self._pending_count(account_id, overdue_before) + late_in_tick,
+            "oldest_due": min(oldest, default=None),
             "running": self._count_status(account_id, "running"),
             "awaiting_reply": self._count_status(account_id, "awaiting_reply"),
             "failed": self._count_status(account_id, "failed"),
@@ -146,6 +149,17 @@ class ReportsSQL:
             " AND status = 'pending' AND perform_at <= ?",
             (account_id, before),
         ).fetchone()[0]
+
+    def _claimed_waiting(self, account_id: int, before: str) -> tuple[int, str | None]:
+        """Sends a tick has claimed but not started yet (they wait in it for a worker), due at
+        or before `before`: how many, and the oldest's due time. They are late all the same."""
+        row = self.conn.execute(
+            "SELECT count(*), min(due_at) FROM lead_stage_actions INDEXED BY lsa_running"
+            " WHERE account_id = ? AND status = 'running' AND claimed_at IS NULL"
+            " AND due_at <= ?",
+            (account_id, before),
+        ).fetchone()
+        return row[0], row[1]
 
     def _oldest_due(self, account_id: int, now: str) -> str | None:
         return self.conn.execute(

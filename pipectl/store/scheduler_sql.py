@@ -167,7 +167,10 @@ class SchedulerSQL:
         for account in accounts:
             self._internal_due(account["id"], now, claim)
             candidates[account["id"]] = self._send_candidates(account, now, dispatch, claim)
-        given = share(dispatch.capacity(), {k: len(v) for k, v in candidates.items()})
+        # Accounts in turns across claims too: the least recently served first, so when
+        # fewer sends may be claimed than accounts are waiting, the same ones do not win.
+        order = sorted(candidates, key=lambda k: (dispatch.served.get(k, -1), k))
+        given = share(dispatch.capacity(), {k: len(candidates[k]) for k in order})
         chosen = [row for k, rows in candidates.items() for row in rows[: given[k]]]
         if chosen:
             ids = [row["id"] for row in chosen]
@@ -193,9 +196,11 @@ class SchedulerSQL:
                 "RETURNING enrollment_id, status",
                 (opens, action_id, token),
             ).fetchone()
-            if left and left["status"] == "skipped":
+            if left and left["status"] == "skipped":  # its lead moved on meanwhile
                 self._resume_enrollment(left["enrollment_id"], now)
-            claim.deferred += 1
+                claim.skipped += 1
+            else:
+                claim.deferred += 1
         claim.dropped += [row for row in rows if row["id"] in closed]
         rows = [row for row in rows if row["id"] not in closed]
         if not rows:
