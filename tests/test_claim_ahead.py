@@ -1,8 +1,9 @@
 """A tick claims more sends than its workers can start at once: what that must not change.
 
-Each account's concurrency still caps its sends in flight, each send still counts as an
-attempt only when it starts, and a lead who opts out while its claimed send waits in the
-tick does not get it.
+Each account's concurrency still caps its sends in flight, each send counts as an attempt
+only when it starts, a lead who opts out while its claimed send waits in the tick does not
+get it, a send whose window closes meanwhile waits for the next opening, and claims a tick
+did not start are put back when it stops.
 """
 
 from __future__ import annotations
@@ -13,9 +14,21 @@ import signal
 import sqlite3
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from .conftest import rows
-from .scenario import ONE_EMAIL, T0, SlowSmtp, pipectl, serve, setup, smtp_channel, spawn, wait_for
+from .scenario import (
+    ONE_EMAIL,
+    T0,
+    SlowSmtp,
+    pipectl,
+    serve,
+    setup,
+    smtp_channel,
+    spawn,
+    wait_for,
+)
 
 
 class CountingSmtp(SlowSmtp):
@@ -34,6 +47,32 @@ class CountingSmtp(SlowSmtp):
             self.active -= 1
 
 
+@contextmanager
+def slow_acme(
+    cli, tmp_path, pipeline: str, leads: int, concurrency: int, recorder: SlowSmtp
+) -> Iterator[SlowSmtp]:
+    """Acme's `leads` leads in `pipeline`, its email going to `recorder` (a slow SMTP
+    server on 127.0.0.1), at most `concurrency` sends in flight."""
+    server = serve(recorder)
+    try:
+        setup(
+            cli,
+            tmp_path,
+            pipeline,
+            {("acme", "drip"): leads},
+            acme_extra=f"    limits: {{concurrency: {concurrency}}}\n" + smtp_channel(server.port),
+        )
+        yield recorder
+    finally:
+        server.stop()
+
+
+def slow(delay: float, recorder: SlowSmtp | None = None) -> SlowSmtp:
+    recorder = recorder or SlowSmtp()
+    recorder.delay = delay
+    return recorder
+
+
 EMAIL_ONLY = """\
   - key: drip
     account: acme
@@ -46,24 +85,12 @@ EMAIL_ONLY = """\
 
 
 def test_an_account_never_has_more_sends_in_flight_than_its_concurrency(cli, db, tmp_path):
-    recorder = CountingSmtp()
-    recorder.delay = 0.3
-    server = serve(recorder)
-    try:
-        setup(
-            cli,
-            tmp_path,
-            EMAIL_ONLY,
-            {("acme", "drip"): 12},
-            acme_extra="    limits: {concurrency: 2}\n" + smtp_channel(server.port),
-        )
+    with slow_acme(cli, tmp_path, EMAIL_ONLY, 12, 2, slow(0.3, CountingSmtp())) as recorder:
         ticking = spawn(db, "tick", "--now", T0, "--workers", "8")
         wait_for(lambda: len(recorder.received) >= 1, process=ticking)
         late = "2027-03-01T14:05:00Z"  # as if the tick had been stuck for five minutes
         status = pipectl(db, "status", "--json", "--account", "acme", "--now", late)
         assert ticking.wait(timeout=30) == 0
-    finally:
-        server.stop()
     assert recorder.most == 2  # the limit was reached, never passed, with 8 workers free
     assert len(recorder.received) == 12
     acme = json.loads(status.stdout)["accounts"][0]
@@ -76,17 +103,7 @@ def test_an_account_never_has_more_sends_in_flight_than_its_concurrency(cli, db,
 
 
 def test_a_claimed_send_is_not_sent_to_a_lead_who_opted_out_before_it_started(cli, db, tmp_path):
-    recorder = SlowSmtp()
-    recorder.delay = 0.5
-    server = serve(recorder)
-    try:
-        setup(
-            cli,
-            tmp_path,
-            ONE_EMAIL,
-            {("acme", "drip"): 5},
-            acme_extra="    limits: {concurrency: 1}\n" + smtp_channel(server.port),
-        )
+    with slow_acme(cli, tmp_path, ONE_EMAIL, 5, 1, slow(0.5)) as recorder:
         ticking = spawn(db, "tick", "--now", T0, "--workers", "2")
         wait_for(lambda: len(recorder.received) >= 1, process=ticking)
         last = rows(
@@ -103,8 +120,6 @@ def test_a_claimed_send_is_not_sent_to_a_lead_who_opted_out_before_it_started(cl
         )  # fmt: skip
         assert stop.returncode == 0, stop.stderr
         assert ticking.wait(timeout=30) == 0
-    finally:
-        server.stop()
     per_lead = Counter(r.rcpt_tos[0] for r in recorder.received)
     assert per_lead == {f"lead{i}@acme.example": 1 for i in range(4)}
     lead = rows(
@@ -134,23 +149,11 @@ WINDOWED = """\
 
 
 def test_a_claimed_send_whose_window_closed_while_it_waited_goes_when_it_opens(cli, db, tmp_path):
-    recorder = SlowSmtp()
-    recorder.delay = 2.0
-    server = serve(recorder)
-    try:
-        setup(
-            cli,
-            tmp_path,
-            WINDOWED,
-            {("acme", "drip"): 3},
-            acme_extra="    limits: {concurrency: 1}\n" + smtp_channel(server.port),
-        )
+    with slow_acme(cli, tmp_path, WINDOWED, 3, 1, slow(2.0)) as recorder:
         # All three claimed at 16:59:57 (UTC); one at a time, 2 s each: the third would
         # start at 17:00:01, when the window has closed.
         ticking = spawn(db, "tick", "--now", "2027-03-01T16:59:57Z", "--workers", "4")
         assert ticking.wait(timeout=30) == 0
-    finally:
-        server.stop()
     assert sorted(r.rcpt_tos[0] for r in recorder.received) == [
         "lead0@acme.example",
         "lead1@acme.example",
@@ -167,18 +170,8 @@ def test_a_claimed_send_whose_window_closed_while_it_waited_goes_when_it_opens(c
 def test_a_tick_stopped_while_the_database_is_busy_still_puts_its_claims_back(
     cli, db, tmp_path, monkeypatch
 ):
-    recorder = SlowSmtp()
-    recorder.delay = 1.0
-    server = serve(recorder)
     monkeypatch.setenv("PIPECTL_BUSY_TIMEOUT_MS", "300")
-    try:
-        setup(
-            cli,
-            tmp_path,
-            EMAIL_ONLY,
-            {("acme", "drip"): 5},
-            acme_extra="    limits: {concurrency: 1}\n" + smtp_channel(server.port),
-        )
+    with slow_acme(cli, tmp_path, EMAIL_ONLY, 5, 1, slow(1.0)) as recorder:
         ticking = spawn(db, "tick", "--now", T0, "--workers", "2")
         wait_for(lambda: recorder.connections >= 1, process=ticking)
         other = sqlite3.connect(db, isolation_level=None)
@@ -188,8 +181,6 @@ def test_a_tick_stopped_while_the_database_is_busy_still_puts_its_claims_back(
         other.execute("ROLLBACK")
         other.close()
         assert ticking.wait(timeout=30) == 0, ticking.stderr.read()
-    finally:
-        server.stop()
     assert len(recorder.received) == 1
     emails = rows(db, "SELECT status, attempts FROM lead_stage_actions ORDER BY id")
     assert [(e["status"], e["attempts"]) for e in emails] == [("done", 1)] + [("pending", 0)] * 4
