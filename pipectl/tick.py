@@ -124,18 +124,19 @@ def _run(
     dispatch = Dispatch(workers)
     pool = Workers(workers, lambda row: perform(row, senders, clock))
     results: list[Result] = []
-    claimed_at, found = 0.0, True
+    claimed_at, cut = 0.0, True
     try:
         while True:
             claiming = not stop.is_set() and time.monotonic() - started < max_seconds
             for result in results:  # written in this step: their workers are free
                 dispatch.finished(result.action)
-            claim_now = claiming and _time_to_claim(dispatch, claimed_at, found)
+            claim_now = claiming and _time_to_claim(dispatch, claimed_at, cut)
+            capacity = dispatch.capacity()
             counts, admitted, claim = _step(
                 store, clock, token, dispatch, results, claiming, claim_now
             )
-            if claim_now:
-                claimed_at = time.monotonic()
+            if claim_now:  # `cut`: it took all it could, so more may be due
+                claimed_at, cut = time.monotonic(), len(claim.sends) >= capacity
             dispatch.update(claim.sends, claim.started, claim.dropped)
             for row in claim.started:
                 pool.submit(row)
@@ -149,7 +150,6 @@ def _run(
             progressed = bool(
                 admitted or claim.sends or claim.internal or claim.skipped or claim.deferred
             )
-            found = bool(claim.sends or claim.internal) if claim_now else found
             if not pool.busy:
                 # Go on while work is due; once stopping, until the unstarted claims are back
                 # (a busy database can make the stopping turn write the results only).
@@ -167,15 +167,15 @@ def _run(
     return summary
 
 
-def _time_to_claim(dispatch: Dispatch, claimed_at: float, found: bool) -> bool:
+def _time_to_claim(dispatch: Dispatch, claimed_at: float, cut: bool) -> bool:
     """Claim when less than a round of claimed sends is left; when workers are free that the
-    claimed sends cannot use (their accounts are at their concurrency), unless the last
-    claim found nothing; and at least every CLAIM_EVERY seconds (for what became due
-    meanwhile: other accounts' sends, waits and moves, the next actions of leads whose sends
-    were just written)."""
+    claimed sends cannot use (their accounts are at their concurrency) and the last claim
+    was cut short by the tick's capacity (other accounts may have sends due); and at least
+    every CLAIM_EVERY seconds (for what became due meanwhile: other accounts' sends, waits
+    and moves, the next actions of leads whose sends were just written)."""
     return (
         dispatch.queued_count() < dispatch.workers
-        or (found and len(dispatch.choose([])) < dispatch.workers - dispatch.in_flight())
+        or (cut and len(dispatch.choose([])) < dispatch.workers - dispatch.in_flight())
         or time.monotonic() - claimed_at >= CLAIM_EVERY
     )
 
