@@ -190,17 +190,9 @@ class SchedulerSQL:
         the send window closed while it waited (due again when the window opens)."""
         closed = {row["id"]: opens for row in rows if (opens := window_opens(row, now))}
         for action_id, opens in closed.items():  # its send window closed while it waited
-            left = self.conn.execute(
-                f"UPDATE lead_stage_actions SET status = {PENDING_UNLESS_LEFT}, perform_at = ?, "
-                "claim_token = NULL WHERE id = ? AND claim_token = ? AND status = 'running' "
-                "RETURNING enrollment_id, status",
-                (opens, action_id, token),
-            ).fetchone()
-            if left and left["status"] == "skipped":  # its lead moved on meanwhile
-                self._resume_enrollment(left["enrollment_id"], now)
-                claim.skipped += 1
-            else:
-                claim.deferred += 1
+            skipped = self._put_back([action_id], token, now, perform_at=opens)
+            claim.skipped += skipped
+            claim.deferred += 1 - skipped
         claim.dropped += [row for row in rows if row["id"] in closed]
         rows = [row for row in rows if row["id"] not in closed]
         if not rows:
@@ -234,19 +226,24 @@ class SchedulerSQL:
 
     def _release(self, rows: list[dict[str, Any]], token: str, now: str, claim: Claim) -> None:
         """Claimed sends never started are due again, as they were (no attempt was made)."""
-        if not rows:
-            return
-        ids = [row["id"] for row in rows]
-        left = self.conn.execute(
-            f"UPDATE lead_stage_actions SET status = {PENDING_UNLESS_LEFT}, claim_token = NULL "
-            f"WHERE id IN ({marks(ids)}) AND claim_token = ? AND status = 'running' "
-            "RETURNING enrollment_id, status",
-            (*ids, token),
-        ).fetchall()
-        for enrollment_id, status in left:
-            if status == "skipped":
-                self._resume_enrollment(enrollment_id, now)
+        if rows:
+            self._put_back([row["id"] for row in rows], token, now)
         claim.dropped = rows
+
+    def _put_back(self, ids: list[int], token: str, now: str, perform_at: str | None = None) -> int:
+        """Claimed sends not started go back to `pending` (at `perform_at`, if given), or to
+        `skipped` when their lead left the stage meanwhile, whose current stage then goes
+        on. Returns how many were skipped."""
+        left = self.conn.execute(
+            f"UPDATE lead_stage_actions SET status = {PENDING_UNLESS_LEFT}, claim_token = NULL, "
+            f"perform_at = coalesce(?, perform_at) WHERE id IN ({marks(ids)}) "
+            "AND claim_token = ? AND status = 'running' RETURNING enrollment_id, status",
+            (perform_at, *ids, token),
+        ).fetchall()
+        skipped = [enrollment_id for enrollment_id, status in left if status == "skipped"]
+        for enrollment_id in skipped:
+            self._resume_enrollment(enrollment_id, now)
+        return len(skipped)
 
     def _send_candidates(
         self, account: sqlite3.Row, now: str, dispatch: Dispatch, claim: Claim
