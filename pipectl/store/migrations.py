@@ -194,6 +194,98 @@ def m001_initial(conn: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m002_inbound(conn: sqlite3.Connection) -> None:
+    """Inbound sync: reply kinds and sources, unmatched replies, delivery status, suppressions,
+    and where each inbox and SMS source left off."""
+    run_script(
+        conn,
+        """
+        -- replies.lead_id becomes optional (unmatched messages are kept): rebuild the table.
+        CREATE TABLE replies_new (
+            id INTEGER PRIMARY KEY,
+            account_id INTEGER NOT NULL REFERENCES accounts(id),
+            lead_id INTEGER REFERENCES leads(id),   -- NULL: matched no lead
+            channel TEXT NOT NULL,
+            sender TEXT,                            -- the address or number it came from
+            kind TEXT NOT NULL DEFAULT 'reply'
+                CHECK (kind IN ('reply', 'auto_reply', 'opt_out', 'bounce', 'soft_bounce')),
+            subject TEXT,
+            body TEXT,
+            received_at TEXT NOT NULL,
+            source TEXT NOT NULL DEFAULT 'manual'
+                CHECK (source IN ('manual', 'csv', 'imap', 'twilio')),
+            external_id TEXT,                       -- Message-ID, folder/UIDVALIDITY/UID, or sid
+            delivery_id INTEGER REFERENCES deliveries(id),  -- the send it answers, when known
+            opt_out INTEGER NOT NULL DEFAULT 0,
+            effect TEXT,
+            created_at TEXT NOT NULL
+        );
+        INSERT INTO replies_new (id, account_id, lead_id, channel, sender, kind, body,
+                                 received_at, source, opt_out, effect, created_at)
+            SELECT r.id, r.account_id, r.lead_id, r.channel,
+                   CASE r.channel WHEN 'sms' THEN l.phone ELSE l.email END,
+                   CASE r.opt_out WHEN 1 THEN 'opt_out' ELSE 'reply' END,
+                   r.body, r.received_at, 'manual', r.opt_out, r.effect, r.created_at
+            FROM replies r LEFT JOIN leads l ON l.id = r.lead_id;
+        DROP TABLE replies;
+        ALTER TABLE replies_new RENAME TO replies;
+        CREATE INDEX replies_lead ON replies (lead_id);
+        CREATE INDEX replies_account_time ON replies (account_id, received_at);
+        CREATE INDEX replies_unmatched ON replies (account_id) WHERE lead_id IS NULL;
+        -- Every inbound message is recorded at most once per account and source.
+        CREATE UNIQUE INDEX replies_external ON replies (account_id, source, external_id)
+            WHERE external_id IS NOT NULL;
+
+        ALTER TABLE deliveries ADD COLUMN status TEXT NOT NULL DEFAULT 'sent'
+            CHECK (status IN ('sent', 'delivered', 'bounced', 'undelivered'));
+        ALTER TABLE deliveries ADD COLUMN status_detail TEXT;   -- DSN status or provider error
+        ALTER TABLE deliveries ADD COLUMN status_at TEXT;
+        -- A reply names the send it answers by its Message-ID; an SMS status by provider id.
+        CREATE INDEX deliveries_message_id ON deliveries (account_id, message_id)
+            WHERE message_id IS NOT NULL;
+        CREATE INDEX deliveries_provider_id ON deliveries (account_id, provider_id)
+            WHERE provider_id IS NOT NULL;
+
+        -- Addresses never to send to again, per account and channel.
+        CREATE TABLE suppressions (
+            id INTEGER PRIMARY KEY,
+            account_id INTEGER NOT NULL REFERENCES accounts(id),
+            channel TEXT NOT NULL CHECK (channel IN ('email', 'sms')),
+            address TEXT NOT NULL,                  -- lower-case email or E.164
+            reason TEXT NOT NULL
+                CHECK (reason IN ('bounce', 'opt_out', 'provider', 'manual', 'complaint')),
+            detail TEXT,
+            created_at TEXT NOT NULL,
+            UNIQUE (account_id, channel, address)
+        );
+
+        -- One row per inbound source (an IMAP mailbox, an SMS number) and account: where it
+        -- left off and whether its last sync worked.
+        CREATE TABLE sync_sources (
+            id INTEGER PRIMARY KEY,
+            account_id INTEGER NOT NULL REFERENCES accounts(id),
+            kind TEXT NOT NULL CHECK (kind IN ('imap', 'twilio')),
+            name TEXT NOT NULL,                     -- e.g. imap://user@host:993, no secret
+            last_attempt_at TEXT,
+            last_success_at TEXT,
+            last_error TEXT,                        -- NULL once a sync succeeds
+            failing_since TEXT,
+            UNIQUE (account_id, kind, name)
+        );
+        -- Per folder of an IMAP source (or one row per cursor of an SMS source).
+        CREATE TABLE sync_cursors (
+            source_id INTEGER NOT NULL REFERENCES sync_sources(id),
+            folder TEXT NOT NULL,
+            uidvalidity INTEGER,
+            last_uid INTEGER,
+            position TEXT,                          -- an SMS source's last DateSent read
+            PRIMARY KEY (source_id, folder)
+        );
+        """,
+    )
+
+
 def run_script(conn: sqlite3.Connection, script: str) -> None:
     """Run statements one by one: `executescript` would commit the migration's transaction."""
     statement = ""

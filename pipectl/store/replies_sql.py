@@ -65,7 +65,9 @@ class RepliesSQL:
                 raise NotFound(
                     f"no lead of account '{account_key}' has {sender}; the reply was not recorded"
                 )
-            return self._record(account["id"], leads, channel, body or "", received_at)
+            return self._record(
+                account["id"], leads, channel, body or "", received_at, source="manual"
+            )
 
     def import_replies(self, account_key: str, replies: Iterable[ReplyRow]) -> dict[str, Any]:
         """Record many replies in time order, in one transaction; unmatched rows are reported."""
@@ -86,7 +88,7 @@ class RepliesSQL:
                     )
                     continue
                 result = self._record(
-                    account["id"], leads, reply.channel, reply.body, reply.received_at
+                    account["id"], leads, reply.channel, reply.body, reply.received_at, source="csv"
                 )
                 summary["matched"] += 1
                 summary["opt_outs"] += result["opt_out"]
@@ -194,8 +196,11 @@ class RepliesSQL:
         channel: str,
         body: str,
         received_at: str,
+        *,
+        source: str,
     ) -> dict[str, Any]:
         opt_out = is_opt_out(body)
+        kind = "opt_out" if opt_out else "reply"
         created_at = format_time(utcnow())
         replies = []
         for lead in leads:
@@ -204,10 +209,12 @@ class RepliesSQL:
             else:
                 effect = self._steer(lead["id"], received_at)
             reply_id = self.conn.execute(
-                "INSERT INTO replies (account_id, lead_id, channel, body, received_at, opt_out,"
-                " effect, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (account_id, lead["id"], channel, body, received_at, int(opt_out), effect,
-                 created_at),
+                "INSERT INTO replies (account_id, lead_id, channel, sender, kind, body,"
+                " received_at, source, opt_out, effect, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (account_id, lead["id"], channel,
+                 lead["phone"] if channel == "sms" else lead["email"], kind, body, received_at,
+                 source, int(opt_out), effect, created_at),
             ).lastrowid  # fmt: skip
             replies.append(
                 {
