@@ -572,3 +572,18 @@ def test_replies_import_reads_a_from_column_as_email_or_phone_per_value(cli, db,
         ("ann@example.com", "email"),
         ("bob@example.com", "sms"),
     ]
+
+
+def test_replies_import_of_a_leads_file_is_refused_naming_the_body_column(cli, db, tmp_path):
+    prepare(cli, tmp_path, DRIP, LEADS, "drip")
+    tick(cli, T0)
+    before = dump(db)
+    path = tmp_path / "leads.csv"  # the leads file, given to `replies import` by mistake
+    result = cli("replies", "import", path, "--account", "acme")
+    assert result.exit_code == 1, result.output
+    assert f"{path}:1: no body column in the header" in result.stderr
+    assert "(body, message, text or reply)" in result.stderr
+    assert "Traceback" not in result.output
+    assert dump(db) == before
+    assert rows(db, "SELECT count(*) AS n FROM replies") == [{"n": 0}]
+    assert [s[0] for s in stages_of(db, "ann@example.com")] == ["intro"]
