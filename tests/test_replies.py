@@ -587,3 +587,40 @@ def test_replies_import_of_a_leads_file_is_refused_naming_the_body_column(cli, d
     assert dump(db) == before
     assert rows(db, "SELECT count(*) AS n FROM replies") == [{"n": 0}]
     assert [s[0] for s in stages_of(db, "ann@example.com")] == ["intro"]
+
+
+def test_reply_dated_before_the_run_began_is_recorded_and_steers_nothing(cli, db, tmp_path):
+    prepare(cli, tmp_path, DRIP + NURTURE, LEADS, "drip", "nurture")
+    tick(cli, T0)  # both runs began at T0, in 2027; the nurture lead waits for a reply
+    assert ("wait_for_reply", "awaiting_reply") in actions_of(db, "ann@example.com")
+    before = actions_of(db, "ann@example.com")
+
+    result = reply(
+        cli, "--email", "ann@example.com", "--body", "old news", "--at", "2026-01-01T00:00:00Z"
+    )
+    assert result.exit_code == 0, result.output
+    assert "drip: dated before this run began; not acted on" in result.stdout
+    assert "nurture: dated before this run began; not acted on" in result.stdout
+    assert actions_of(db, "ann@example.com") == before
+    assert [s[0] for s in stages_of(db, "ann@example.com")] == ["intro", "inquired"]
+    assert rows(db, "SELECT body, received_at FROM replies") == [
+        {"body": "old news", "received_at": "2026-01-01T00:00:00Z"}
+    ]
+    shown = cli("leads", "show", "ann@example.com")
+    assert "2026-01-01T00:00:00Z  reply by email: drip: dated before this run began" in (
+        shown.stdout
+    )
+
+    # The same from an inbox export: recorded, nothing moves, nothing more is sent.
+    path = tmp_path / "inbox.csv"
+    path.write_text("From,Body,Date\nann@example.com,ancient,2025-06-01T09:00:00Z\n")
+    assert cli("replies", "import", path, "--account", "acme").exit_code == 0
+    assert actions_of(db, "ann@example.com") == before
+    assert rows(db, "SELECT count(*) AS n FROM replies") == [{"n": 2}]
+
+    # A reply within the run still steers it.
+    result = reply(
+        cli, "--email", "ann@example.com", "--body", "yes", "--at", "2027-03-01T15:00:00Z"
+    )
+    assert "drip: moved from intro to responded" in result.stdout
+    assert "nurture: moved from inquired to responded" in result.stdout
