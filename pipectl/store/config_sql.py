@@ -203,6 +203,7 @@ class ConfigSQL:
         if holding and not force:
             refused.append(f"pipeline '{row['key']}' ({_leads(holding)} in it)")
             return
+        never_started = self._stop_queued("pipeline_id = ?", row["id"], now)
         referenced = self._count(
             "SELECT EXISTS (SELECT 1 FROM enrollments WHERE pipeline_id = ?)", row["id"]
         )
@@ -213,7 +214,7 @@ class ConfigSQL:
                 (now, row["id"]),
             )
             self._update("pipelines", row["id"], {"removed_at": now, "updated_at": now})
-            detail = "kept as removed: leads' history refers to it"
+            detail = "kept as removed: leads' history refers to it" + never_started
         else:
             self.conn.execute(
                 "DELETE FROM pipeline_stages WHERE pipeline_id = ?", (row["id"],)
@@ -278,6 +279,7 @@ class ConfigSQL:
         if holding:
             refused.append(f"stage '{label}' ({_leads(holding)} in it)")
             # with --force: fall through; the lead keeps its snapshot
+        never_started = self._stop_queued("entry_stage_id = ?", row["id"], now)
         referenced = self._count(
             "SELECT EXISTS (SELECT 1 FROM lead_stages WHERE pipeline_stage_id = ?)"
             " OR EXISTS (SELECT 1 FROM enrollments WHERE entry_stage_id = ?)",
@@ -286,10 +288,27 @@ class ConfigSQL:
         )
         if referenced:
             self._update("pipeline_stages", row["id"], {"removed_at": now})
-            plan.add("stage", label, REMOVED, "kept as removed: leads' history refers to it")
+            plan.add(
+                "stage",
+                label,
+                REMOVED,
+                "kept as removed: leads' history refers to it" + never_started,
+            )
         else:
             self.conn.execute("DELETE FROM pipeline_stages WHERE id = ?", (row["id"],))
             plan.add("stage", label, REMOVED)
+
+    def _stop_queued(self, where: str, config_id: int, now: str) -> str:
+        """Queued runs into a pipeline or stage being removed never start: they end `stopped`.
+        Leads already in its stages finish with the actions they entered with."""
+        queued = self._rows(
+            f"SELECT id, lead_id FROM enrollments WHERE {where} AND status = 'queued'", config_id
+        )
+        stopped = [(r["id"], r["lead_id"], now) for r in queued]
+        self._set_enrollments(stopped, "stopped")  # type: ignore[attr-defined]
+        if not stopped:
+            return ""
+        return f"; {_leads(len(stopped))} queued for it will not start (stopped)"
 
     def _actions(self, stage_id: int) -> list[tuple[str, str]]:
         return [
