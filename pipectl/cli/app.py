@@ -14,8 +14,8 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from .. import __version__
-from ..errors import ConfigError, PipectlError
-from ..store import Store, default_db_path
+from ..errors import ConfigError, DiskFull, PipectlError, is_no_space
+from ..store import Store, default_db_path, is_disk_full
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -35,7 +35,16 @@ class Group(TyperGroup):
             err.print(f"error: {e}", markup=False)
             raise typer.Exit(e.exit_code) from None
         except sqlite3.Error as e:
-            err.print(f"error: database {ctx.obj.get('db') if ctx.obj else ''}: {e}", markup=False)
+            db = ctx.obj.get("db") if ctx.obj else ""
+            if is_disk_full(e, db or "."):
+                err.print(f"error: {DiskFull(f'the database {db}', str(e))}", markup=False)
+            else:
+                err.print(f"error: database {db}: {e}", markup=False)
+            raise typer.Exit(1) from None
+        except OSError as e:
+            if not is_no_space(e):
+                raise
+            err.print(f"error: {DiskFull(e.filename, e.strerror)}", markup=False)
             raise typer.Exit(1) from None
 
 
