@@ -6,7 +6,7 @@ import csv
 import io
 from pathlib import Path
 
-from .durations import format_time, parse_time
+from .durations import format_time, parse_user_time
 from .errors import CsvError, DurationError, PipectlError
 from .leads import ALIASES, normalise_header
 from .store.replies_sql import ReplyRow
@@ -108,6 +108,6 @@ def check_channel(value: str | None, default: str, what: str) -> str:
 
 def check_time(value: str, what: str) -> str:
     try:
-        return format_time(parse_time(value))
+        return format_time(parse_user_time(value))
     except DurationError as e:
         raise PipectlError(f"{what}: {e}") from None

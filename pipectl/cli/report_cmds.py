@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from ..durations import DurationError, format_time, parse_time, utcnow
+from ..durations import DurationError, format_time, parse_user_time, utcnow
 from .app import app, is_terminal, open_store, out, print_json
 
 NowOpt = Annotated[
@@ -19,7 +19,7 @@ NowOpt = Annotated[
 def parse_now(now: str | None) -> str:
     """`--now` in the stored time format; the real time when not given."""
     try:
-        return format_time(parse_time(now) if now else utcnow())
+        return format_time(parse_user_time(now) if now else utcnow())
     except DurationError as e:
         raise typer.BadParameter(str(e), param_hint="--now") from None
 

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from ..durations import parse_time
+from ..durations import parse_user_time
 from ..errors import DurationError, LockHeld
 from ..lock import TickLock
 from .app import app, err, out, print_json
@@ -26,7 +26,7 @@ def _stop_on_signals() -> threading.Event:
 
 def _parse_now(now: str | None):
     try:
-        return parse_time(now) if now else None
+        return parse_user_time(now) if now else None
     except DurationError as e:
         raise typer.BadParameter(str(e), param_hint="--now") from None
 
