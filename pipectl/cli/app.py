@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from typer.core import TyperGroup
+from typer.core import TyperGroup, TyperOption
 
 from .. import __version__
 from ..errors import ConfigError, DiskFull, PipectlError, is_no_space
@@ -19,6 +19,16 @@ from ..store import Store, default_db_path, is_disk_full
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _flag_type(self: TyperOption, ctx: Any) -> str | None:
+    """A flag (`--json`, `--help`, `--version`) takes no value: show no type for it in help,
+    as plain help does, instead of `<bool>`."""
+    return None if self.is_flag else _option_type(self, ctx)
+
+
+_option_type = TyperOption.display_type_rich
+TyperOption.display_type_rich = _flag_type  # type: ignore[method-assign]
 
 
 class Group(TyperGroup):
