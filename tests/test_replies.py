@@ -502,7 +502,7 @@ def test_replies_import_records_matches_reports_unmatched_rows_and_applies_opt_o
     )
     result = cli("replies", "import", path, "--account", "acme")
     assert result.exit_code == 0, result.output
-    assert "3 replies: 2 matched (1 opt-outs), 1 unmatched" in result.stdout
+    assert "3 replies: 2 matched (1 opt-out), 1 unmatched" in result.stdout
     assert f"{path}:3: unmatched: no lead has 'nobody@example.com'" in result.stdout
     recorded = rows(
         db,
@@ -562,7 +562,7 @@ def test_replies_import_reads_a_from_column_as_email_or_phone_per_value(cli, db,
     )
     result = cli("replies", "import", path, "--account", "acme")
     assert result.exit_code == 0, result.output
-    assert "2 replies: 2 matched (1 opt-outs), 0 unmatched" in result.stdout
+    assert "2 replies: 2 matched (1 opt-out), 0 unmatched" in result.stdout
     assert rows(db, "SELECT status, do_not_contact FROM leads WHERE email = 'bob@example.com'") == [
         {"status": "stopped", "do_not_contact": 1}
     ]

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from ..durations import DurationError, format_time, parse_user_time, utcnow
+from ..wording import counted
 from .app import app, is_terminal, open_store, out, print_json
 
 NowOpt = Annotated[
@@ -71,7 +72,7 @@ def _render(report: dict[str, Any]) -> None:
     if not report["accounts"]:
         out.print("no accounts yet: run `pipectl apply pipelines.yaml`")
     for entry in report["accounts"]:
-        title = f"{entry['account']} ({entry['name']}): {entry['leads']} leads"
+        title = f"{entry['account']} ({entry['name']}): {counted(entry['leads'], 'lead')}"
         lines = _lines(entry)
         if terminal:
             table = Table(title=title, show_header=False, title_justify="left")
@@ -117,7 +118,9 @@ def _lines(entry: dict[str, Any]) -> list[tuple[str, str]]:
     ]
     lines.append(("limits", ", ".join(use)))
     for f in entry["failing_channels"]:
-        lines.append((f"{f['channel']} failing", f"{f['failures']} failures: {f['error']}"))
+        lines.append(
+            (f"{f['channel']} failing", f"{counted(f['failures'], 'failure')}: {f['error']}")
+        )
     return lines
 
 

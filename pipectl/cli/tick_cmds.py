@@ -13,6 +13,7 @@ import typer
 from ..durations import parse_user_time
 from ..errors import DurationError, LockHeld
 from ..lock import TickLock
+from ..wording import counted
 from .app import app, err, out, print_json
 
 
@@ -83,7 +84,7 @@ def tick(
             )
         out.print(
             f"dry run at {summary.now}: would admit {summary.admitted}, send "
-            f"{len(summary.would_send)}, do {summary.done} internal actions; "
+            f"{len(summary.would_send)}, do {counted(summary.done, 'internal action')}; "
             f"{summary.held_back} due held back by limits; nothing was changed",
             markup=False,
         )
