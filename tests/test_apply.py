@@ -452,3 +452,37 @@ def test_queued_leads_into_a_removed_stage_or_left_by_an_older_apply_never_start
         {"status": "stopped"},
     ]
     assert rows(db, "SELECT count(*) AS n FROM lead_stages") == [{"n": 0}]
+
+
+def test_dry_run_that_would_remove_a_stage_with_leads_shows_the_plan_then_refuses(cli, db, example):
+    cli("apply")
+    put_lead_in_stage(db, "adwords", "follow-up")
+    put_lead_in_stage(db, "solar-webinar", "registered")
+    edit(example, "on_timeout: follow-up}", "on_timeout: lost}")
+    edit(
+        example,
+        "      - key: follow-up\n        actions:\n          " + FOLLOW_UP_SMS,
+        "      - key: gone\n        actions:\n          " + FOLLOW_UP_SMS,
+    )
+    text = example.read_text()
+    example.write_text(text[: text.index("  - key: solar-webinar")])
+    before = dump(db)
+
+    result = cli("apply", "--dry-run")
+    assert result.exit_code == 1
+    assert "  + stage adwords/gone: created" in result.stdout
+    assert "  - stage adwords/follow-up: removed (kept as removed" in result.stdout
+    assert "  - pipeline solar-webinar: removed (refused: 1 lead in it)" in result.stdout
+    assert "dry run, nothing written: would apply" in result.stdout
+    assert "stage 'adwords/follow-up' (1 lead in it)" in result.stderr
+    assert "pipeline 'solar-webinar' (1 lead in it)" in result.stderr
+    assert "--force" in result.stderr and "Traceback" not in result.output
+
+    as_json = cli("apply", "--dry-run", "--json")
+    assert as_json.exit_code == 1
+    plan = json.loads(as_json.stdout)
+    assert plan["dry_run"] is True and len(plan["refused"]) == 2
+    assert {"kind": "stage", "key": "adwords/gone", "change": "created", "detail": ""} in (
+        plan["changes"]
+    )
+    assert dump(db) == before

@@ -54,7 +54,13 @@ class Plan:
 
 
 class RemovalRefused(PipectlError):
-    """Applying would remove stages or pipelines that leads are still in."""
+    """Applying would remove stages or pipelines that leads are still in; `plan` is what it
+    would have done, for `apply --dry-run` to show before the refusal."""
+
+    def __init__(self, message: str, plan: Plan, refused: list[str]):
+        super().__init__(message)
+        self.plan = plan
+        self.refused = refused
 
 
 class _RollBack(Exception):
@@ -103,7 +109,9 @@ class ConfigSQL:
                         f"{config.path}: not applied; it would remove what leads are still in:\n  "
                         + "\n  ".join(refused)
                         + "\nKeep them in the YAML, or run apply --force: those leads finish"
-                        " with the actions they entered with."
+                        " with the actions they entered with.",
+                        plan,
+                        refused,
                     )
                 if dry_run:
                     raise _RollBack
@@ -202,6 +210,7 @@ class ConfigSQL:
         )
         if holding and not force:
             refused.append(f"pipeline '{row['key']}' ({_leads(holding)} in it)")
+            plan.add("pipeline", row["key"], REMOVED, f"refused: {_leads(holding)} in it")
             return
         never_started = self._stop_queued("pipeline_id = ?", row["id"], now)
         referenced = self._count(
