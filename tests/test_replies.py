@@ -618,6 +618,15 @@ def test_reply_dated_before_the_run_began_is_recorded_and_steers_nothing(cli, db
     assert actions_of(db, "ann@example.com") == before
     assert rows(db, "SELECT count(*) AS n FROM replies") == [{"n": 2}]
 
+    # An opt-out is honoured whatever its date.
+    stop = reply(
+        cli, "--email", "bob@example.com", "--body", "STOP", "--at", "2026-01-01T00:00:00Z"
+    )
+    assert stop.exit_code == 0, stop.output
+    assert rows(db, "SELECT do_not_contact FROM leads WHERE email = 'bob@example.com'") == [
+        {"do_not_contact": 1}
+    ]
+
     # A reply within the run still steers it.
     result = reply(
         cli, "--email", "ann@example.com", "--body", "yes", "--at", "2027-03-01T15:00:00Z"
