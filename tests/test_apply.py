@@ -390,7 +390,8 @@ def test_forced_removal_of_a_pipeline_or_account_never_starts_its_queued_leads(c
     dry = cli("apply", yaml, "--force", "--dry-run")
     assert (
         "- pipeline drip: removed (kept as removed: leads' history refers to it;"
-        " 1 lead queued for it will not start (stopped))" in dry.stdout
+        " 1 lead queued for it will not start (stopped);"
+        " 1 lead in it finishes with the actions they entered with)" in dry.stdout
     ), dry.output
     assert (
         "- pipeline beta-drip: removed (kept as removed: leads' history refers to it;"

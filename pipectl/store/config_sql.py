@@ -213,6 +213,7 @@ class ConfigSQL:
             plan.add("pipeline", row["key"], REMOVED, f"refused: {_leads(holding)} in it")
             return
         never_started = self._stop_queued("pipeline_id = ?", row["id"], now)
+        never_started += self._finishing("e.pipeline_id = ?", row["id"])
         referenced = self._count(
             "SELECT EXISTS (SELECT 1 FROM enrollments WHERE pipeline_id = ?)", row["id"]
         )
@@ -289,6 +290,7 @@ class ConfigSQL:
             refused.append(f"stage '{label}' ({_leads(holding)} in it)")
             # with --force: fall through; the lead keeps its snapshot
         never_started = self._stop_queued("entry_stage_id = ?", row["id"], now)
+        never_started += self._finishing("ls.pipeline_stage_id = ?", row["id"])
         referenced = self._count(
             "SELECT EXISTS (SELECT 1 FROM lead_stages WHERE pipeline_stage_id = ?)"
             " OR EXISTS (SELECT 1 FROM enrollments WHERE entry_stage_id = ?)",
@@ -318,6 +320,17 @@ class ConfigSQL:
         if not stopped:
             return ""
         return f"; {_leads(len(stopped))} queued for it will not start (stopped)"
+
+    def _finishing(self, where: str, config_id: int) -> str:
+        """How many running leads stay in a removed pipeline or stage, for the plan."""
+        n = self._count(
+            "SELECT count(DISTINCT e.id) FROM enrollments e JOIN lead_stages ls"
+            " ON ls.enrollment_id = e.id AND ls.exited_at IS NULL"
+            f" WHERE {where} AND e.status = 'active'",
+            config_id,
+        )
+        verb = "finishes" if n == 1 else "finish"
+        return f"; {_leads(n)} in it {verb} with the actions they entered with" if n else ""
 
     def _actions(self, stage_id: int) -> list[tuple[str, str]]:
         return [
