@@ -125,3 +125,10 @@ def test_an_anchor_bomb_under_limits_rates_is_refused_at_once(cli, db, tmp_path)
         assert "rates.all must be a rate like 200/hour, not a list" in result.stderr
         assert len(result.stderr) < 1000
     assert dump(db) == before
+
+
+def test_run_refuses_an_interval_too_long_to_wait(cli):
+    for interval in ("1e400", "inf", "86401"):
+        result = cli("run", "--interval", interval)
+        assert result.exit_code == 2, result.output
+        assert "--interval" in said(result)

@@ -96,7 +96,7 @@ def tick(
 @app.command()
 def run(
     ctx: typer.Context,
-    interval: Annotated[float, typer.Option(min=1, help="Seconds between ticks.")] = 60,
+    interval: Annotated[float, typer.Option(min=1, max=86400, help="Seconds between ticks.")] = 60,
     workers: Annotated[int, typer.Option(min=1, max=256, help="Send threads.")] = 16,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only failures.")] = False,
 ) -> None:
