@@ -167,7 +167,11 @@ def list_(
     account: Annotated[str | None, typer.Option("--account", help="Only this account.")] = None,
     status: Annotated[
         str | None,
-        typer.Option("--status", help="Only leads in this state (with --pipeline: in it)."),
+        typer.Option(
+            "--status",
+            help="Only leads in this state (with --pipeline: in it); not_enrolled: in no"
+            " pipeline (with --pipeline: not in it).",
+        ),
     ] = None,
     pipeline: Annotated[
         str | None, typer.Option("--pipeline", help="Only leads enrolled in it.")
