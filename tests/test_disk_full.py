@@ -115,3 +115,28 @@ def test_import_and_apply_on_a_full_disk_say_disk_full_and_change_nothing(disk, 
 
     filler.unlink()
     assert dump(db) == before
+
+
+def test_a_full_outbox_disk_retries_the_sends_saying_disk_full(disk, tmp_path):
+    db = tmp_path / "pipectl.db"  # the database has room; the outbox is on the full disk
+    (tmp_path / "outbox").symlink_to(disk)
+    assert pipectl(db, "apply", str(write_yaml(tmp_path, ONE_EMAIL))).returncode == 0
+    csv = write_csv(tmp_path, "leads.csv", 3)
+    imported = pipectl(db, "leads", "import", str(csv), "--account", "acme", "--pipeline", "drip")
+    assert imported.returncode == 0, imported.stderr
+    filler = fill(disk)
+
+    result = pipectl(db, "tick", "--now", T0)
+    assert result.returncode == 0, result.stderr  # the tick ran: the sends wait for a retry
+    errors = rows(db, "SELECT status, attempts, last_error FROM lead_stage_actions"
+                      " WHERE type = 'email'")  # fmt: skip
+    assert {(r["status"], r["attempts"]) for r in errors} == {("pending", 1)}
+    assert {r["last_error"] for r in errors} == {
+        f"channel email: outbox: disk full: cannot write {tmp_path / 'outbox'}"
+    }
+    assert [p.name for p in disk.iterdir()] == ["filler"]  # no half-written files left
+
+    filler.unlink()
+    assert pipectl(db, "tick", "--now", "2027-03-01T15:00:00Z").returncode == 0
+    assert rows(db, "SELECT DISTINCT status FROM lead_stage_actions") == [{"status": "done"}]
+    assert len(outbox(tmp_path)) == 3
