@@ -633,3 +633,22 @@ def test_reply_dated_before_the_run_began_is_recorded_and_steers_nothing(cli, db
     )
     assert "drip: moved from intro to responded" in result.stdout
     assert "nurture: moved from inquired to responded" in result.stdout
+
+
+def test_a_reply_dated_before_the_lead_entered_its_stage_moves_it_from_then_on(cli, db, tmp_path):
+    with_on_reply = NURTURE.replace("    name: Nurture\n", "    name: Nurture\n    on_reply: won\n")
+    prepare(cli, tmp_path, with_on_reply, LEADS, "nurture")
+    tick(cli, T0)
+    tick(cli, "2027-03-03T14:00:05Z")  # no reply within 2 days: on to follow-up
+    assert stages_of(db, "ann@example.com")[-1][0] == "follow-up"
+    entered = stages_of(db, "ann@example.com")[-1][1]
+
+    # Recorded late: it arrived during the run, before the lead entered follow-up.
+    result = reply(
+        cli, "--email", "ann@example.com", "--body", "yes", "--at", "2027-03-02T10:00:00Z"
+    )
+    assert "nurture: moved from follow-up to won" in result.stdout
+    assert stages_of(db, "ann@example.com")[-2:] == [
+        ("follow-up", entered, entered),  # never left before it was entered
+        ("won", entered, None),
+    ]
