@@ -256,6 +256,10 @@ class _Reader(NodeReader):
             for channel, rate_node in self.mapping(
                 fields["rates"], RATE_KEYS, f"{what} limits.rates"
             ).items():
+                if not isinstance(rate_node, ScalarNode):
+                    like = f"must be a rate like 200/hour, not {kind(rate_node)}"
+                    self.problem(rate_node, f"{what} rates.{channel} {like}")
+                    continue
                 try:
                     rates[channel] = parse_rate(self.value(rate_node))
                 except DurationError as e:

@@ -12,6 +12,19 @@ UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 _PART = re.compile(r"(\d+)([smhdw])")
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+SHOWN = 60  # characters of a value a message quotes: a value of any length gives a short message
+
+
+def shown(value: object) -> str:
+    """`repr(value)` of a scalar, cut short: a message never quotes an unbounded value."""
+    if isinstance(value, list | dict | tuple | set):
+        return f"a {type(value).__name__}"  # never formatted: it may be an anchor bomb
+    if isinstance(value, str) and len(value) > SHOWN:
+        return repr(value[:SHOWN]) + "..."
+    text = repr(value)
+    return text if len(text) <= SHOWN else text[:SHOWN] + "..."
+
+
 # A wait, timeout or backoff must land on a date the tick can store (longer ones overflowed).
 MAX_DURATION = 36500 * 86400
 
@@ -20,7 +33,7 @@ def parse_duration(text: object) -> int:
     """Seconds in a duration like `30s`, `15m`, `2h`, `3d`, `1w` or `1d12h`."""
     if isinstance(text, bool) or not isinstance(text, str | int):
         raise DurationError(
-            f"duration must be text like 30s, 15m, 2h, 3d, 1w or 1d12h, not {text!r}"
+            f"duration must be text like 30s, 15m, 2h, 3d, 1w or 1d12h, not {shown(text)}"
         )
     if isinstance(text, int):
         raise DurationError(f"duration {text} needs a unit: s, m, h, d or w (e.g. {text}s)")
@@ -34,11 +47,11 @@ def parse_duration(text: object) -> int:
         pos = m.end()
     if not s or pos != len(s):
         raise DurationError(
-            f"invalid duration {text!r}: use a number and a unit (s, m, h, d, w),"
+            f"invalid duration {shown(text)}: use a number and a unit (s, m, h, d, w),"
             " e.g. 30s, 2h, 1d12h"
         )
     if total > MAX_DURATION:
-        raise DurationError(f"duration {text!r} is too long: at most {MAX_DURATION // 86400}d")
+        raise DurationError(f"duration {shown(text)} is too long: at most {MAX_DURATION // 86400}d")
     return total
 
 
@@ -63,7 +76,7 @@ def parse_rate(text: object) -> Rate:
     )
     if not m or int(m.group(1)) <= 0:
         raise DurationError(
-            f"invalid rate {text!r}: use N/second, N/minute, N/hour or N/day with N > 0,"
+            f"invalid rate {shown(text)}: use N/second, N/minute, N/hour or N/day with N > 0,"
             " e.g. 200/hour"
         )
     return Rate(int(m.group(1)), PERIODS[m.group(2)])
@@ -83,14 +96,30 @@ def parse_time(text: str) -> datetime:
         t = datetime.fromisoformat(s)
     except ValueError:
         raise DurationError(
-            f"invalid time {text!r}: use ISO-8601 like 2027-03-01T14:00:00Z"
+            f"invalid time {shown(text)}: use ISO-8601 like 2027-03-01T14:00:00Z"
         ) from None
     if t.tzinfo is None:
         t = t.replace(tzinfo=UTC)
     try:
         return t.astimezone(UTC).replace(microsecond=0)
     except OverflowError:
-        raise DurationError(f"invalid time {text!r}: out of range in UTC") from None
+        raise DurationError(f"invalid time {shown(text)}: out of range in UTC") from None
+
+
+# A time a user gives (`--now`, `--at`, a replies file's dates) lies in these years, so that
+# waits, timeouts and send windows of up to 100 years either way stay dates the tick can
+# store and compute (`--now 9999-12-31T23:59:59Z` overflowed in the send window code).
+EARLIEST, LATEST = datetime(1900, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def parse_user_time(text: str) -> datetime:
+    """`parse_time` for a time a user gives: also refuses one out of the years 1900-8999."""
+    t = parse_time(text)
+    if not EARLIEST <= t < LATEST:
+        raise DurationError(
+            f"invalid time {shown(text)}: out of range; use a time from 1900-01-01 to 8999-12-31"
+        )
+    return t
 
 
 def utcnow() -> datetime:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import os
+
 
 class PipectlError(Exception):
     """An error shown to the user as a message with exit code 1, never a traceback."""
@@ -37,3 +40,21 @@ class LockHeld(PipectlError):
 
 class DurationError(ValueError):
     """A duration or rate that does not parse; the message says what is accepted."""
+
+
+# A write refused for want of space: a full disk, a quota, a file-size limit (RLIMIT_FSIZE).
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+class DiskFull(PipectlError):
+    """A file could not be written for want of space: said plainly, naming the file."""
+
+    def __init__(self, path: str | os.PathLike[str] | None, error: str = ""):
+        where = f"cannot write {path}" if path else "cannot write"
+        detail = f" ({error})" if error else ""
+        super().__init__(f"disk full: {where}{detail}; free some space and run it again")
+
+
+def is_no_space(error: BaseException) -> bool:
+    """An OSError that means the disk (or the quota, or the file-size limit) is full."""
+    return isinstance(error, OSError) and error.errno in NO_SPACE

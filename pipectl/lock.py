@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from .durations import format_time, utcnow
-from .errors import LockHeld, PipectlError
+from .errors import DiskFull, LockHeld, PipectlError, is_no_space
 
 
 class TickLock:
@@ -35,8 +35,14 @@ class TickLock:
             os.close(fd)
             who = f" (pid {holder[0]}, since {holder[1]})" if len(holder) >= 2 else ""
             raise LockHeld(f"another tick is running{who}; {self.path} is locked") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()} {format_time(utcnow())}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()} {format_time(utcnow())}\n".encode(), 0)
+        except OSError as e:
+            os.close(fd)  # and the lock with it
+            if is_no_space(e):
+                raise DiskFull(self.path, e.strerror) from None
+            raise PipectlError(f"{self.path}: cannot write the lock file: {e.strerror}") from None
         self.fd = fd
 
     def release(self) -> None:

@@ -6,7 +6,7 @@ import csv
 import io
 from pathlib import Path
 
-from .durations import format_time, parse_time
+from .durations import format_time, parse_user_time
 from .errors import CsvError, DurationError, PipectlError
 from .leads import ALIASES, normalise_header
 from .store.replies_sql import ReplyRow
@@ -67,6 +67,14 @@ def _columns(name: str, line: int, header: list[str]) -> dict[str, int]:
             f"{name}:{line}: no email or phone column in the header"
             f" (columns: {', '.join(header)}); name one 'email' or 'phone'"
         )
+    if "body" not in columns:
+        # A leads file given by mistake would record an empty reply for every lead and move
+        # them all to on_reply.
+        raise CsvError(
+            f"{name}:{line}: no body column in the header (columns: {', '.join(header)});"
+            " a replies file needs an email, phone or from column and a body column"
+            " (body, message, text or reply); nothing was imported"
+        )
     return columns
 
 
@@ -87,7 +95,7 @@ def _reply_row(line: int, row: list[str], columns: dict[str, int], now: str) -> 
         received_at = check_time(at, "received_at") if at else now
     except PipectlError as e:
         raise ValueError(str(e)) from None
-    body = row[columns["body"]] if columns.get("body", len(row)) < len(row) else ""
+    body = row[columns["body"]] if columns["body"] < len(row) else ""
     return ReplyRow(line, channel, received_at, email=email, phone=phone, body=body)
 
 
@@ -100,6 +108,6 @@ def check_channel(value: str | None, default: str, what: str) -> str:
 
 def check_time(value: str, what: str) -> str:
     try:
-        return format_time(parse_time(value))
+        return format_time(parse_user_time(value))
     except DurationError as e:
         raise PipectlError(f"{what}: {e}") from None

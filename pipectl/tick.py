@@ -26,6 +26,7 @@ from .limits import retry_delay
 from .lock import TickLock
 from .store import Store
 from .store.scheduler_sql import Claim, Result
+from .wording import counted
 from .workers import Workers
 
 DEFAULT_RETRY = {"attempts": 5, "backoff": 60, "max_backoff": 3600}
@@ -277,9 +278,8 @@ def perform(row: dict[str, Any], senders: SenderPool, clock: Clock) -> Result:
 def _retry_or_fail(row: dict[str, Any], error: str, retry_after: float | None, now: str) -> Result:
     retry = {**DEFAULT_RETRY, **(row["params"].get("retry") or {})}
     if row["attempts"] >= retry["attempts"]:
-        return Result(
-            row, "failed", now, error=f"gave up after {row['attempts']} attempts: {error}"
-        )
+        attempts = counted(row["attempts"], "attempt")
+        return Result(row, "failed", now, error=f"gave up after {attempts}: {error}")
     delay = retry_delay(row["attempts"], retry["backoff"], retry["max_backoff"], retry_after)
     retry_at = format_time(
         datetime.fromisoformat(now.replace("Z", "+00:00")) + timedelta(seconds=delay)

@@ -12,6 +12,8 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from .durations import DurationError, parse_duration
 from .errors import ConfigError
 
+MAX_COUNT = 1_000_000_000  # a limit or count in the YAML; larger is a typo, not a plan
+
 
 def compose(path: Path) -> Node | None:
     """The node tree of a YAML file; unreadable files and syntax errors are ConfigErrors."""
@@ -147,12 +149,19 @@ class NodeReader:
         return None
 
     def value(self, node: Node) -> Any:
+        """A scalar's value; None for a list or mapping, never built (an anchor bomb of 9^9
+        items would take minutes, and a message that showed it would never end)."""
+        if not isinstance(node, ScalarNode):
+            return None
         return self.constructor.construct_object(node, deep=True)
 
     def positive_int(self, node: Node, what: str) -> int | None:
         value = self.value(node) if isinstance(node, ScalarNode) else None
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_COUNT:
             return value
+        if isinstance(value, int) and value > MAX_COUNT:  # overflowed the database's integers
+            self.problem(node, f"{what} must be at most {MAX_COUNT:,}")
+            return None
         self.problem(node, f"{what} must be a whole number greater than 0, not {kind(node)}")
         return None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email
 import json
 import shutil
 import sqlite3
@@ -13,6 +14,7 @@ from pipectl.errors import NotFound
 from pipectl.store import Store
 
 from .conftest import dump, rows
+from .scenario import ONE_EMAIL, T0, outbox, write_csv, write_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 FOLLOW_UP_SMS = '- sms: "Hi {{ lead.first_name }}, did you see our email?"'
@@ -345,3 +347,143 @@ def test_account_with_leads_is_kept_for_them_and_reported_removed_once(cli, db, 
     again = cli("apply")
     assert again.exit_code == 0
     assert "nothing changed" in again.stdout
+
+
+# Acme admits one lead at a time; each lead gets two emails a day apart.
+TWO_EMAILS = """\
+  - key: drip
+    account: {account}
+    name: Drip
+    stages:
+      - key: intro
+        actions:
+          - email: {{subject: "Hi {{{{ lead.first_name }}}}", body: "Hello"}}
+          - wait: 1d
+          - email: {{subject: "Again", body: "Still there?"}}
+          - move: won
+      - {{key: won, outcome: won}}
+"""
+
+
+def test_forced_removal_of_a_pipeline_or_account_never_starts_its_queued_leads(cli, db, tmp_path):
+    yaml = write_yaml(
+        tmp_path,
+        TWO_EMAILS.format(account="acme")
+        + TWO_EMAILS.format(account="beta").replace("key: drip", "key: beta-drip"),
+        acme_extra="    limits: {active_leads: 1}",
+    )
+    assert cli("apply", yaml).exit_code == 0
+    acme = write_csv(tmp_path, "acme.csv", 2, domain="acme.example")
+    assert cli("leads", "import", acme, "--account", "acme", "--pipeline", "drip").exit_code == 0
+    assert cli("tick", "--now", T0).exit_code == 0  # lead0 starts; lead1 waits for room
+    beta = write_csv(tmp_path, "beta.csv", 2, domain="beta.example")
+    assert (
+        cli("leads", "import", beta, "--account", "beta", "--pipeline", "beta-drip").exit_code == 0
+    )
+    assert len(outbox(tmp_path)) == 1
+
+    # The acme pipeline and the whole beta account leave the YAML.
+    text = yaml.read_text()
+    text = text.replace(text[text.index("  - key: beta") : text.index("channels:")], "")
+    yaml.write_text(text[: text.index("pipelines:")] + "pipelines: []\n")
+    before = dump(db)
+    dry = cli("apply", yaml, "--force", "--dry-run")
+    assert (
+        "- pipeline drip: removed (kept as removed: leads' history refers to it;"
+        " 1 lead queued for it will not start (stopped);"
+        " 1 lead in it finishes with the actions they entered with)" in dry.stdout
+    ), dry.output
+    assert (
+        "- pipeline beta-drip: removed (kept as removed: leads' history refers to it;"
+        " 2 leads queued for it will not start (stopped))" in dry.stdout
+    )
+    assert dump(db) == before
+    forced = cli("apply", yaml, "--force")
+    assert forced.exit_code == 0, forced.output
+    assert "2 leads queued for it will not start (stopped)" in forced.stdout
+
+    for now in ("2027-03-02T14:00:05Z", "2027-03-02T14:01:00Z", "2027-03-03T14:01:00Z"):
+        assert cli("tick", "--now", now).exit_code == 0
+    sent = [
+        (m["To"], m["Subject"])
+        for m in (email.message_from_bytes(p.read_bytes()) for p in outbox(tmp_path))
+    ]
+    # The lead already in the removed pipeline finishes with the actions it entered with;
+    # the queued ones never start.
+    assert sorted(sent) == [("lead0@acme.example", "Again"), ("lead0@acme.example", "Hi Lead0")]
+    assert rows(db, "SELECT email, status FROM leads ORDER BY email") == [
+        {"email": "lead0@acme.example", "status": "won"},
+        {"email": "lead0@beta.example", "status": "stopped"},
+        {"email": "lead1@acme.example", "status": "stopped"},
+        {"email": "lead1@beta.example", "status": "stopped"},
+    ]
+
+
+def test_queued_leads_into_a_removed_stage_or_left_by_an_older_apply_never_start(cli, db, tmp_path):
+    two_stages = TWO_EMAILS.format(account="acme").replace(
+        "      - {key: won", "      - key: later\n        actions: [{move: won}]\n      - {key: won"
+    )
+    yaml = write_yaml(tmp_path, two_stages + ONE_EMAIL.replace("key: drip", "key: other"))
+    assert cli("apply", yaml).exit_code == 0
+    csv = write_csv(tmp_path, "leads.csv", 1)
+    imports = (("drip", "--stage", "later"), ("other",))
+    for pipeline, *stage in imports:
+        args = ("--account", "acme", "--pipeline", pipeline, *stage)
+        assert cli("leads", "import", csv, *args).exit_code == 0
+
+    yaml.write_text(
+        yaml.read_text().replace("      - key: later\n        actions: [{move: won}]\n", "")
+    )
+    forced = cli("apply", yaml, "--force")
+    assert (
+        "- stage drip/later: removed (kept as removed: leads' history refers to it;"
+        " 1 lead queued for it will not start (stopped))" in forced.stdout
+    ), forced.output
+    # A database where an earlier version's `apply --force` left a queued run in a removed
+    # pipeline: the tick ends it instead of starting it.
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("UPDATE pipelines SET removed_at = ? WHERE key = 'other'", (T0,))
+    conn.close()
+    tick = cli("tick", "--now", T0)
+    assert tick.exit_code == 0, tick.output
+    assert outbox(tmp_path) == []
+    assert rows(db, "SELECT status FROM enrollments ORDER BY id") == [
+        {"status": "stopped"},
+        {"status": "stopped"},
+    ]
+    assert rows(db, "SELECT count(*) AS n FROM lead_stages") == [{"n": 0}]
+
+
+def test_dry_run_that_would_remove_a_stage_with_leads_shows_the_plan_then_refuses(cli, db, example):
+    cli("apply")
+    put_lead_in_stage(db, "adwords", "follow-up")
+    put_lead_in_stage(db, "solar-webinar", "registered")
+    edit(example, "on_timeout: follow-up}", "on_timeout: lost}")
+    edit(
+        example,
+        "      - key: follow-up\n        actions:\n          " + FOLLOW_UP_SMS,
+        "      - key: gone\n        actions:\n          " + FOLLOW_UP_SMS,
+    )
+    text = example.read_text()
+    example.write_text(text[: text.index("  - key: solar-webinar")])
+    before = dump(db)
+
+    result = cli("apply", "--dry-run")
+    assert result.exit_code == 1
+    assert "  + stage adwords/gone: created" in result.stdout
+    assert "  - stage adwords/follow-up: removed (kept as removed" in result.stdout
+    assert "  - pipeline solar-webinar: removed (refused: 1 lead in it)" in result.stdout
+    assert "dry run, nothing written: would apply" in result.stdout
+    assert "stage 'adwords/follow-up' (1 lead in it)" in result.stderr
+    assert "pipeline 'solar-webinar' (1 lead in it)" in result.stderr
+    assert "--force" in result.stderr and "Traceback" not in result.output
+
+    as_json = cli("apply", "--dry-run", "--json")
+    assert as_json.exit_code == 1
+    plan = json.loads(as_json.stdout)
+    assert plan["dry_run"] is True and len(plan["refused"]) == 2
+    assert {"kind": "stage", "key": "adwords/gone", "change": "created", "detail": ""} in (
+        plan["changes"]
+    )
+    assert dump(db) == before

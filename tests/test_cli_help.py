@@ -66,3 +66,15 @@ def test_no_colour_when_piped_or_under_no_color(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "\x1b[" not in result.stdout and "WARNING: no tick has ever run" in result.stdout
+
+
+@pytest.mark.parametrize("name", ["pipectl"] + [n for n, _ in COMMANDS])
+def test_flags_show_as_flags_in_help_without_a_type(cli, name):
+    result = cli(*name.split()[1:], "--help")
+    assert result.exit_code == 0, result.output
+    assert "--help" in result.stdout
+    assert "<bool>" not in result.stdout
+    if name in ("pipectl tick", "pipectl status"):
+        assert "--json" in result.stdout
+    if name == "pipectl":
+        assert "--version" in result.stdout

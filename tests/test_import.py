@@ -197,7 +197,7 @@ def test_bom_crlf_and_line_numbers_after_a_quoted_newline(applied, db, tmp_path)
     result = imported(applied, write(tmp_path, text.encode()), "--skip-invalid")
     assert result.exit_code == 0, result.output
     assert "leads.csv:4: invalid email 'nope'" in result.stderr
-    assert "1 invalid rows skipped (lines 4)" in result.stdout
+    assert "1 invalid row skipped (lines 4)" in result.stdout
     assert [(r["email"], json.loads(r["fields"])) for r in leads(db)] == [
         ("a@x.com", {"notes": "one\ntwo"}),
         ("b@x.com", {"notes": "Acme, Inc."}),

@@ -474,3 +474,50 @@ def test_an_opt_out_also_stops_a_failed_run(cli, db, tmp_path):
         {"status": "stopped", "do_not_contact": 1}
     ]
     assert cli("retry", str(failed["id"])).exit_code == 1
+
+
+# --- what the output says ---------------------------------------------------------------------
+
+
+def test_counts_of_one_read_in_the_singular(cli, db, tmp_path):
+    with smtp_server() as (server, recorder):
+        setup(cli, tmp_path, DRIP, {("acme", "drip"): 1}, acme_extra=smtp_channel(server.port))
+        recorder.replies["lead0@acme.example"] = "550 5.1.1 No such user"
+        assert cli("tick", "--now", T0).exit_code == 0
+    (row,) = rows(db, "SELECT id FROM lead_stage_actions WHERE status = 'failed'")
+    result = cli("retry", "--account", "acme", "--failed", "--now", T0)
+    assert result.exit_code == 0, result.output
+    assert f"retried 1 action ({row['id']}); the next tick runs them" in result.stdout
+    status = cli("status", "--now", "2027-03-01T14:10:00Z")
+    assert "1 action overdue (due more than 2 minutes ago" in status.stdout
+    assert "acme (Acme Roofing): 1 lead\n" in status.stdout
+    dry = cli("tick", "--dry-run", "--now", T0)
+    assert "would admit 0, send 1, do 0 internal actions" in dry.stdout
+
+
+def test_leads_show_names_each_sends_message_id_and_provider_id(cli, db, tmp_path):
+    setup(cli, tmp_path, DRIP, {("acme", "drip"): 1})
+    assert cli("tick", "--now", T0).exit_code == 0
+    (sent,) = rows(db, "SELECT message_id, provider_id FROM deliveries")
+    assert sent["message_id"].startswith("<pipectl.") and sent["provider_id"]
+    text = cli("leads", "show", "lead0@acme.example")
+    assert (
+        f"sent to lead0@acme.example, Message-ID {sent['message_id']},"
+        f" provider id {sent['provider_id']}"
+    ) in text.stdout
+
+
+def test_status_and_leads_list_agree_on_leads_in_no_pipeline(cli, db, tmp_path):
+    setup(cli, tmp_path, DRIP, {("acme", "drip"): 2})
+    others = tmp_path / "others.csv"
+    others.write_text("Email\nsolo@acme.example\n")
+    assert cli("leads", "import", others, "--account", "acme").exit_code == 0
+    state = as_json(cli, "status")["accounts"][0]["leads_by_state"]
+    assert state == {"not_enrolled": 1, "queued": 2}
+    listed = as_json(cli, "leads", "list", "--status", "not_enrolled")
+    assert [lead["email"] for lead in listed] == ["solo@acme.example"]
+    listed = as_json(cli, "leads", "list", "--status", "not_enrolled", "--pipeline", "nurture")
+    assert len(listed) == 3  # none of them is in nurture
+    bad = cli("leads", "list", "--status", "asleep")
+    assert bad.exit_code == 2
+    assert "failed, not_enrolled" in " ".join(bad.stderr.replace("│", " ").split())

@@ -502,7 +502,7 @@ def test_replies_import_records_matches_reports_unmatched_rows_and_applies_opt_o
     )
     result = cli("replies", "import", path, "--account", "acme")
     assert result.exit_code == 0, result.output
-    assert "3 replies: 2 matched (1 opt-outs), 1 unmatched" in result.stdout
+    assert "3 replies: 2 matched (1 opt-out), 1 unmatched" in result.stdout
     assert f"{path}:3: unmatched: no lead has 'nobody@example.com'" in result.stdout
     recorded = rows(
         db,
@@ -562,7 +562,7 @@ def test_replies_import_reads_a_from_column_as_email_or_phone_per_value(cli, db,
     )
     result = cli("replies", "import", path, "--account", "acme")
     assert result.exit_code == 0, result.output
-    assert "2 replies: 2 matched (1 opt-outs), 0 unmatched" in result.stdout
+    assert "2 replies: 2 matched (1 opt-out), 0 unmatched" in result.stdout
     assert rows(db, "SELECT status, do_not_contact FROM leads WHERE email = 'bob@example.com'") == [
         {"status": "stopped", "do_not_contact": 1}
     ]
@@ -571,4 +571,84 @@ def test_replies_import_reads_a_from_column_as_email_or_phone_per_value(cli, db,
     assert [tuple(r.values()) for r in recorded] == [
         ("ann@example.com", "email"),
         ("bob@example.com", "sms"),
+    ]
+
+
+def test_replies_import_of_a_leads_file_is_refused_naming_the_body_column(cli, db, tmp_path):
+    prepare(cli, tmp_path, DRIP, LEADS, "drip")
+    tick(cli, T0)
+    before = dump(db)
+    path = tmp_path / "leads.csv"  # the leads file, given to `replies import` by mistake
+    result = cli("replies", "import", path, "--account", "acme")
+    assert result.exit_code == 1, result.output
+    assert f"{path}:1: no body column in the header" in result.stderr
+    assert "(body, message, text or reply)" in result.stderr
+    assert "Traceback" not in result.output
+    assert dump(db) == before
+    assert rows(db, "SELECT count(*) AS n FROM replies") == [{"n": 0}]
+    assert [s[0] for s in stages_of(db, "ann@example.com")] == ["intro"]
+
+
+def test_reply_dated_before_the_run_began_is_recorded_and_steers_nothing(cli, db, tmp_path):
+    prepare(cli, tmp_path, DRIP + NURTURE, LEADS, "drip", "nurture")
+    tick(cli, T0)  # both runs began at T0, in 2027; the nurture lead waits for a reply
+    assert ("wait_for_reply", "awaiting_reply") in actions_of(db, "ann@example.com")
+    before = actions_of(db, "ann@example.com")
+
+    result = reply(
+        cli, "--email", "ann@example.com", "--body", "old news", "--at", "2026-01-01T00:00:00Z"
+    )
+    assert result.exit_code == 0, result.output
+    assert "drip: dated before this run began; not acted on" in result.stdout
+    assert "nurture: dated before this run began; not acted on" in result.stdout
+    assert actions_of(db, "ann@example.com") == before
+    assert [s[0] for s in stages_of(db, "ann@example.com")] == ["intro", "inquired"]
+    assert rows(db, "SELECT body, received_at FROM replies") == [
+        {"body": "old news", "received_at": "2026-01-01T00:00:00Z"}
+    ]
+    shown = cli("leads", "show", "ann@example.com")
+    assert "2026-01-01T00:00:00Z  reply by email: drip: dated before this run began" in (
+        shown.stdout
+    )
+
+    # The same from an inbox export: recorded, nothing moves, nothing more is sent.
+    path = tmp_path / "inbox.csv"
+    path.write_text("From,Body,Date\nann@example.com,ancient,2025-06-01T09:00:00Z\n")
+    assert cli("replies", "import", path, "--account", "acme").exit_code == 0
+    assert actions_of(db, "ann@example.com") == before
+    assert rows(db, "SELECT count(*) AS n FROM replies") == [{"n": 2}]
+
+    # An opt-out is honoured whatever its date.
+    stop = reply(
+        cli, "--email", "bob@example.com", "--body", "STOP", "--at", "2026-01-01T00:00:00Z"
+    )
+    assert stop.exit_code == 0, stop.output
+    assert rows(db, "SELECT do_not_contact FROM leads WHERE email = 'bob@example.com'") == [
+        {"do_not_contact": 1}
+    ]
+
+    # A reply within the run still steers it.
+    result = reply(
+        cli, "--email", "ann@example.com", "--body", "yes", "--at", "2027-03-01T15:00:00Z"
+    )
+    assert "drip: moved from intro to responded" in result.stdout
+    assert "nurture: moved from inquired to responded" in result.stdout
+
+
+def test_a_reply_dated_before_the_lead_entered_its_stage_moves_it_from_then_on(cli, db, tmp_path):
+    with_on_reply = NURTURE.replace("    name: Nurture\n", "    name: Nurture\n    on_reply: won\n")
+    prepare(cli, tmp_path, with_on_reply, LEADS, "nurture")
+    tick(cli, T0)
+    tick(cli, "2027-03-03T14:00:05Z")  # no reply within 2 days: on to follow-up
+    assert stages_of(db, "ann@example.com")[-1][0] == "follow-up"
+    entered = stages_of(db, "ann@example.com")[-1][1]
+
+    # Recorded late: it arrived during the run, before the lead entered follow-up.
+    result = reply(
+        cli, "--email", "ann@example.com", "--body", "yes", "--at", "2027-03-02T10:00:00Z"
+    )
+    assert "nurture: moved from follow-up to won" in result.stdout
+    assert stages_of(db, "ann@example.com")[-2:] == [
+        ("follow-up", entered, entered),  # never left before it was entered
+        ("won", entered, None),
     ]

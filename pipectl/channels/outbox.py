@@ -7,6 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from ..errors import is_no_space
 from . import Message, TransientError
 from .email import POLICY, build_mime
 from .resolve import Resolved
@@ -42,6 +43,10 @@ class OutboxSender:
         try:
             write_atomic(self.outbox_dir / name, data)
         except OSError as e:
+            if is_no_space(e):
+                raise TransientError(
+                    f"channel {message.channel}: outbox: disk full: cannot write {self.outbox_dir}"
+                ) from None
             raise TransientError(f"channel {message.channel}: outbox: {e}") from None
         return name
 

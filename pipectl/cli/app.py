@@ -11,14 +11,24 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from typer.core import TyperGroup
+from typer.core import TyperGroup, TyperOption
 
 from .. import __version__
-from ..errors import ConfigError, PipectlError
-from ..store import Store, default_db_path
+from ..errors import ConfigError, DiskFull, PipectlError, is_no_space
+from ..store import Store, default_db_path, is_disk_full
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _flag_type(self: TyperOption, ctx: Any) -> str | None:
+    """A flag (`--json`, `--help`, `--version`) takes no value: show no type for it in help,
+    as plain help does, instead of `<bool>`."""
+    return None if self.is_flag else _option_type(self, ctx)
+
+
+_option_type = TyperOption.display_type_rich
+TyperOption.display_type_rich = _flag_type  # type: ignore[method-assign]
 
 
 class Group(TyperGroup):
@@ -35,7 +45,16 @@ class Group(TyperGroup):
             err.print(f"error: {e}", markup=False)
             raise typer.Exit(e.exit_code) from None
         except sqlite3.Error as e:
-            err.print(f"error: database {ctx.obj.get('db') if ctx.obj else ''}: {e}", markup=False)
+            db = ctx.obj.get("db") if ctx.obj else ""
+            if is_disk_full(e, db or "."):
+                err.print(f"error: {DiskFull(f'the database {db}', str(e))}", markup=False)
+            else:
+                err.print(f"error: database {db}: {e}", markup=False)
+            raise typer.Exit(1) from None
+        except OSError as e:
+            if not is_no_space(e):
+                raise
+            err.print(f"error: {DiskFull(e.filename, e.strerror)}", markup=False)
             raise typer.Exit(1) from None
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..store.config_sql import CHANGED, CREATED, REMOVED, UNCHANGED, Plan
+from ..store.config_sql import CHANGED, CREATED, REMOVED, UNCHANGED, Plan, RemovalRefused
 from .app import app, open_store, out, print_json
 
 if TYPE_CHECKING:
@@ -59,7 +59,16 @@ def apply(
     from ..config import load_config
 
     config = load_config(file)
-    plan = open_store(ctx).apply_config(config, force=force, dry_run=dry_run)
+    try:
+        plan = open_store(ctx).apply_config(config, force=force, dry_run=dry_run)
+    except RemovalRefused as e:
+        if dry_run:  # the plan first, then why it cannot be applied as it is
+            e.plan.dry_run = True
+            if as_json:
+                print_json({**e.plan.as_json(), "refused": e.refused})
+            else:
+                _print_plan(file, config, e.plan)
+        raise
     if as_json:
         print_json(plan.as_json())
         return

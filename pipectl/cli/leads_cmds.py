@@ -13,7 +13,8 @@ from rich.table import Table
 
 from ..durations import format_time, utcnow
 from ..errors import CsvError, PipectlError
-from ..store.leads_sql import LEAD_STATES
+from ..store.leads_sql import LEAD_STATES, NOT_ENROLLED
+from ..wording import counted
 from .app import app, err, is_terminal, open_store, out, print_json
 
 if TYPE_CHECKING:
@@ -80,7 +81,7 @@ def import_(
     if invalid and not skip_invalid:
         _print_invalid(invalid)
         raise CsvError(
-            f"{leads_file.name}: {len(invalid)} invalid row{'s' * (len(invalid) != 1)};"
+            f"{leads_file.name}: {counted(len(invalid), 'invalid row')};"
             " nothing imported (fix them, or use --skip-invalid to import the valid rows)"
         )
     counts = store.import_leads(
@@ -105,9 +106,9 @@ def import_(
         _print_invalid(invalid)
     prefix = "dry run, nothing changed: " if dry_run else ""
     out.print(
-        f"{prefix}{leads_file.name}: {counts.rows} rows; {counts.inserted} inserted,"
+        f"{prefix}{leads_file.name}: {counted(counts.rows, 'row')}; {counts.inserted} inserted,"
         f" {counts.updated} updated, {counts.unchanged} unchanged"
-        + (f" ({counts.merged} duplicate rows merged)" if counts.merged else "")
+        + (f" ({counted(counts.merged, 'duplicate row')} merged)" if counts.merged else "")
     )
     if pipeline:
         out.print(
@@ -119,7 +120,7 @@ def import_(
     if invalid:
         lines = ", ".join(str(r.line) for r in invalid[:MAX_LISTED])
         more = f" and {len(invalid) - MAX_LISTED} more" if len(invalid) > MAX_LISTED else ""
-        out.print(f"{len(invalid)} invalid rows skipped (lines {lines}{more})")
+        out.print(f"{counted(len(invalid), 'invalid row')} skipped (lines {lines}{more})")
 
 
 def _read(leads_file: LeadsFile) -> tuple[list[LeadRecord], list[InvalidRow]]:
@@ -166,7 +167,11 @@ def list_(
     account: Annotated[str | None, typer.Option("--account", help="Only this account.")] = None,
     status: Annotated[
         str | None,
-        typer.Option("--status", help="Only leads in this state (with --pipeline: in it)."),
+        typer.Option(
+            "--status",
+            help="Only leads in this state (with --pipeline: in it); not_enrolled: in no"
+            " pipeline (with --pipeline: not in it).",
+        ),
     ] = None,
     pipeline: Annotated[
         str | None, typer.Option("--pipeline", help="Only leads enrolled in it.")
@@ -183,9 +188,10 @@ def list_(
 
     Example: pipectl leads list --account acme --pipeline adwords --status queued --limit 20
     """
-    if status is not None and status not in LEAD_STATES:
+    if status is not None and status not in (*LEAD_STATES, NOT_ENROLLED):
         raise typer.BadParameter(
-            f"unknown status '{status}'; use one of {', '.join(LEAD_STATES)}", param_hint="--status"
+            f"unknown status '{status}'; use one of {', '.join(LEAD_STATES)}, {NOT_ENROLLED}",
+            param_hint="--status",
         )
     store = open_store(ctx)
     leads = store.list_leads(

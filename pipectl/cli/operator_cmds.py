@@ -11,6 +11,7 @@ from rich.table import Table
 from ..durations import format_time, utcnow
 from ..errors import CsvError, PipectlError
 from ..store.reports_sql import ACTION_STATUSES
+from ..wording import counted
 from .app import app, err, is_terminal, open_store, out, print_json
 from .leads_cmds import leads_app
 from .report_cmds import NowOpt, parse_now
@@ -113,10 +114,11 @@ def retry(
         print_json(result)
         return
     ids = ", ".join(map(str, result["retried"])) or "none"
-    out.print(f"retried {len(result['retried'])} actions ({ids}); the next tick runs them")
+    retried = counted(len(result["retried"]), "action")
+    out.print(f"retried {retried} ({ids}); the next tick runs them")
     if result["skipped"]:
-        n = len(result["skipped"])
-        out.print(f"skipped {n} action{'s' * (n != 1)} of stopped or do-not-contact leads")
+        skipped = counted(len(result["skipped"]), "action")
+        out.print(f"skipped {skipped} of stopped or do-not-contact leads")
     for r in result["refused"]:
         err.print(f"action {r['action_id']} not retried: {r['reason']}", markup=False)
 

@@ -9,6 +9,7 @@ import typer
 
 from ..durations import format_time, utcnow
 from ..errors import PipectlError
+from ..wording import counted
 from .app import app, open_store, out, print_json
 from .leads_cmds import leads_app
 
@@ -91,8 +92,9 @@ def import_replies(
         print_json(summary)
         return
     out.print(
-        f"{csv_file}: {summary['rows']} replies: {summary['matched']} matched "
-        f"({summary['opt_outs']} opt-outs), {len(summary['unmatched'])} unmatched",
+        f"{csv_file}: {counted(summary['rows'], 'reply', 'replies')}: {summary['matched']}"
+        f" matched ({counted(summary['opt_outs'], 'opt-out')}),"
+        f" {len(summary['unmatched'])} unmatched",
         markup=False,
     )
     for u in summary["unmatched"]:

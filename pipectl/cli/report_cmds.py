@@ -7,7 +7,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from ..durations import DurationError, format_time, parse_time, utcnow
+from ..durations import DurationError, format_time, parse_user_time, utcnow
+from ..wording import counted
 from .app import app, is_terminal, open_store, out, print_json
 
 NowOpt = Annotated[
@@ -19,7 +20,7 @@ NowOpt = Annotated[
 def parse_now(now: str | None) -> str:
     """`--now` in the stored time format; the real time when not given."""
     try:
-        return format_time(parse_time(now) if now else utcnow())
+        return format_time(parse_user_time(now) if now else utcnow())
     except DurationError as e:
         raise typer.BadParameter(str(e), param_hint="--now") from None
 
@@ -71,7 +72,7 @@ def _render(report: dict[str, Any]) -> None:
     if not report["accounts"]:
         out.print("no accounts yet: run `pipectl apply pipelines.yaml`")
     for entry in report["accounts"]:
-        title = f"{entry['account']} ({entry['name']}): {entry['leads']} leads"
+        title = f"{entry['account']} ({entry['name']}): {counted(entry['leads'], 'lead')}"
         lines = _lines(entry)
         if terminal:
             table = Table(title=title, show_header=False, title_justify="left")
@@ -117,7 +118,9 @@ def _lines(entry: dict[str, Any]) -> list[tuple[str, str]]:
     ]
     lines.append(("limits", ", ".join(use)))
     for f in entry["failing_channels"]:
-        lines.append((f"{f['channel']} failing", f"{f['failures']} failures: {f['error']}"))
+        lines.append(
+            (f"{f['channel']} failing", f"{counted(f['failures'], 'failure')}: {f['error']}")
+        )
     return lines
 
 

@@ -10,9 +10,10 @@ from typing import Annotated
 
 import typer
 
-from ..durations import parse_time
+from ..durations import parse_user_time
 from ..errors import DurationError, LockHeld
 from ..lock import TickLock
+from ..wording import counted
 from .app import app, err, out, print_json
 
 
@@ -26,7 +27,7 @@ def _stop_on_signals() -> threading.Event:
 
 def _parse_now(now: str | None):
     try:
-        return parse_time(now) if now else None
+        return parse_user_time(now) if now else None
     except DurationError as e:
         raise typer.BadParameter(str(e), param_hint="--now") from None
 
@@ -83,7 +84,7 @@ def tick(
             )
         out.print(
             f"dry run at {summary.now}: would admit {summary.admitted}, send "
-            f"{len(summary.would_send)}, do {summary.done} internal actions; "
+            f"{len(summary.would_send)}, do {counted(summary.done, 'internal action')}; "
             f"{summary.held_back} due held back by limits; nothing was changed",
             markup=False,
         )
@@ -95,7 +96,7 @@ def tick(
 @app.command()
 def run(
     ctx: typer.Context,
-    interval: Annotated[float, typer.Option(min=1, help="Seconds between ticks.")] = 60,
+    interval: Annotated[float, typer.Option(min=1, max=86400, help="Seconds between ticks.")] = 60,
     workers: Annotated[int, typer.Option(min=1, max=256, help="Send threads.")] = 16,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only failures.")] = False,
 ) -> None:

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 
-from ..errors import PipectlError
+from ..errors import DiskFull, PipectlError
 from .config_sql import ConfigSQL
 from .leads_sql import LeadsSQL
 from .migrations import migrate
@@ -30,6 +30,25 @@ def busy_timeout_ms() -> int:
     """How long to wait for another process's write: 10 s, or `PIPECTL_BUSY_TIMEOUT_MS`."""
     value = os.environ.get("PIPECTL_BUSY_TIMEOUT_MS", "")
     return int(value) if value.isdigit() else BUSY_TIMEOUT_MS
+
+
+# Less free space than this beside the database makes an I/O error a full disk: in WAL mode
+# SQLite reports a shared-memory file that cannot grow as "disk I/O error", not as full.
+LOW_SPACE = 1 << 20
+
+
+def is_disk_full(error: sqlite3.Error, path: str | os.PathLike[str]) -> bool:
+    """SQLite's "database or disk is full", or an I/O error where no space is left."""
+    code = getattr(error, "sqlite_errorcode", None) or 0
+    if code == sqlite3.SQLITE_FULL:
+        return True
+    if code & 0xFF != sqlite3.SQLITE_IOERR:
+        return False
+    try:
+        disk = os.statvfs(Path(path).resolve().parent)
+    except OSError:
+        return False
+    return disk.f_bavail * disk.f_frsize < LOW_SPACE
 
 
 def default_db_path() -> Path:
@@ -58,6 +77,8 @@ class Store(ConfigSQL, LeadsSQL, SchedulerSQL, StagesSQL, ReportsSQL, RepliesSQL
             self.conn.execute("PRAGMA foreign_keys = ON")
             migrate(self.conn)
         except sqlite3.DatabaseError as e:
+            if is_disk_full(e, self.path):
+                raise DiskFull(self.path, str(e)) from None
             raise PipectlError(f"{self.path}: cannot open the database: {e}") from None
 
     @cached_property
@@ -86,8 +107,9 @@ class Store(ConfigSQL, LeadsSQL, SchedulerSQL, StagesSQL, ReportsSQL, RepliesSQL
             try:
                 yield self.conn
             except BaseException:
-                self.conn.execute(f"ROLLBACK TO {name}")
-                self.conn.execute(f"RELEASE {name}")
+                if self.conn.in_transaction:  # SQLite rolls back by itself on a full disk
+                    self.conn.execute(f"ROLLBACK TO {name}")
+                    self.conn.execute(f"RELEASE {name}")
                 raise
             else:
                 self.conn.execute(f"RELEASE {name}")
@@ -95,11 +117,13 @@ class Store(ConfigSQL, LeadsSQL, SchedulerSQL, StagesSQL, ReportsSQL, RepliesSQL
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        else:
             self.conn.execute("COMMIT")
+        except BaseException:
+            # After some errors (a full disk) SQLite has already rolled back: rolling back
+            # again would hide the real error behind "no transaction is active".
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
 
     @contextmanager
     def rolled_back(self) -> Iterator[sqlite3.Connection]:
@@ -108,4 +132,5 @@ class Store(ConfigSQL, LeadsSQL, SchedulerSQL, StagesSQL, ReportsSQL, RepliesSQL
         try:
             yield self.conn
         finally:
-            self.conn.execute("ROLLBACK")
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")

@@ -54,7 +54,13 @@ class Plan:
 
 
 class RemovalRefused(PipectlError):
-    """Applying would remove stages or pipelines that leads are still in."""
+    """Applying would remove stages or pipelines that leads are still in; `plan` is what it
+    would have done, for `apply --dry-run` to show before the refusal."""
+
+    def __init__(self, message: str, plan: Plan, refused: list[str]):
+        super().__init__(message)
+        self.plan = plan
+        self.refused = refused
 
 
 class _RollBack(Exception):
@@ -103,7 +109,9 @@ class ConfigSQL:
                         f"{config.path}: not applied; it would remove what leads are still in:\n  "
                         + "\n  ".join(refused)
                         + "\nKeep them in the YAML, or run apply --force: those leads finish"
-                        " with the actions they entered with."
+                        " with the actions they entered with.",
+                        plan,
+                        refused,
                     )
                 if dry_run:
                     raise _RollBack
@@ -202,7 +210,10 @@ class ConfigSQL:
         )
         if holding and not force:
             refused.append(f"pipeline '{row['key']}' ({_leads(holding)} in it)")
+            plan.add("pipeline", row["key"], REMOVED, f"refused: {_leads(holding)} in it")
             return
+        never_started = self._stop_queued("pipeline_id = ?", row["id"], now)
+        never_started += self._finishing("e.pipeline_id = ?", row["id"])
         referenced = self._count(
             "SELECT EXISTS (SELECT 1 FROM enrollments WHERE pipeline_id = ?)", row["id"]
         )
@@ -213,7 +224,7 @@ class ConfigSQL:
                 (now, row["id"]),
             )
             self._update("pipelines", row["id"], {"removed_at": now, "updated_at": now})
-            detail = "kept as removed: leads' history refers to it"
+            detail = "kept as removed: leads' history refers to it" + never_started
         else:
             self.conn.execute(
                 "DELETE FROM pipeline_stages WHERE pipeline_id = ?", (row["id"],)
@@ -278,6 +289,8 @@ class ConfigSQL:
         if holding:
             refused.append(f"stage '{label}' ({_leads(holding)} in it)")
             # with --force: fall through; the lead keeps its snapshot
+        never_started = self._stop_queued("entry_stage_id = ?", row["id"], now)
+        never_started += self._finishing("ls.pipeline_stage_id = ?", row["id"])
         referenced = self._count(
             "SELECT EXISTS (SELECT 1 FROM lead_stages WHERE pipeline_stage_id = ?)"
             " OR EXISTS (SELECT 1 FROM enrollments WHERE entry_stage_id = ?)",
@@ -286,10 +299,38 @@ class ConfigSQL:
         )
         if referenced:
             self._update("pipeline_stages", row["id"], {"removed_at": now})
-            plan.add("stage", label, REMOVED, "kept as removed: leads' history refers to it")
+            plan.add(
+                "stage",
+                label,
+                REMOVED,
+                "kept as removed: leads' history refers to it" + never_started,
+            )
         else:
             self.conn.execute("DELETE FROM pipeline_stages WHERE id = ?", (row["id"],))
             plan.add("stage", label, REMOVED)
+
+    def _stop_queued(self, where: str, config_id: int, now: str) -> str:
+        """Queued runs into a pipeline or stage being removed never start: they end `stopped`.
+        Leads already in its stages finish with the actions they entered with."""
+        queued = self._rows(
+            f"SELECT id, lead_id FROM enrollments WHERE {where} AND status = 'queued'", config_id
+        )
+        stopped = [(r["id"], r["lead_id"], now) for r in queued]
+        self._set_enrollments(stopped, "stopped")  # type: ignore[attr-defined]
+        if not stopped:
+            return ""
+        return f"; {_leads(len(stopped))} queued for it will not start (stopped)"
+
+    def _finishing(self, where: str, config_id: int) -> str:
+        """How many running leads stay in a removed pipeline or stage, for the plan."""
+        n = self._count(
+            "SELECT count(DISTINCT e.id) FROM enrollments e JOIN lead_stages ls"
+            " ON ls.enrollment_id = e.id AND ls.exited_at IS NULL"
+            f" WHERE {where} AND e.status = 'active'",
+            config_id,
+        )
+        verb = "finishes" if n == 1 else "finish"
+        return f"; {_leads(n)} in it {verb} with the actions they entered with" if n else ""
 
     def _actions(self, stage_id: int) -> list[tuple[str, str]]:
         return [

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 RESTARTABLE = ("won", "lost", "idle")
 LEAD_STATES = ("queued", "active", "idle", "won", "lost", "stopped", "failed")
+# A lead in no pipeline (imported without --pipeline, or do-not-contact): `status` counts it.
+NOT_ENROLLED = "not_enrolled"
 OPEN_ACTIONS = "('waiting', 'pending', 'awaiting_reply')"
 IMPORT_CACHE_KIB = 256 * 1024  # page cache while importing: index pages stay in memory
 encode_fields = json.JSONEncoder(ensure_ascii=False).encode
@@ -298,13 +300,22 @@ class LeadsSQL:
         offset: int = 0,
     ) -> list[dict[str, Any]]:
         """Leads by id with their enrollments (pipeline, current stage, state)."""
-        if status is not None and status not in LEAD_STATES:
-            raise PipectlError(f"unknown status '{status}'; use one of {', '.join(LEAD_STATES)}")
+        if status is not None and status not in (*LEAD_STATES, NOT_ENROLLED):
+            raise PipectlError(
+                f"unknown status '{status}'; use one of {', '.join(LEAD_STATES)}, {NOT_ENROLLED}"
+            )
         where, params = ["1 = 1"], []
         if account_id is not None:
             where.append("l.account_id = ?")
             params.append(account_id)
-        if pipeline_id is not None:
+        if status == NOT_ENROLLED:  # in no pipeline; with --pipeline: not in that one
+            where.append(
+                "l.id NOT IN (SELECT lead_id FROM enrollments WHERE pipeline_id = ?)"
+                if pipeline_id is not None
+                else "l.status IS NULL"
+            )
+            params += [pipeline_id] if pipeline_id is not None else []
+        elif pipeline_id is not None:
             state = " AND e.status = ?" if status else ""
             where.append(
                 f"l.id IN (SELECT lead_id FROM enrollments e WHERE pipeline_id = ?{state})"

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CsvError, NotFound, PipectlError
+from ..wording import counted
 from .leads_sql import RESTARTABLE
 
 if TYPE_CHECKING:
@@ -224,5 +225,6 @@ class OperatorSQL:
                 ids.append(row["id"])
         if missing:
             shown = "\n".join(missing[:20])
-            raise CsvError(f"{shown}\n{len(missing)} rows name no lead; nothing enrolled", missing)
+            rows = f"{counted(len(missing), 'row')} {'names' if len(missing) == 1 else 'name'}"
+            raise CsvError(f"{shown}\n{rows} no lead; nothing enrolled", missing)
         return ids

@@ -257,14 +257,20 @@ class RepliesSQL:
         """A reply completes the open wait_for_reply, or takes the pipeline's `on_reply`."""
         effects = []
         enrollments = self.conn.execute(
-            "SELECT e.id, p.key AS pipeline, p.on_reply, ls.id AS lead_stage_id,"
-            " s.key AS stage FROM enrollments e JOIN pipelines p ON p.id = e.pipeline_id"
+            "SELECT e.id, e.started_at, p.key AS pipeline, p.on_reply, ls.id AS lead_stage_id,"
+            " ls.entered_at, s.key AS stage FROM enrollments e"
+            " JOIN pipelines p ON p.id = e.pipeline_id"
             " JOIN lead_stages ls ON ls.enrollment_id = e.id AND ls.exited_at IS NULL"
             " JOIN pipeline_stages s ON s.id = ls.pipeline_stage_id"
             " WHERE e.lead_id = ? AND e.status IN ('active', 'idle') ORDER BY e.id",
             (lead_id,),
         ).fetchall()
         for e in enrollments:
+            if e["started_at"] and received_at < e["started_at"]:
+                # An old message (an inbox export, `--at` in the past) belongs to an earlier
+                # run, or to none: it never steers a run that began after it.
+                effects.append(f"{e['pipeline']}: dated before this run began; not acted on")
+                continue
             effect = self._steer_enrollment(e, lead_id, received_at)
             if effect:
                 effects.append(f"{e['pipeline']}: {effect}")
@@ -287,7 +293,10 @@ class RepliesSQL:
                 return f"wait for reply in {e['stage']} done; the next action follows"
             return self._move_on_reply(e, lead_id, wait, target, received_at)
         if e["on_reply"] and e["on_reply"] != e["stage"]:
-            return self._move_on_reply(e, lead_id, None, e["on_reply"], received_at)
+            # Never leave a stage before the lead entered it: a reply dated earlier in the run
+            # moves the lead now, from the stage it is in.
+            moved_at = max(received_at, e["entered_at"])
+            return self._move_on_reply(e, lead_id, None, e["on_reply"], moved_at)
         return None
 
     @staticmethod

@@ -13,8 +13,9 @@ from typing import Any
 
 from ..durations import add_seconds, parse_time
 from ..errors import PipectlError
+from ..wording import counted
+from .leads_sql import NOT_ENROLLED
 
-NOT_ENROLLED = "not_enrolled"
 SLA_SECONDS = 120  # an action more than this past its perform_at is overdue
 STALE_TICK_SECONDS = 300  # no tick for longer than this: cron is not running it
 LATENESS_WINDOW = 3600
@@ -119,12 +120,12 @@ class ReportsSQL:
         warnings = []
         if actions["overdue"]:
             warnings.append(
-                f"{actions['overdue']} actions overdue (due more than {SLA_SECONDS // 60}"
-                f" minutes ago; oldest due {actions['oldest_due']})"
+                f"{counted(actions['overdue'], 'action')} overdue (due more than"
+                f" {SLA_SECONDS // 60} minutes ago; oldest due {actions['oldest_due']})"
             )
         for f in failing:
             warnings.append(
-                f"{f['channel']} keeps failing ({f['failures']} failures since"
+                f"{f['channel']} keeps failing ({counted(f['failures'], 'failure')} since"
                 f" {f['since']}): {f['error']}"
             )
         return {
@@ -393,7 +394,12 @@ def _timeline(lead: dict[str, Any]) -> list[dict[str, Any]]:
             for a in s["actions"]:
                 what = f"action {a['id']} {a['type']}"
                 for d in a["deliveries"]:
-                    add(d["sent_at"], p, f"{what}: sent to {d['recipient']}")
+                    sent = f"{what}: sent to {d['recipient']}"
+                    if d["message_id"]:  # what the lead's mail server and replies refer to
+                        sent += f", Message-ID {d['message_id']}"
+                    if d["provider_id"]:
+                        sent += f", provider id {d['provider_id']}"
+                    add(d["sent_at"], p, sent)
                 if a["status"] == "failed":
                     add(a["performed_at"], p, f"{what}: failed: {a['last_error']}")
                 elif a["status"] == "done" and not a["deliveries"]:
@@ -410,7 +416,7 @@ def _timeline(lead: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _age(seconds: int) -> str:
     if seconds < 3600:
-        return f"{seconds // 60} minutes"
+        return counted(seconds // 60, "minute")
     if seconds < 172800:
-        return f"{seconds // 3600} hours"
-    return f"{seconds // 86400} days"
+        return counted(seconds // 3600, "hour")
+    return counted(seconds // 86400, "day")

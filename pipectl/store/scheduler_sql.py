@@ -142,13 +142,18 @@ class SchedulerSQL:
             if room <= 0:
                 continue
             queued = self.conn.execute(
-                "SELECT * FROM enrollments WHERE account_id = ? AND status = 'queued' "
-                "ORDER BY id LIMIT ?",
+                "SELECT e.*, p.removed_at IS NOT NULL OR s.removed_at IS NOT NULL AS removed"
+                " FROM enrollments e JOIN pipelines p ON p.id = e.pipeline_id"
+                " LEFT JOIN pipeline_stages s ON s.id = e.entry_stage_id"
+                " WHERE e.account_id = ? AND e.status = 'queued' ORDER BY e.id LIMIT ?",
                 (account["id"], room),
             ).fetchall()
             for enrollment in queued:
+                if enrollment["removed"]:  # removed from the YAML (apply --force): never starts
+                    self._set_enrollment(enrollment["id"], enrollment["lead_id"], "stopped", now)
+                    continue
                 self._start_enrollment(enrollment, now)
-            admitted += len(queued)
+                admitted += 1
         return admitted
 
     # --- the claim --------------------------------------------------------------------
