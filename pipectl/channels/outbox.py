@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from . import Message, TransientError
+from . import ChannelError, Message
 from .email import POLICY, build_mime
 from .resolve import Resolved
 
@@ -42,7 +42,7 @@ class OutboxSender:
         try:
             write_atomic(self.outbox_dir / name, data)
         except OSError as e:
-            raise TransientError(f"channel {message.channel}: outbox: {e}") from None
+            raise ChannelError(f"channel {message.channel}: outbox: {e}") from None
         return name
 
     def close(self) -> None:
