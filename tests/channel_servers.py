@@ -43,13 +43,26 @@ class Received:
 
 @dataclass
 class SmtpRecorder:
-    """aiosmtpd handler: records every message; `replies[address]` answers RCPT instead."""
+    """aiosmtpd handler: records every message; `replies[address]` answers RCPT instead, and
+    `mail_reply` (e.g. "553 5.7.1 sender refused") answers every MAIL FROM."""
 
     received: list[Received] = field(default_factory=list)
     replies: dict[str, str] = field(default_factory=dict)
     logins: list[tuple[str, str]] = field(default_factory=list)
+    mail_froms: list[str] = field(default_factory=list)  # every MAIL FROM, refused or not
+    mail_reply: str | None = None
     connections: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        with self.lock:
+            self.mail_froms.append(address)
+            reply = self.mail_reply
+        if reply:
+            return reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         reply = self.replies.get(address)
