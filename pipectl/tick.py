@@ -126,6 +126,7 @@ def _run(
     dispatch = Dispatch(workers)
     pool = Workers(workers, lambda row: perform(row, senders, clock))
     results: list[Result] = []
+    worked: set[tuple[int, str]] = set()  # (account id, channel)s that got a send through
     claimed_at, cut = 0.0, True
     try:
         while True:
@@ -161,6 +162,7 @@ def _run(
                 break
             # A moment more than the first gathers the sends finishing together into one write.
             results = pool.results(timeout=WAKE_EVERY, gather=GATHER_SECONDS)
+            results = _blame_the_send(results, worked)
     finally:
         pool.close()
     summary.held_back = store.count_due(clock.now())
@@ -286,6 +288,18 @@ def perform(row: dict[str, Any], senders: SenderPool, clock: Clock) -> Result:
         provider_id=provider_id,
         reached=True,
     )
+
+
+def _blame_the_send(results: list[Result], worked: set[tuple[int, str]]) -> list[Result]:
+    """A channel error on a send while other sends of its channel get through in the same
+    tick is this send's own (a webhook answering 404 for one lead, a blip): it is retried
+    as the lead's, with its attempts, so one send cannot hold itself and its channel for
+    good. `worked`: the (account, channel)s that got a send through in this tick."""
+    worked.update((r.action["account_id"], r.action["channel"]) for r in results if r.reached)
+    for i, r in enumerate(results):
+        if r.outcome == "held" and (r.action["account_id"], r.action["channel"]) in worked:
+            results[i] = _retry_or_fail(r.action, r.error or "", None, r.finished_at)
+    return results
 
 
 def _held(row: dict[str, Any], error: str, retry_after: float | None, now: str) -> Result:

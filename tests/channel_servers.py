@@ -8,7 +8,7 @@ import socket
 import ssl
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import policy
@@ -176,10 +176,14 @@ class HttpRequest:
 
 
 class HttpRecorder:
-    """Records requests; answers each from `script` (status, headers, body), then `default`."""
+    """Records requests; answers each from `script` (status, headers, body), then `default`;
+    `respond(request)`, when set and not None, answers instead."""
 
     def __init__(self):
         self.requests: list[HttpRequest] = []
+        self.respond: Callable[[HttpRequest], tuple[int, dict[str, str], bytes] | None] | None = (
+            None
+        )
         self.script: list[tuple[int, dict[str, str], bytes]] = []
         self.default: tuple[int, dict[str, str], bytes] = (
             201,
@@ -213,11 +217,11 @@ def http_server() -> Iterator[tuple[str, HttpRecorder]]:
 
         def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            request = HttpRequest("POST", self.path, dict(self.headers.items()), body)
             with recorder.lock:
-                recorder.requests.append(
-                    HttpRequest("POST", self.path, dict(self.headers.items()), body)
-                )
-                status, headers, payload = (
+                recorder.requests.append(request)
+                answer = recorder.respond(request) if recorder.respond else None
+                status, headers, payload = answer or (
                     recorder.script.pop(0) if recorder.script else recorder.default
                 )
             self.send_response(status)

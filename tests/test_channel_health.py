@@ -235,3 +235,29 @@ def test_a_server_retry_after_delays_the_probe(cli, db, tmp_path):
         assert len(http.requests) == 6
     assert {(r["status"], r["attempts"]) for r in sends(db, "sms")} == {("done", 1)}
     assert enrollments(db) == ["won"] * 3
+
+
+def test_a_channel_error_for_one_lead_while_others_get_through_uses_that_leads_attempts(
+    cli, db, tmp_path
+):
+    """A webhook answering 404 for one contact only: once the others get through in the
+    same tick, the 404 is that lead's own, retried with its attempts, and the channel is
+    not failing; a send cannot hold itself, and its channel, for good."""
+    with http_server() as (url, http):
+        http.default = (200, {}, b"")
+        http.respond = lambda r: (
+            (404, {}, b"no such contact") if b"+12125550100" in r.body else None
+        )
+        webhook_setup(cli, tmp_path, url)
+        # One worker: lead0 goes first, fails alone, and holds the channel for this tick.
+        assert cli("tick", "--now", T0, "--workers", 1).exit_code == 0
+        assert [r.json()["to"] for r in http.requests] == ["+12125550100"]
+        assert [r["attempts"] for r in sends(db, "sms")] == [0, 0, 0]
+        # The next tick's probe is the send after it: it gets through, the rest go, and
+        # lead0's 404 is now its own.
+        assert cli("tick", "--now", minute(1), "--workers", 1).exit_code == 0
+    lead0, *others = sends(db, "sms")
+    assert [(r["status"], r["attempts"]) for r in others] == [("done", 1), ("done", 1)]
+    assert lead0["status"] == "pending" and lead0["attempts"] == 1
+    assert lead0["perform_at"] > minute(1) and "HTTP 404: no such contact" in lead0["last_error"]
+    assert status(cli, minute(1))["failing_channels"] == []
