@@ -118,7 +118,7 @@ class SchedulerSQL:
             if not claiming:
                 self._release(dispatch.waiting(), token, now, claim)
                 return counts, 0, claim
-            held = self._hold_failing(dispatch.waiting(), token, now) if results else []
+            held = self._hold_failing(dispatch, token, now) if results else []
             if claim_now:
                 admitted = self._admit(now, ADMIT_BATCH)
                 claim = self._claim(now, token, dispatch)
@@ -239,15 +239,15 @@ class SchedulerSQL:
             self._put_back([row["id"] for row in rows], token, now)
         claim.dropped = rows
 
-    def _hold_failing(
-        self, rows: list[dict[str, Any]], token: str, now: str
-    ) -> list[dict[str, Any]]:
+    def _hold_failing(self, dispatch: Dispatch, token: str, now: str) -> list[dict[str, Any]]:
         """Claimed sends not started whose channel has just failed go back, due as they were
         (no attempt was made); a probe still goes. Returns them."""
         health = self._channel_health()  # type: ignore[attr-defined]
+        if not health:
+            return []
         held = [
             row
-            for row in rows
+            for row in dispatch.waiting()
             if (row["account_id"], row["channel"]) in health and not row.get("probe")
         ]
         if held:
