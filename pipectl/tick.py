@@ -21,7 +21,7 @@ from .channels import ChannelError, PermanentError, SendAction, TransientError
 from .channels.render import render_message
 from .channels.senders import SenderPool
 from .dispatch import Dispatch
-from .durations import add_seconds, format_time, utcnow
+from .durations import add_seconds, format_time, parse_time, utcnow
 from .limits import MAX_RETRY_AFTER, retry_delay
 from .lock import TickLock
 from .store import Store
@@ -298,8 +298,13 @@ def _blame_the_send(results: list[Result], worked: set[tuple[int, str]]) -> list
     worked.update((r.action["account_id"], r.action["channel"]) for r in results if r.reached)
     for i, r in enumerate(results):
         if r.outcome == "held" and (r.action["account_id"], r.action["channel"]) in worked:
-            results[i] = _retry_or_fail(r.action, r.error or "", None, r.finished_at)
+            wait = seconds_between(r.finished_at, r.retry_at) if r.retry_at else None
+            results[i] = _retry_or_fail(r.action, r.error or "", wait, r.finished_at)
     return results
+
+
+def seconds_between(earlier: str, later: str) -> float:
+    return (parse_time(later) - parse_time(earlier)).total_seconds()
 
 
 def _held(row: dict[str, Any], error: str, retry_after: float | None, now: str) -> Result:
