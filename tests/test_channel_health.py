@@ -261,3 +261,45 @@ def test_a_channel_error_for_one_lead_while_others_get_through_uses_that_leads_a
     assert lead0["status"] == "pending" and lead0["attempts"] == 1
     assert lead0["perform_at"] > minute(1) and "HTTP 404: no such contact" in lead0["last_error"]
     assert status(cli, minute(1))["failing_channels"] == []
+
+
+BOTH = (
+    DRIP
+    + """\
+  - key: beta-drip
+    account: beta
+    name: Beta drip
+    stages:
+      - key: intro
+        actions:
+          - email: {subject: "Hi {{ lead.first_name }}", body: "Hello"}
+          - move: won
+      - {key: won, outcome: won}
+"""
+)
+
+
+def test_a_failing_channel_holds_only_its_own_accounts_sends(cli, db, tmp_path):
+    with smtp_server() as (server, smtp):
+        smtp.mail_reply = "553 5.7.1 Sender address rejected"
+        setup(
+            cli,
+            tmp_path,
+            BOTH,
+            {("acme", "drip"): 2, ("beta", "beta-drip"): 2},
+            acme_extra=smtp_channel(server.port),
+        )
+        for n in range(3):
+            assert cli("tick", "--now", minute(n)).exit_code == 0
+    by_account = {
+        r["key"]: r["states"]
+        for r in rows(
+            db,
+            "SELECT a.key, group_concat(e.status) AS states FROM enrollments e"
+            " JOIN accounts a ON a.id = e.account_id GROUP BY a.key",
+        )
+    }
+    assert by_account == {"acme": "active,active", "beta": "won,won"}  # beta: the outbox
+    report = json.loads(cli("status", "--now", minute(3), "--json").stdout)
+    failing = {a["account"]: a["failing_channels"] for a in report["accounts"]}
+    assert [f["channel"] for f in failing["acme"]] == ["email"] and failing["beta"] == []
