@@ -3,13 +3,15 @@ tick, and shows in `status` from the first failure; only recipient errors fail a
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
 
 import pytest
 
-from .channel_servers import free_port, http_server, smtp_server
+from .channel_servers import SmtpRecorder, free_port, http_server, smtp_server
 from .conftest import dump, rows
-from .scenario import T0, setup, smtp_channel, write_yaml
+from .scenario import T0, serve, setup, smtp_channel, spawn, wait_for, write_yaml
 
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 
@@ -303,3 +305,47 @@ def test_a_failing_channel_holds_only_its_own_accounts_sends(cli, db, tmp_path):
     report = json.loads(cli("status", "--now", minute(3), "--json").stdout)
     failing = {a["account"]: a["failing_channels"] for a in report["accounts"]}
     assert [f["channel"] for f in failing["acme"]] == ["email"] and failing["beta"] == []
+
+
+class SlowRefusal(SmtpRecorder):
+    """Answers MAIL FROM after `delay` seconds: a probe stays in flight long enough to kill."""
+
+    delay: float = 0.0
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        with self.lock:
+            self.mail_froms.append(address)
+        await asyncio.sleep(self.delay)
+        if self.mail_reply:
+            return self.mail_reply
+        envelope.mail_from = address
+        return "250 OK"
+
+
+def test_a_tick_killed_during_a_probe_loses_nothing(cli, db, tmp_path):
+    recorder = SlowRefusal()
+    recorder.mail_reply = "553 5.7.1 Sender address rejected"
+    server = serve(recorder)
+    try:
+        setup(cli, tmp_path, DRIP, {("acme", "drip"): 3}, acme_extra=smtp_channel(server.port))
+        assert cli("tick", "--now", T0).exit_code == 0
+        recorder.delay = 30
+        ticking = spawn(db, "tick", "--now", minute(1))
+        wait_for(lambda: len(recorder.mail_froms) == 4, process=ticking)  # the probe, in flight
+        ticking.send_signal(signal.SIGKILL)
+        ticking.wait()
+        ticking.stdout.close()
+        ticking.stderr.close()
+        assert [r["status"] for r in sends(db)].count("running") == 1
+        assert len(rows(db, "SELECT * FROM channel_health")) == 1  # still failing
+
+        recorder.delay, recorder.mail_reply = 0, None  # fixed
+        assert cli("tick", "--now", minute(2)).exit_code == 0
+    finally:
+        server.stop()
+    assert sorted(r.rcpt_tos[0] for r in recorder.received) == [
+        f"lead{i}@acme.example" for i in range(3)
+    ]
+    assert {r["status"] for r in sends(db)} == {"done"}
+    assert enrollments(db) == ["won"] * 3
+    assert rows(db, "SELECT * FROM channel_health") == []
