@@ -126,7 +126,7 @@ def _run(
     dispatch = Dispatch(workers)
     pool = Workers(workers, lambda row: perform(row, senders, clock))
     results: list[Result] = []
-    worked: set[tuple[int, str]] = set()  # (account id, channel)s that got a send through
+    worked: dict[tuple[int, str], bool] = {}  # did each channel's latest send get through?
     claimed_at, cut = 0.0, True
     try:
         while True:
@@ -290,16 +290,25 @@ def perform(row: dict[str, Any], senders: SenderPool, clock: Clock) -> Result:
     )
 
 
-def _blame_the_send(results: list[Result], worked: set[tuple[int, str]]) -> list[Result]:
-    """A channel error on a send while other sends of its channel get through in the same
-    tick is this send's own (a webhook answering 404 for one lead, a blip): it is retried
-    as the lead's, with its attempts, so one send cannot hold itself and its channel for
-    good. `worked`: the (account, channel)s that got a send through in this tick."""
-    worked.update((r.action["account_id"], r.action["channel"]) for r in results if r.reached)
+def _blame_the_send(results: list[Result], worked: dict[tuple[int, str], bool]) -> list[Result]:
+    """A channel error on a send right after a send of its channel got through, or followed
+    by one in the same batch, is this send's own (a webhook answering 404 for one lead): it
+    is retried as the lead's, with its attempts, so one send cannot hold itself and its
+    channel for good. When a server goes down, the first failure after the last success is
+    blamed this way, and the next ones hold the channel.
+    `worked`: per (account, channel), whether its latest send in this tick got through."""
+    last_reached = {
+        (r.action["account_id"], r.action["channel"]): i for i, r in enumerate(results) if r.reached
+    }
     for i, r in enumerate(results):
-        if r.outcome == "held" and (r.action["account_id"], r.action["channel"]) in worked:
-            wait = seconds_between(r.finished_at, r.retry_at) if r.retry_at else None
-            results[i] = _retry_or_fail(r.action, r.error or "", wait, r.finished_at)
+        key = (r.action["account_id"], r.action["channel"])
+        if r.outcome == "held":
+            if worked.get(key) or last_reached.get(key, -1) > i:
+                wait = seconds_between(r.finished_at, r.retry_at) if r.retry_at else None
+                results[i] = _retry_or_fail(r.action, r.error or "", wait, r.finished_at)
+            worked[key] = False
+        elif r.reached:
+            worked[key] = True
     return results
 
 
