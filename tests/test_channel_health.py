@@ -349,3 +349,30 @@ def test_a_tick_killed_during_a_probe_loses_nothing(cli, db, tmp_path):
     assert {r["status"] for r in sends(db)} == {"done"}
     assert enrollments(db) == ["won"] * 3
     assert rows(db, "SELECT * FROM channel_health") == []
+
+
+def test_a_channel_error_is_blamed_on_its_send_only_next_to_a_send_that_got_through():
+    from pipectl.store.scheduler_sql import Result
+    from pipectl.tick import _blame_the_send
+
+    def result(outcome: str, channel: str = "email", reached: bool = False) -> Result:
+        action = {"id": 1, "account_id": 1, "channel": channel, "params": {}, "attempts": 1}
+        return Result(action, outcome, T0, error="boom", reached=reached)
+
+    def outcomes(results, worked=None):
+        return [r.outcome for r in _blame_the_send(results, {} if worked is None else worked)]
+
+    ok = lambda channel="email": result("done", channel, reached=True)  # noqa: E731
+    # A server going down after a success: the first failure is the send's, then it holds.
+    assert outcomes([ok(), result("held"), result("held")]) == ["done", "retry", "held"]
+    # A failure followed by a success in the same batch: the send's own.
+    assert outcomes([result("held"), ok()]) == ["retry", "done"]
+    # Nothing got through: the channel's.
+    assert outcomes([result("held"), result("held")]) == ["held", "held"]
+    # Another channel's success says nothing about this one.
+    assert outcomes([ok("sms"), result("held")]) == ["done", "held"]
+    # Across batches of one tick: the latest send of the channel decides.
+    worked: dict = {}
+    assert outcomes([ok()], worked) == ["done"]
+    assert outcomes([result("held")], worked) == ["retry"]
+    assert outcomes([result("held")], worked) == ["held"]
