@@ -376,3 +376,21 @@ def test_a_channel_error_is_blamed_on_its_send_only_next_to_a_send_that_got_thro
     assert outcomes([ok()], worked) == ["done"]
     assert outcomes([result("held")], worked) == ["retry"]
     assert outcomes([result("held")], worked) == ["held"]
+
+
+def test_a_missing_variable_holds_the_channel_until_it_is_set(cli, db, tmp_path, monkeypatch):
+    monkeypatch.delenv("ACME_SMTP_PASSWORD", raising=False)
+    with smtp_server() as (server, smtp):
+        channel = smtp_channel(server.port).rstrip("}") + ", password: '${ACME_SMTP_PASSWORD}'}"
+        setup(cli, tmp_path, DRIP, {("acme", "drip"): 2}, acme_extra=channel)
+        assert cli("tick", "--now", T0).exit_code == 0
+        assert cli("tick", "--now", minute(1)).exit_code == 0
+        assert_held(db, 2)
+        assert smtp.connections == 0  # nothing on the wire
+        (failing,) = status(cli, minute(1))["failing_channels"]
+        assert (
+            failing["error"] == "channel email: environment variable ACME_SMTP_PASSWORD is not set"
+        )
+        monkeypatch.setenv("ACME_SMTP_PASSWORD", "set-at-last-42")  # no username: no login
+        assert cli("tick", "--now", minute(2)).exit_code == 0
+    assert len(smtp.received) == 2 and enrollments(db) == ["won", "won"]
