@@ -9,6 +9,7 @@ recently served first), checking each lead again as it starts.
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Collection
 from typing import Any
 
 from .limits import share
@@ -45,10 +46,14 @@ class Dispatch:
         held = sum(n for (a, _), n in self.held.items() if a == account_id)
         return max(0, concurrency * self.ahead - held)
 
-    def choose(self, claimed: list[Row]) -> list[Row]:
+    def choose(self, claimed: list[Row], skip: Collection[int] = ()) -> list[Row]:
         """The sends to start now, from those waiting and those just claimed: within the free
-        workers and each account's concurrency, accounts in turns."""
+        workers and each account's concurrency, accounts in turns. `skip`: waiting sends
+        that are going back (their channel has just failed)."""
         queues: dict[int, list[Row]] = {a: list(q) for a, q in self.queued.items() if q}
+        if skip:
+            kept = {a: [r for r in q if r["id"] not in skip] for a, q in queues.items()}
+            queues = {a: q for a, q in kept.items() if q}
         for row in claimed:
             queues.setdefault(row["account_id"], []).append(row)
         wants = {

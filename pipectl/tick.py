@@ -17,12 +17,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from .channels import PermanentError, SendAction, TransientError
+from .channels import ChannelError, PermanentError, SendAction, TransientError
 from .channels.render import render_message
 from .channels.senders import SenderPool
 from .dispatch import Dispatch
-from .durations import format_time, utcnow
-from .limits import retry_delay
+from .durations import add_seconds, format_time, parse_time, utcnow
+from .limits import MAX_RETRY_AFTER, retry_delay
 from .lock import TickLock
 from .store import Store
 from .store.scheduler_sql import Claim, Result
@@ -37,7 +37,7 @@ GATHER_SECONDS = 0.0005
 # The tick claims at least this often while sends are in flight, and wakes this often.
 CLAIM_EVERY = 1.0
 WAKE_EVERY = 0.25
-_NO_COUNTS = {"done": 0, "retry": 0, "failed": 0, "stale": 0}
+_NO_COUNTS = {"done": 0, "retry": 0, "failed": 0, "held": 0, "stale": 0}
 
 
 class Clock:
@@ -67,6 +67,8 @@ class TickSummary:
     seconds: float = 0.0
     pid: int = field(default_factory=os.getpid)
     would_send: list[dict[str, Any]] = field(default_factory=list)
+    # Channels failing for reasons that are not the leads' (their sends are held back).
+    failing_channels: list[dict[str, Any]] = field(default_factory=list)
 
     def line(self) -> str:
         return (
@@ -125,6 +127,7 @@ def _run(
     dispatch = Dispatch(workers)
     pool = Workers(workers, lambda row: perform(row, senders, clock))
     results: list[Result] = []
+    worked: dict[tuple[int, str], bool] = {}  # did each channel's latest send get through?
     claimed_at, cut = 0.0, True
     try:
         while True:
@@ -160,9 +163,11 @@ def _run(
                 break
             # A moment more than the first gathers the sends finishing together into one write.
             results = pool.results(timeout=WAKE_EVERY, gather=GATHER_SECONDS)
+            results = _blame_the_send(results, worked)
     finally:
         pool.close()
     summary.held_back = store.count_due(clock.now())
+    summary.failing_channels = store.failing_channels()
     summary.seconds = round(time.monotonic() - started, 3)
     store.record_tick(summary.as_dict())
     return summary
@@ -245,7 +250,8 @@ def _record_one_by_one(store: Store, clock: Clock, results: list[Result]) -> dic
 
 
 def perform(row: dict[str, Any], senders: SenderPool, clock: Clock) -> Result:
-    """In a worker thread: render and send one message; no database here."""
+    """In a worker thread: render and send one message; no database here. A send that
+    reached the server says its channel works; a ChannelError says it does not."""
     try:
         action = SendAction(
             action_id=row["id"],
@@ -258,11 +264,20 @@ def perform(row: dict[str, Any], senders: SenderPool, clock: Clock) -> Result:
             instance=row.get("instance", ""),
         )
         message = render_message(action)
-        provider_id = senders.send(message)
     except PermanentError as e:
         return Result(row, "failed", clock.now(), error=str(e))
+    except Exception as e:  # an unexpected error is not the lead's fault: retry it
+        return _retry_or_fail(row, f"{type(e).__name__}: {e}", None, clock.now())
+    try:
+        provider_id = senders.send(message)
+    except ChannelError as e:
+        return _held(row, str(e), e.retry_after, clock.now())
+    except PermanentError as e:
+        return Result(row, "failed", clock.now(), error=str(e), reached=True)
     except TransientError as e:
-        return _retry_or_fail(row, str(e), e.retry_after, clock.now())
+        result = _retry_or_fail(row, str(e), e.retry_after, clock.now())
+        result.reached = True
+        return result
     except Exception as e:  # an unexpected error is not the lead's fault: retry it
         return _retry_or_fail(row, f"{type(e).__name__}: {e}", None, clock.now())
     return Result(
@@ -272,7 +287,43 @@ def perform(row: dict[str, Any], senders: SenderPool, clock: Clock) -> Result:
         recipient=message.to,
         message_id=message.message_id,
         provider_id=provider_id,
+        reached=True,
     )
+
+
+def _blame_the_send(results: list[Result], worked: dict[tuple[int, str], bool]) -> list[Result]:
+    """A channel error on a send right after a send of its channel got through, or followed
+    by one in the same batch, is this send's own (a webhook answering 404 for one lead): it
+    is retried as the lead's, with its attempts, so one send cannot hold itself and its
+    channel for good. When a server goes down, the first failure after the last success is
+    blamed this way, and the next ones hold the channel.
+    `worked`: per (account, channel), whether its latest send in this tick got through."""
+    last_reached = {
+        (r.action["account_id"], r.action["channel"]): i for i, r in enumerate(results) if r.reached
+    }
+    for i, r in enumerate(results):
+        key = (r.action["account_id"], r.action["channel"])
+        if r.outcome == "held":
+            if worked.get(key) or last_reached.get(key, -1) > i:
+                wait = seconds_between(r.finished_at, r.retry_at) if r.retry_at else None
+                results[i] = _retry_or_fail(r.action, r.error or "", wait, r.finished_at)
+            worked[key] = False
+        elif r.reached:
+            worked[key] = True
+    return results
+
+
+def seconds_between(earlier: str, later: str) -> float:
+    return (parse_time(later) - parse_time(earlier)).total_seconds()
+
+
+def _held(row: dict[str, Any], error: str, retry_after: float | None, now: str) -> Result:
+    """The channel failed, not the lead: the send is due again as it was, not an attempt;
+    the channel's next probe waits for the server's Retry-After, if it gave one."""
+    probe_at = None
+    if retry_after:
+        probe_at = add_seconds(now, min(retry_after, MAX_RETRY_AFTER))
+    return Result(row, "held", now, error=error, retry_at=probe_at)
 
 
 def _retry_or_fail(row: dict[str, Any], error: str, retry_after: float | None, now: str) -> Result:

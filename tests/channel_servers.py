@@ -8,7 +8,7 @@ import socket
 import ssl
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import policy
@@ -43,13 +43,26 @@ class Received:
 
 @dataclass
 class SmtpRecorder:
-    """aiosmtpd handler: records every message; `replies[address]` answers RCPT instead."""
+    """aiosmtpd handler: records every message; `replies[address]` answers RCPT instead, and
+    `mail_reply` (e.g. "553 5.7.1 sender refused") answers every MAIL FROM."""
 
     received: list[Received] = field(default_factory=list)
     replies: dict[str, str] = field(default_factory=dict)
     logins: list[tuple[str, str]] = field(default_factory=list)
+    mail_froms: list[str] = field(default_factory=list)  # every MAIL FROM, refused or not
+    mail_reply: str | None = None
     connections: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        with self.lock:
+            self.mail_froms.append(address)
+            reply = self.mail_reply
+        if reply:
+            return reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         reply = self.replies.get(address)
@@ -163,10 +176,14 @@ class HttpRequest:
 
 
 class HttpRecorder:
-    """Records requests; answers each from `script` (status, headers, body), then `default`."""
+    """Records requests; answers each from `script` (status, headers, body), then `default`;
+    `respond(request)`, when set and not None, answers instead."""
 
     def __init__(self):
         self.requests: list[HttpRequest] = []
+        self.respond: Callable[[HttpRequest], tuple[int, dict[str, str], bytes] | None] | None = (
+            None
+        )
         self.script: list[tuple[int, dict[str, str], bytes]] = []
         self.default: tuple[int, dict[str, str], bytes] = (
             201,
@@ -200,11 +217,11 @@ def http_server() -> Iterator[tuple[str, HttpRecorder]]:
 
         def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            request = HttpRequest("POST", self.path, dict(self.headers.items()), body)
             with recorder.lock:
-                recorder.requests.append(
-                    HttpRequest("POST", self.path, dict(self.headers.items()), body)
-                )
-                status, headers, payload = (
+                recorder.requests.append(request)
+                answer = recorder.respond(request) if recorder.respond else None
+                status, headers, payload = answer or (
                     recorder.script.pop(0) if recorder.script else recorder.default
                 )
             self.send_response(status)

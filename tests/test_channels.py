@@ -16,7 +16,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from pipectl.channels import PermanentError, SendAction, TransientError
+from pipectl.channels import ChannelError, PermanentError, SendAction, TransientError
 from pipectl.channels.render import render_message
 from pipectl.channels.senders import SenderPool
 from tests.channel_servers import (
@@ -496,3 +496,61 @@ def test_only_secrets_are_hidden_from_errors_not_hosts_or_usernames():
     for secret in secrets:
         assert secret in text and secret not in shown
     assert "literal-in-yaml" not in shown and "Bearer hook" not in shown
+
+
+# --- whose fault: the channel's (held) or the lead's (retried or failed) ---------------------
+
+
+def test_sender_refused_login_refused_and_server_down_are_the_channels(pool, tmp_path):
+    with smtp_server() as (server, smtp):
+        smtp.mail_reply = "553 5.7.1 sender address rejected"
+        with pytest.raises(ChannelError, match="sender refused: 553 5.7.1 sender address"):
+            pool.send(render_message(email_action(smtp_config(server.port))))
+    env = {"SMTP_PASSWORD": "wrong-password-123"}
+    with smtp_server(auth=("sales", "right-password-456")) as (server, _):
+        config = smtp_config(server.port, username="sales", password="${SMTP_PASSWORD}")
+        with pytest.raises(ChannelError, match=r"authentication refused \(535\)"):
+            SenderPool(tmp_path, env=env).send(render_message(email_action(config)))
+    with pytest.raises(ChannelError, match="ConnectionRefusedError"):
+        pool.send(render_message(email_action(smtp_config(free_port()))))
+    with pytest.raises(ChannelError, match="SMTP_PASSWORD is not set"):
+        pool.send(render_message(email_action(smtp_config(1, password="${SMTP_PASSWORD}"))))
+
+
+def test_recipient_errors_are_the_leads_not_the_channels(pool):
+    with smtp_server() as (server, smtp):
+        smtp.replies["busy@lead.example"] = "451 4.3.0 try again later"
+        config = smtp_config(server.port)
+        with pytest.raises(TransientError) as busy:
+            pool.send(render_message(email_action(config, {"email": "busy@lead.example"})))
+        assert not isinstance(busy.value, ChannelError)
+
+
+def test_webhook_404_and_503_are_the_channels_400_and_500_the_leads(pool):
+    with http_server() as (url, http):
+        config = {"transport": "webhook", "url": f"{url}/hooks/sms", "timeout": 2}
+        http.answer(404, b"no such hook")
+        with pytest.raises(ChannelError, match="HTTP 404: no such hook"):
+            pool.send(render_message(sms_action(config)))
+        http.answer(503, b"maintenance", Retry_After="30")
+        with pytest.raises(ChannelError, match="HTTP 503") as down:
+            pool.send(render_message(sms_action(config)))
+        assert down.value.retry_after == 30
+        http.answer(400, b"invalid number")
+        with pytest.raises(PermanentError, match="HTTP 400: invalid number"):
+            pool.send(render_message(sms_action(config)))
+        http.answer(500, b"oops")
+        with pytest.raises(TransientError) as broke:
+            pool.send(render_message(sms_action(config)))
+        assert not isinstance(broke.value, ChannelError)
+
+
+def test_twilio_errors_about_to_fail_the_lead_about_from_hold_the_channel(tmp_path):
+    with http_server() as (url, http):
+        senders = SenderPool(tmp_path, env=TWILIO_ENV)
+        http.answer(400, {"code": 21211, "message": "The 'To' number is not a valid phone number"})
+        with pytest.raises(PermanentError, match="21211"):
+            senders.send(render_message(sms_action(twilio_config(url))))
+        http.answer(400, {"code": 21606, "message": "The 'From' phone number is not valid"})
+        with pytest.raises(ChannelError, match="21606"):
+            senders.send(render_message(sms_action(twilio_config(url))))

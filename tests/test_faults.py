@@ -1,6 +1,7 @@
 """Faults at the wire, through `pipectl tick`: a server that never answers, 421 in the middle of a
-session, HTTP 500, 429 with Retry-After, a slow HTTP server. Each is retried as promised, nothing
-is lost, no traceback, and the tick stays within its budget."""
+session, HTTP 500, 429 with Retry-After, a slow HTTP server. Each is retried (the lead's fault) or
+held with its channel (the server's) as promised, nothing is lost, no traceback, and the tick
+stays within its budget."""
 
 from __future__ import annotations
 
@@ -97,16 +98,18 @@ def later_tick(cli, now: str, *args: str) -> None:
     assert result.exit_code == 0, result.output
 
 
-def test_smtp_that_never_answers_times_out_as_transient_within_the_budget(cli, db, tmp_path):
+def test_smtp_that_never_answers_times_out_and_holds_the_channel_within_the_budget(
+    cli, db, tmp_path
+):
     with silent_server() as (port, accepted):
         prepare(cli, tmp_path, ONE_EMAIL, "drip", 3, email_account(port, timeout=1))
         started = time.monotonic()
         clean_tick(db, T0, "--max-seconds", "5")
         assert time.monotonic() - started < 8  # 1 s timeouts in parallel, plus process start
         assert accepted  # it connected; the server just never answered
-    for row in sends(db, "email"):
-        assert row["status"] == "pending" and row["attempts"] == 1
-        assert "timed out" in row["last_error"].lower() and row["perform_at"] > T0
+    for row in sends(db, "email"):  # the channel's fault: held as they were, not an attempt
+        assert row["status"] == "pending" and row["attempts"] == 0
+        assert "timed out" in row["last_error"].lower() and row["perform_at"] == T0
     with smtp_server(port) as (_, recorder):  # the server comes back on the same port
         later_tick(cli, "2027-03-01T14:10:00Z")
         assert sorted(r.rcpt_tos[0] for r in recorder.received) == [
@@ -178,17 +181,19 @@ def test_http_429_with_retry_after_waits_at_least_that_long(cli, db, tmp_path, m
         prepare(cli, tmp_path, SMS_PIPELINE, "texts", 1, extra)
         http.answer(429, {"message": "Too Many Requests"}, Retry_After="120")
         clean_tick(db, T0)
-        [row] = sends(db, "sms")
+        [row] = sends(db, "sms")  # the channel's limit: held, probed after the server's 120 s
         assert row["status"] == "pending" and "HTTP 429" in row["last_error"]
-        assert row["perform_at"] >= "2027-03-01T14:02:00Z"  # the server's 120 s, not our 60 s
-        later_tick(cli, "2027-03-01T14:01:30Z")  # too early: no attempt
-        assert sends(db, "sms")[0]["attempts"] == 1 and len(http.requests) == 1
+        assert row["perform_at"] == T0 and row["attempts"] == 0
+        [health] = rows(db, "SELECT next_probe_at FROM channel_health")
+        assert health["next_probe_at"] >= "2027-03-01T14:02:00Z"
+        later_tick(cli, "2027-03-01T14:01:30Z")  # too early: no probe
+        assert sends(db, "sms")[0]["attempts"] == 0 and len(http.requests) == 1
         later_tick(cli, "2027-03-01T14:03:00Z")
         assert statuses(db) == {"done": 2}
         assert http.requests[-1].path == "/2010-04-01/Accounts/AC0001/Messages.json"
 
 
-def test_slow_http_server_times_out_as_transient(cli, db, tmp_path):
+def test_slow_http_server_times_out_and_holds_the_channel(cli, db, tmp_path):
     with silent_server() as (port, accepted):
         extra = sms_account(f"transport: webhook, url: 'http://127.0.0.1:{port}/sms', timeout: 1")
         prepare(cli, tmp_path, SMS_PIPELINE, "texts", 2, extra)
@@ -197,8 +202,8 @@ def test_slow_http_server_times_out_as_transient(cli, db, tmp_path):
         assert time.monotonic() - started < 8
         assert accepted
     for row in sends(db, "sms"):
-        assert row["status"] == "pending" and row["attempts"] == 1
-        assert "timed out" in row["last_error"] and row["perform_at"] > T0
+        assert row["status"] == "pending" and row["attempts"] == 0
+        assert "timed out" in row["last_error"] and row["perform_at"] == T0
     assert statuses(db) == {"pending": 2, "waiting": 2}
 
 
@@ -215,15 +220,16 @@ def test_an_absurd_retry_after_is_capped_and_the_tick_goes_on(cli, db, tmp_path,
             sms_account(f"transport: webhook, url: '{url}'"),
         )
         http.answer(503, b"", Retry_After="999999999999")
-        clean_tick(db, T0)
-        first = sends(db, "sms")
-        assert {r["status"] for r in first} == {"pending", "done"}
-        [retry] = [r for r in first if r["status"] == "pending"]
-        assert "2027-03-01T14:00:00Z" < retry["perform_at"] <= "2027-03-02T14:01:00Z"
-        assert len(http.requests) == 2
+        clean_tick(db, T0, "--workers", "1")  # the 503 first: it holds the channel
+        assert [r["status"] for r in sends(db, "sms")] == ["pending", "pending"]
+        [health] = rows(db, "SELECT next_probe_at FROM channel_health")
+        assert "2027-03-01T14:00:00Z" < health["next_probe_at"] <= "2027-03-02T14:01:00Z"
+        assert len(http.requests) == 1
+        later_tick(cli, "2027-03-02T14:01:00Z")  # a day later the probe goes, and the rest
+        assert statuses(db) == {"done": 4} and len(http.requests) == 3
 
 
-def test_smtp_that_hangs_up_at_once_is_transient(cli, db, tmp_path):
+def test_smtp_that_hangs_up_at_once_holds_the_channel(cli, db, tmp_path):
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     stop = threading.Event()
@@ -246,7 +252,7 @@ def test_smtp_that_hangs_up_at_once_is_transient(cli, db, tmp_path):
         thread.join()
         listener.close()
     for row in sends(db, "email"):
-        assert row["status"] == "pending" and row["attempts"] == 1 and row["perform_at"] > T0
+        assert row["status"] == "pending" and row["attempts"] == 0 and row["perform_at"] == T0
         assert "connection" in row["last_error"].lower(), row["last_error"]
     with smtp_server(port) as (_, recorder):
         later_tick(cli, "2027-03-01T14:10:00Z")

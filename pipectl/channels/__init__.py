@@ -3,8 +3,10 @@
 The tick calls, from worker threads:
     message = render_message(action)          # pipectl.channels.render (templates sandboxed)
     provider_id = senders.send(message)       # a SenderPool, one connection per thread
-and turns `TransientError` into a retry (honouring `retry_after`) and `PermanentError`
-into a failure. Any other exception is treated as transient by the tick.
+and turns `TransientError` into a retry of that lead (honouring `retry_after`),
+`PermanentError` into a failure of that lead, and `ChannelError` (the channel is broken,
+not the lead) into holding the channel's sends until a probe gets through. Any other
+exception is treated as transient by the tick.
 """
 
 from __future__ import annotations
@@ -14,16 +16,24 @@ from typing import Any
 
 
 class TransientError(Exception):
-    """Worth retrying later: timeouts, refused connections, 4xx SMTP, HTTP 429/5xx, a broken
-    channel (authentication refused, a missing ${VAR})."""
+    """Worth retrying this send later: a recipient's server said 4xx to RCPT or DATA, an
+    HTTP 500 for this request."""
 
     def __init__(self, message: str, retry_after: float | None = None):
         super().__init__(message)
         self.retry_after = retry_after
 
 
+class ChannelError(TransientError):
+    """The channel is broken, whoever the recipient: the server is down or unreachable, TLS
+    or the login fails, the sender is refused, a ${VAR} is missing, the URL is wrong. Its
+    sends are held (not an attempt) until a probe gets through; `retry_after` delays the
+    probe. A TransientError, so code that does not know it still retries."""
+
+
 class PermanentError(Exception):
-    """Retrying cannot help: a refused recipient, other HTTP 4xx, a template error, no address."""
+    """Retrying cannot help this lead: a refused recipient, an invalid number, a message
+    refused for its content, a template error, no address."""
 
 
 @dataclass(frozen=True)

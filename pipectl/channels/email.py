@@ -12,7 +12,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
 from functools import lru_cache
 
-from . import Message, PermanentError, TransientError
+from . import ChannelError, Message, PermanentError, TransientError
 from .resolve import Resolved, single_line
 
 DEFAULT_FROM = "pipectl@pipectl.local"
@@ -104,12 +104,12 @@ class SmtpSender:
         self.host = str(cfg.get("host") or "")
         self.security = str(cfg.get("security") or "starttls").lower()
         if self.security not in DEFAULT_PORTS:
-            raise TransientError(f"channel email: unknown security {self.security!r}")
+            raise ChannelError(f"channel email: unknown security {self.security!r}")
         try:
             self.port = int(cfg.get("port") or DEFAULT_PORTS[self.security])
             self.timeout = float(cfg.get("timeout") or 30)
         except (TypeError, ValueError):
-            raise TransientError("channel email: port and timeout must be numbers") from None
+            raise ChannelError("channel email: port and timeout must be numbers") from None
         self.conn: smtplib.SMTP | None = None
 
     def send(self, message: Message) -> str | None:
@@ -123,7 +123,7 @@ class SmtpSender:
                 self.close(polite=False)
                 if not reused or attempt == 2:
                     text = str(e) or type(e).__name__
-                    raise self._transient(f"connection lost: {text}") from None
+                    raise self._channel_error(f"connection lost: {text}") from None
         raise AssertionError("unreachable")
 
     def close(self, polite: bool = True) -> None:
@@ -148,27 +148,34 @@ class SmtpSender:
         except smtplib.SMTPRecipientsRefused as e:
             code, reply = next(iter(e.recipients.values()), (0, b""))
             raise self._classified(code, reply, "recipient refused") from None
-        except smtplib.SMTPSenderRefused as e:
-            raise self._classified(e.smtp_code, e.smtp_error, "sender refused") from None
+        except smtplib.SMTPSenderRefused as e:  # MAIL FROM: the channel's sender, not the lead
+            if e.smtp_code == 421:
+                raise _ServerClosed(f"sender refused: 421 {_text(e.smtp_error)}") from None
+            if e.smtp_code == 552:  # the message's size, declared in MAIL FROM
+                raise self._classified(e.smtp_code, e.smtp_error, "message refused") from None
+            self.close(polite=False)
+            raise self._channel_error(
+                f"sender refused: {e.smtp_code} {_text(e.smtp_error)}"
+            ) from None
         except smtplib.SMTPDataError as e:
             raise self._classified(e.smtp_code, e.smtp_error, "message refused") from None
         except smtplib.SMTPAuthenticationError as e:
             self.close(polite=False)
-            raise self._transient(f"authentication refused ({e.smtp_code})") from None
-        except smtplib.SMTPResponseException as e:
+            raise self._channel_error(f"authentication refused ({e.smtp_code})") from None
+        except smtplib.SMTPResponseException as e:  # to the greeting, EHLO, STARTTLS
             self.close(polite=False)
-            raise self._transient(f"server said {e.smtp_code} {_text(e.smtp_error)}") from None
+            raise self._channel_error(f"server said {e.smtp_code} {_text(e.smtp_error)}") from None
         except _STALE:
             raise
         except (smtplib.SMTPException, OSError) as e:  # timeouts, refused connections, TLS
             self.close(polite=False)
-            raise self._transient(f"{type(e).__name__}: {e}") from None
+            raise self._channel_error(f"{type(e).__name__}: {e}") from None
         match = _QUEUED_AS.search(conn.last_data_reply or b"")
         return match.group(1).decode("ascii", "replace") if match else None
 
     def _connect(self) -> smtplib.SMTP:
         if not self.host:
-            raise TransientError("channel email: no SMTP host configured")
+            raise ChannelError("channel email: no SMTP host configured")
         name = _local_hostname()
         if self.security == "ssl":
             conn = _SMTPSSL(
@@ -192,7 +199,7 @@ class SmtpSender:
     def _classified(self, code: int, reply: bytes | str, what: str) -> Exception:
         text = f"{what}: {code} {_text(reply)}"
         if code == 530:  # "authentication required": the channel's settings, not the lead
-            return self._transient(text)
+            return self._channel_error(text)
         if 500 <= code < 600:
             return PermanentError(self.resolved.scrub(f"channel email: {text}"))
         if code == 421:  # the server is closing this connection (often an idle timeout)
@@ -200,8 +207,14 @@ class SmtpSender:
         return self._transient(text)
 
     def _transient(self, text: str) -> TransientError:
+        """This recipient or message, for now (4xx to RCPT or DATA): retried with backoff."""
         where = f"{self.host}:{self.port}"
         return TransientError(self.resolved.scrub(f"channel email: {where}: {text}"))
+
+    def _channel_error(self, text: str) -> ChannelError:
+        """The server or its settings, whoever the recipient: the channel's sends are held."""
+        where = f"{self.host}:{self.port}"
+        return ChannelError(self.resolved.scrub(f"channel email: {where}: {text}"))
 
 
 def _text(reply: bytes | str) -> str:

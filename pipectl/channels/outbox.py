@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import is_no_space
-from . import Message, TransientError
+from . import ChannelError, Message
 from .email import POLICY, build_mime
 from .resolve import Resolved
 
@@ -44,10 +44,10 @@ class OutboxSender:
             write_atomic(self.outbox_dir / name, data)
         except OSError as e:
             if is_no_space(e):
-                raise TransientError(
+                raise ChannelError(
                     f"channel {message.channel}: outbox: disk full: cannot write {self.outbox_dir}"
                 ) from None
-            raise TransientError(f"channel {message.channel}: outbox: {e}") from None
+            raise ChannelError(f"channel {message.channel}: outbox: {e}") from None
         return name
 
     def close(self) -> None:

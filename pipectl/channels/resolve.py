@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import TransientError
+from . import ChannelError
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 SECRET_KEYS = frozenset({"password", "auth_token", "api_key", "token", "secret"})
@@ -36,7 +36,7 @@ class Resolved:
 
 
 def resolve_config(channel: str, config: Mapping[str, Any], env: Mapping[str, str]) -> Resolved:
-    """Resolve ${VAR} in every string of `config`; a missing variable is a TransientError.
+    """Resolve ${VAR} in every string of `config`; a missing variable is a ChannelError.
 
     Secrets, hidden from error messages: the values of secret keys (password, auth_token, ...)
     and of every header (an Authorization), and whatever a ${VAR} puts in a URL's userinfo or
@@ -82,7 +82,7 @@ def resolve_config(channel: str, config: Mapping[str, Any], env: Mapping[str, st
 
     def lookup(name: str) -> str:
         if name not in env:
-            raise TransientError(f"channel {channel}: environment variable {name} is not set")
+            raise ChannelError(f"channel {channel}: environment variable {name} is not set")
         return env[name]
 
     resolved = {k: sub(v, str(k)) for k, v in config.items()}

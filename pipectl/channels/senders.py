@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import Message, PermanentError, TransientError
+from . import ChannelError, Message, PermanentError, TransientError
 from .email import SmtpSender
 from .outbox import OutboxSender
 from .resolve import Resolved, resolve_config
@@ -90,7 +90,7 @@ class SenderPool:
     def _new_sender(self, channel: str, resolved: Resolved) -> Sender:
         transport = str(resolved.config.get("transport") or "outbox").lower()
         if transport not in TRANSPORTS.get(channel, ()):
-            raise TransientError(f"channel {channel}: unknown transport {transport!r}")
+            raise ChannelError(f"channel {channel}: unknown transport {transport!r}")
         if transport == "outbox":
             return OutboxSender(self.outbox_dir, resolved)
         if transport == "smtp":

@@ -11,10 +11,18 @@ from urllib.parse import quote
 
 import httpx
 
-from . import Message, PermanentError, TransientError
+from . import ChannelError, Message, PermanentError, TransientError
 from .resolve import Resolved, single_line
 
 TWILIO_API = "https://api.twilio.com"
+# HTTP statuses that say the URL, the credentials or the server are wrong or down, whoever
+# the recipient: the channel's sends are held until a probe gets through.
+CHANNEL_STATUSES = frozenset({401, 403, 404, 405, 407, 408, 410, 429, 502, 503, 504})
+# Twilio's error codes about the sending side (the account, the `From` number), not about
+# the `To` number or the message, which fail only that lead (21211, 21610, 21614, ...).
+TWILIO_CHANNEL_CODES = frozenset(
+    {20003, 20005, 20404, 21212, 21603, 21606, 21607, 21611, 21659, 21660}
+)
 # httpx logs every request URL at INFO; a webhook URL may carry a token in its query string.
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
@@ -30,7 +38,7 @@ class HttpSmsSender:
             read = float(cfg.get("timeout") or 30)
             self.timeout = httpx.Timeout(read, connect=float(cfg.get("connect_timeout") or 10))
         except (TypeError, ValueError):
-            raise TransientError("channel sms: timeout must be a number of seconds") from None
+            raise ChannelError("channel sms: timeout must be a number of seconds") from None
         self.client: httpx.Client | None = None
 
     def send(self, message: Message) -> str | None:
@@ -41,9 +49,9 @@ class HttpSmsSender:
         try:
             response = self.client.post(url, **kwargs)
         except httpx.TimeoutException:
-            raise self._transient(f"{_host(url)}: timed out") from None
-        except httpx.HTTPError as e:  # refused connections, resets, protocol errors
-            raise self._transient(f"{_host(url)}: {type(e).__name__}: {e}") from None
+            raise self._channel_error(f"{_host(url)}: timed out") from None
+        except httpx.HTTPError as e:  # refused connections, resets, protocol errors, TLS
+            raise self._channel_error(f"{_host(url)}: {type(e).__name__}: {e}") from None
         return self._result(response)
 
     def close(self) -> None:
@@ -58,9 +66,9 @@ class HttpSmsSender:
         if self.transport == "twilio":
             sid, token = cfg.get("account_sid"), cfg.get("auth_token")
             if not sid or not token:
-                raise TransientError("channel sms: twilio needs account_sid and auth_token")
+                raise ChannelError("channel sms: twilio needs account_sid and auth_token")
             if not cfg.get("from") and not cfg.get("messaging_service_sid"):
-                raise TransientError("channel sms: twilio needs from or messaging_service_sid")
+                raise ChannelError("channel sms: twilio needs from or messaging_service_sid")
             base = str(cfg.get("base_url") or TWILIO_API).rstrip("/")
             url = f"{base}/2010-04-01/Accounts/{quote(str(sid), safe='')}/Messages.json"
             form = {"To": message.to, "Body": message.body}
@@ -70,7 +78,7 @@ class HttpSmsSender:
                 form["From"] = str(cfg["from"])
             return url, {"data": form, "auth": (str(sid), str(token))}
         if not cfg.get("url"):
-            raise TransientError("channel sms: webhook needs a url")
+            raise ChannelError("channel sms: webhook needs a url")
         payload = {
             "to": message.to,
             "body": message.body,
@@ -92,17 +100,32 @@ class HttpSmsSender:
             return str(value) if value is not None else None
         excerpt = self.resolved.scrub(single_line(response.text)[:200])
         text = f"HTTP {status}: {excerpt}" if excerpt else f"HTTP {status}"
-        if status in (408, 429) or status >= 500:
-            wait = retry_after(response.headers.get("retry-after"))
+        wait = retry_after(response.headers.get("retry-after"))
+        if status in (401, 403):  # the channel's credentials, not the lead: held until fixed
+            raise self._channel_error(f"authentication refused: HTTP {status}", wait)
+        if status in CHANNEL_STATUSES or self._twilio_code(response) in TWILIO_CHANNEL_CODES:
+            raise self._channel_error(text, wait)
+        if status >= 500:  # this request broke the server: retried, as this lead's
             raise self._transient(text, wait)
-        if status in (401, 403):  # the channel's credentials, not the lead: retry after a fix
-            raise self._transient(f"authentication refused: HTTP {status}")
-        if 400 <= status < 500:
+        if 400 <= status < 500:  # the number or the message: this lead's
             raise PermanentError(f"channel sms: {text}")
-        raise self._transient(f"unexpected {text}")
+        raise self._channel_error(f"unexpected {text}")
+
+    def _twilio_code(self, response: httpx.Response) -> int | None:
+        """Twilio's error code in a JSON error body, if any."""
+        if self.transport != "twilio":
+            return None
+        try:
+            code = response.json().get("code")
+        except (ValueError, AttributeError):
+            return None
+        return code if isinstance(code, int) else None
 
     def _transient(self, text: str, retry: float | None = None) -> TransientError:
         return TransientError(self.resolved.scrub(f"channel sms: {text}"), retry_after=retry)
+
+    def _channel_error(self, text: str, retry: float | None = None) -> ChannelError:
+        return ChannelError(self.resolved.scrub(f"channel sms: {text}"), retry_after=retry)
 
 
 def retry_after(value: str | None) -> float | None:

@@ -39,7 +39,8 @@ def status(
 
     Shows leads by state, actions due now, overdue (more than 2 minutes past due), awaiting
     a reply and failed, lateness p50/p95 of the last hour, each limit's use, channels that
-    keep failing, and the last tick; a WARNING when no tick ran for 5 minutes.
+    are failing (their sends held back), and the last tick; a WARNING when no tick ran for
+    5 minutes, when actions are overdue and while a channel is failing.
 
     Example: pipectl status --account acme --json
     """
@@ -119,7 +120,11 @@ def _lines(entry: dict[str, Any]) -> list[tuple[str, str]]:
     lines.append(("limits", ", ".join(use)))
     for f in entry["failing_channels"]:
         lines.append(
-            (f"{f['channel']} failing", f"{counted(f['failures'], 'failure')}: {f['error']}")
+            (
+                f"{f['channel']} failing",
+                f"since {f['since']}, {counted(f['held_back'], 'send')} held back, last tried"
+                f" {f['last_probe_at']}: {f['error']}",
+            )
         )
     return lines
 

@@ -89,8 +89,19 @@ def tick(
             markup=False,
         )
         return
-    if not quiet or summary.failed:
+    _print_summary(summary, quiet)
+
+
+def _print_summary(summary, quiet: bool) -> None:  # noqa: ANN001  (TickSummary loads late)
+    """The summary line, unless quiet and nothing failed; a failing channel is a failure."""
+    if not quiet or summary.failed or summary.failing_channels:
         out.print(summary.line(), markup=False)
+    for f in summary.failing_channels:
+        err.print(
+            f"WARNING: {f['account']}: {f['channel']} failing since {f['since']}: {f['error']}"
+            " (its sends are held back; one is tried each tick)",
+            markup=False,
+        )
 
 
 @app.command()
@@ -113,8 +124,7 @@ def run(
             summary = run_tick(
                 ctx.obj["db"], workers=workers, max_seconds=max(1.0, interval - 10), stop=stop
             )
-            if not quiet or summary.failed:
-                out.print(summary.line(), markup=False)
+            _print_summary(summary, quiet)
         except LockHeld as e:
             err.print(f"skipped: {e}", markup=False)
         stop.wait(max(0.0, interval - (time.monotonic() - started)))

@@ -286,6 +286,29 @@ def m002_inbound(conn: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m003_channel_health(conn: sqlite3.Connection) -> None:
+    """A row per account and channel while it fails for reasons that are not the lead's: its
+    sends are held, and one probe per tick tries it, until a send gets through."""
+    run_script(
+        conn,
+        """
+        CREATE TABLE channel_health (
+            account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+            channel TEXT NOT NULL,              -- 'email' or 'sms'
+            failing_since TEXT NOT NULL,
+            last_error TEXT NOT NULL,           -- scrubbed: never a secret
+            failures INTEGER NOT NULL DEFAULT 1,-- sends that failed this way since then
+            last_probe_at TEXT,
+            next_probe_at TEXT,                 -- the server's Retry-After, if it gave one
+            probe_action_id INTEGER,            -- the last send tried: probes take turns
+            probe_token TEXT,                   -- the tick that last tried it: one try a tick
+            PRIMARY KEY (account_id, channel)
+        );
+        """,
+    )
+
+
 def run_script(conn: sqlite3.Connection, script: str) -> None:
     """Run statements one by one: `executescript` would commit the migration's transaction."""
     statement = ""

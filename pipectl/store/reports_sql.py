@@ -7,7 +7,6 @@ in proportion to the work in flight, never to the number of leads stored.
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 from typing import Any
 
@@ -19,14 +18,12 @@ from .leads_sql import NOT_ENROLLED
 SLA_SECONDS = 120  # an action more than this past its perform_at is overdue
 STALE_TICK_SECONDS = 300  # no tick for longer than this: cron is not running it
 LATENESS_WINDOW = 3600
-FAILING_STREAK = 3  # this many latest attempts of a channel failed alike: it is broken
 ACTION_STATUSES = ("waiting", "pending", "running", "awaiting_reply", "done", "failed", "skipped")
 STATUS_INDEX = {
     "running": "lsa_running",
     "awaiting_reply": "lsa_awaiting_account",
     "failed": "lsa_failed",
 }
-_GAVE_UP = re.compile(r"^gave up after \d+ attempts: ")
 
 
 def percentile(values: list[float], p: float) -> float | None:
@@ -125,8 +122,8 @@ class ReportsSQL:
             )
         for f in failing:
             warnings.append(
-                f"{f['channel']} keeps failing ({counted(f['failures'], 'failure')} since"
-                f" {f['since']}): {f['error']}"
+                f"{f['channel']} failing since {f['since']} ({counted(f['held_back'], 'send')} held back,"
+                f" one tried each tick): {f['error']}"
             )
         return {
             "account": account["key"],
@@ -226,41 +223,34 @@ class ReportsSQL:
         }
 
     def _failing_channels(self, account_id: int, now: str) -> list[dict[str, Any]]:
-        """A channel whose latest attempts (since its last delivery) all failed alike."""
-        since = add_seconds(now, -LATENESS_WINDOW)
+        """Channels failing for reasons that are not the leads' (from the first failure):
+        the error, since when, the sends held back, the last probe and last delivery."""
         failing = []
-        for channel in ("email", "sms"):
+        for row in self.conn.execute(
+            "SELECT * FROM channel_health WHERE account_id = ? ORDER BY channel", (account_id,)
+        ).fetchall():
+            channel = row["channel"]
+            held = self.conn.execute(
+                "SELECT count(*) FROM lead_stage_actions INDEXED BY lsa_due"
+                " WHERE account_id = ? AND channel = ? AND status = 'pending' AND perform_at <= ?",
+                (account_id, channel, now),
+            ).fetchone()[0]
             last_sent = self.conn.execute(
                 "SELECT max(sent_at) FROM deliveries WHERE account_id = ? AND channel = ?",
                 (account_id, channel),
             ).fetchone()[0]
-            after = max(since, last_sent or since)
-            # Failed for good (performed_at), or failed and retrying (still pending).
-            errors = self.conn.execute(
-                "SELECT performed_at AS at, last_error FROM lead_stage_actions"
-                " INDEXED BY lsa_performed WHERE performed_at > ? AND performed_at <= ?"
-                " AND account_id = ? AND channel = ? AND status = 'failed'"
-                " UNION ALL SELECT claimed_at, last_error FROM lead_stage_actions"
-                " INDEXED BY lsa_due WHERE account_id = ? AND channel = ?"
-                " AND status = 'pending' AND last_error IS NOT NULL"
-                " AND claimed_at > ? AND claimed_at <= ?",
-                (after, now, account_id, channel, account_id, channel, after, now),
-            ).fetchall()
-            errors = sorted(
-                ((r["at"], _GAVE_UP.sub("", r["last_error"] or "")) for r in errors),
-                reverse=True,
+            failing.append(
+                {
+                    "channel": channel,
+                    "error": row["last_error"],
+                    "failures": row["failures"],
+                    "since": row["failing_since"],
+                    "last_probe_at": row["last_probe_at"],
+                    "next_probe_at": row["next_probe_at"],
+                    "held_back": held,
+                    "last_delivery": last_sent,
+                }
             )
-            latest = {text for _, text in errors[:FAILING_STREAK]}
-            if len(errors) >= FAILING_STREAK and len(latest) == 1:
-                failing.append(
-                    {
-                        "channel": channel,
-                        "error": latest.pop(),
-                        "failures": len(errors),
-                        "since": errors[-1][0],
-                        "last_delivery": last_sent,
-                    }
-                )
         return failing
 
     # --- one lead -----------------------------------------------------------------------

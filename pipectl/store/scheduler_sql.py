@@ -49,10 +49,11 @@ class Result:
     """The outcome of one send, computed by a worker thread and written by the tick."""
 
     action: dict[str, Any]  # the claimed row
-    outcome: str  # "done" | "retry" | "failed"
+    outcome: str  # "done" | "retry" | "failed" | "held" (its channel failed: not an attempt)
     finished_at: str
     error: str | None = None
-    retry_at: str | None = None
+    retry_at: str | None = None  # "retry": when; "held": the channel's next probe, if delayed
+    reached: bool = False  # the send reached the server: its channel works
     recipient: str | None = None
     message_id: str | None = None
     provider_id: str | None = None
@@ -117,10 +118,13 @@ class SchedulerSQL:
             if not claiming:
                 self._release(dispatch.waiting(), token, now, claim)
                 return counts, 0, claim
+            held = self._hold_failing(dispatch, token, now) if results else []
             if claim_now:
                 admitted = self._admit(now, ADMIT_BATCH)
                 claim = self._claim(now, token, dispatch)
-            self._start(dispatch.choose(claim.sends), token, now, claim)
+            skip = {row["id"] for row in held}
+            self._start(dispatch.choose(claim.sends, skip), token, now, claim)
+            claim.dropped += held
             return counts, admitted, claim
 
     def _admit(self, now: str, cap: int) -> int:
@@ -168,10 +172,13 @@ class SchedulerSQL:
         claim = Claim()
         self._expire_reply_waits(now, claim)
         accounts = self.conn.execute("SELECT * FROM accounts ORDER BY id").fetchall()
+        health = self._channel_health()  # type: ignore[attr-defined]
         candidates: dict[int, list[dict[str, Any]]] = {}
         for account in accounts:
             self._internal_due(account["id"], now, claim)
-            candidates[account["id"]] = self._send_candidates(account, now, dispatch, claim)
+            candidates[account["id"]] = self._send_candidates(
+                account, now, token, dispatch, claim, health
+            )
         # Accounts in turns across claims too: the least recently served first, so when
         # fewer sends may be claimed than accounts are waiting, the same ones do not win.
         order = sorted(candidates, key=lambda k: (dispatch.served.get(k, -1), k))
@@ -186,6 +193,8 @@ class SchedulerSQL:
             )
             for row in chosen:  # new dicts: a rolled back claim leaves nothing behind
                 row["claim_token"] = token
+            if health:
+                self._mark_probes(chosen, token)  # type: ignore[attr-defined]
             claim.sends = chosen
         return claim
 
@@ -235,6 +244,21 @@ class SchedulerSQL:
             self._put_back([row["id"] for row in rows], token, now)
         claim.dropped = rows
 
+    def _hold_failing(self, dispatch: Dispatch, token: str, now: str) -> list[dict[str, Any]]:
+        """Claimed sends not started whose channel has just failed go back, due as they were
+        (no attempt was made); a probe still goes. Returns them."""
+        health = self._channel_health()  # type: ignore[attr-defined]
+        if not health:
+            return []
+        held = [
+            row
+            for row in dispatch.waiting()
+            if (row["account_id"], row["channel"]) in health and not row.get("probe")
+        ]
+        if held:
+            self._put_back([row["id"] for row in held], token, now)
+        return held
+
     def _put_back(self, ids: list[int], token: str, now: str, perform_at: str | None = None) -> int:
         """Claimed sends not started go back to `pending` (at `perform_at`, if given), or to
         `skipped` when their lead left the stage meanwhile, whose current stage then goes
@@ -251,9 +275,16 @@ class SchedulerSQL:
         return len(skipped)
 
     def _send_candidates(
-        self, account: sqlite3.Row, now: str, dispatch: Dispatch, claim: Claim
+        self,
+        account: sqlite3.Row,
+        now: str,
+        token: str,
+        dispatch: Dispatch,
+        claim: Claim,
+        health: dict[tuple[int, str], sqlite3.Row],
     ) -> list[dict[str, Any]]:
-        """Due sends of one account that its concurrency and rates allow now, oldest first."""
+        """Due sends of one account that its concurrency and rates allow now, oldest first;
+        of a failing channel, one probe a tick while none of its sends is in flight."""
         account_id = account["id"]
         room = dispatch.room(account_id, account["concurrency"])
         if room <= 0:
@@ -269,8 +300,16 @@ class SchedulerSQL:
         for channel in ("email", "sms"):
             limit = rate_room(rates, sent, channel)
             limit = room if limit is None else min(room, limit)
-            if limit > 0:
-                rows += self._due_sends(account, channel, channels, now, limit, claim)
+            failing = health.get((account_id, channel))
+            if failing is None:
+                if limit > 0:
+                    rows += self._due_sends(account, channel, channels, now, limit, claim)
+            elif (
+                limit > 0
+                and not dispatch.held[account_id, channel]
+                and self._may_probe(failing, token, now)  # type: ignore[attr-defined]
+            ):
+                rows += self._probe(account, channel, channels, now, claim, failing)
         rows.sort(key=lambda r: (r["perform_at"], r["id"]))
         all_room = rate_room({"all": rates["all"]}, sent, "all") if "all" in rates else None
         return rows[: min(room, all_room if all_room is not None else room)]
@@ -293,6 +332,25 @@ class SchedulerSQL:
             )
         return sent
 
+    def _probe(
+        self,
+        account: sqlite3.Row,
+        channel: str,
+        channels: dict[str, Any],
+        now: str,
+        claim: Claim,
+        health: sqlite3.Row,
+    ) -> list[dict[str, Any]]:
+        """The failing channel's probe: the due send after the last one tried (else the
+        oldest), so one send that fails alone does not hold its channel for good."""
+        after = self._probe_cursor(health)  # type: ignore[attr-defined]
+        rows = self._due_sends(account, channel, channels, now, 1, claim, after)
+        if not rows and after:
+            rows = self._due_sends(account, channel, channels, now, 1, claim)
+        for row in rows:
+            row["probe"] = True
+        return rows
+
     def _due_sends(
         self,
         account: sqlite3.Row,
@@ -301,10 +359,16 @@ class SchedulerSQL:
         now: str,
         limit: int,
         claim: Claim,
+        after: tuple[str, int] | None = None,
     ) -> list[dict[str, Any]]:
-        """Up to `limit` due sends; do-not-contact leads are stopped and windows deferred."""
+        """Up to `limit` due sends (after `after`, a (perform_at, id), if given);
+        do-not-contact leads are stopped and windows deferred."""
         cursor = self.conn.cursor()
         cursor.row_factory = None  # plain tuples, made into dicts below: thousands a second
+        where, params = "", ()
+        if after:
+            where = "AND a.perform_at >= ? AND (a.perform_at > ? OR a.id > ?) "
+            params = (after[0], after[0], after[1])
         rows = cursor.execute(
             "SELECT a.id, a.lead_id, a.account_id, a.enrollment_id, a.lead_stage_id, "
             "a.sequence_number, a.type, a.channel, a.params, a.attempts, a.perform_at, "
@@ -312,8 +376,8 @@ class SchedulerSQL:
             "l.do_not_contact "
             "FROM lead_stage_actions a JOIN leads l ON l.id = a.lead_id "
             "WHERE a.account_id = ? AND a.channel = ? AND a.status = 'pending' "
-            "AND a.perform_at <= ? ORDER BY a.perform_at LIMIT ?",
-            (account["id"], channel, now, limit),
+            f"AND a.perform_at <= ? {where}ORDER BY a.perform_at, a.id LIMIT ?",
+            (account["id"], channel, now, *params, limit),
         ).fetchall()
         names = [d[0] for d in cursor.description]
         shared = {
@@ -407,8 +471,9 @@ class SchedulerSQL:
             )
 
     def _record_results(self, results: Iterable[Result]) -> dict[str, int]:
-        counts = {"done": 0, "retry": 0, "failed": 0, "stale": 0}
+        counts = {"done": 0, "retry": 0, "failed": 0, "held": 0, "stale": 0}
         results = list(results)
+        self._record_health(results)  # type: ignore[attr-defined]
         done = self._mark_done([r for r in results if r.outcome == "done"])
         # Sends that went out: delivered, and each lead's next action due (in bulk).
         self.conn.executemany(
@@ -441,6 +506,13 @@ class SchedulerSQL:
                     "perform_at = ?, last_error = ?, claim_token = NULL "
                     "WHERE id = ? AND claim_token = ? AND status = 'running'",
                     (r.retry_at, r.error, *fence),
+                )
+            elif r.outcome == "held":  # its channel failed: due as it was, not an attempt
+                cur = self.conn.execute(
+                    f"UPDATE lead_stage_actions SET status = {PENDING_UNLESS_LEFT}, "
+                    "attempts = max(0, attempts - 1), claimed_at = NULL, last_error = ?, "
+                    "claim_token = NULL WHERE id = ? AND claim_token = ? AND status = 'running'",
+                    (r.error, *fence),
                 )
             else:
                 cur = self.conn.execute(

@@ -1,0 +1,115 @@
+"""Channel health: which account's channel is failing for reasons that are not the lead's.
+
+A row in `channel_health` exists while a channel fails that way (the server down, the login
+or the sender refused, a ${VAR} missing, a wrong URL). The claim then holds the channel's
+sends, still `pending` and due, and takes one of them per tick as a probe; any send that
+reaches the server (delivered, or refused for its recipient) ends the row. The tick thread
+writes it, inside the transaction that records the results.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .scheduler_sql import Result
+
+Key = tuple[int, str]  # (account id, channel)
+
+
+class HealthSQL:
+    """Record channel failures and recoveries; say which channels fail and may be probed."""
+
+    conn: sqlite3.Connection
+
+    def failing_channels(self) -> list[dict[str, Any]]:
+        """Every failing channel with its account's key: for the tick's summary."""
+        return [
+            dict(r)
+            for r in self.conn.execute(
+                "SELECT a.key AS account, h.channel, h.failing_since AS since, h.last_error"
+                " AS error, h.failures FROM channel_health h JOIN accounts a"
+                " ON a.id = h.account_id ORDER BY a.key, h.channel"
+            )
+        ]
+
+    def _channel_health(self) -> dict[Key, sqlite3.Row]:
+        """The failing channels (usually none: one read of an empty table)."""
+        return {
+            (r["account_id"], r["channel"]): r
+            for r in self.conn.execute("SELECT * FROM channel_health")
+        }
+
+    def _record_health(self, results: Iterable[Result]) -> None:
+        """A channel error starts (or goes on with) a failure of its channel; a send that
+        reached the server ends it. In the order the results came, the last one wins."""
+        held: dict[Key, list[Result]] = {}
+        reached: set[Key] = set()
+        for r in results:
+            key = (r.action["account_id"], r.action["channel"])
+            if r.outcome == "held":
+                held.setdefault(key, []).append(r)
+                reached.discard(key)
+            elif r.reached:
+                held.pop(key, None)
+                reached.add(key)
+        if not held and not reached:
+            return
+        failing = self._channel_health()
+        for key in reached & failing.keys():
+            self.conn.execute(
+                "DELETE FROM channel_health WHERE account_id = ? AND channel = ?", key
+            )
+        for key, failures in held.items():
+            last = failures[-1]
+            self.conn.execute(
+                "INSERT INTO channel_health (account_id, channel, failing_since, last_error,"
+                " failures, last_probe_at, next_probe_at, probe_action_id, probe_token)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (account_id, channel) DO UPDATE SET"
+                " last_error = excluded.last_error,"
+                " failures = failures + excluded.failures,"
+                " last_probe_at = excluded.last_probe_at,"
+                " next_probe_at = excluded.next_probe_at,"
+                " probe_action_id = excluded.probe_action_id,"
+                " probe_token = excluded.probe_token",
+                (
+                    *key,
+                    failures[0].finished_at,
+                    last.error or "failed",
+                    len(failures),
+                    last.finished_at,
+                    last.retry_at,
+                    last.action["id"],
+                    last.action["claim_token"],
+                ),
+            )
+
+    def _may_probe(self, health: sqlite3.Row, token: str, now: str) -> bool:
+        """One probe per tick (the tick that saw the failure has had its try), and none
+        before the server's Retry-After."""
+        if health["probe_token"] == token:
+            return False
+        return health["next_probe_at"] is None or health["next_probe_at"] <= now
+
+    def _probe_cursor(self, health: sqlite3.Row) -> tuple[str, int] | None:
+        """Where the last probe was among the due sends: the next probe is the one after it,
+        so a send that fails alone cannot hold its channel for good."""
+        if health["probe_action_id"] is None:
+            return None
+        row = self.conn.execute(
+            "SELECT perform_at FROM lead_stage_actions WHERE id = ?", (health["probe_action_id"],)
+        ).fetchone()
+        return (row["perform_at"], health["probe_action_id"]) if row and row["perform_at"] else None
+
+    def _mark_probes(self, rows: Iterable[dict[str, Any]], token: str) -> None:
+        """The claimed probes: their channels have had this tick's try."""
+        for row in rows:
+            if row.get("probe"):
+                self.conn.execute(
+                    "UPDATE channel_health SET probe_token = ?, probe_action_id = ?"
+                    " WHERE account_id = ? AND channel = ?",
+                    (token, row["id"], row["account_id"], row["channel"]),
+                )
