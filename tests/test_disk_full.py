@@ -117,7 +117,7 @@ def test_import_and_apply_on_a_full_disk_say_disk_full_and_change_nothing(disk, 
     assert dump(db) == before
 
 
-def test_a_full_outbox_disk_retries_the_sends_saying_disk_full(disk, tmp_path):
+def test_a_full_outbox_disk_holds_the_sends_saying_disk_full(disk, tmp_path):
     db = tmp_path / "pipectl.db"  # the database has room; the outbox is on the full disk
     (tmp_path / "outbox").symlink_to(disk)
     assert pipectl(db, "apply", str(write_yaml(tmp_path, ONE_EMAIL))).returncode == 0
@@ -127,10 +127,11 @@ def test_a_full_outbox_disk_retries_the_sends_saying_disk_full(disk, tmp_path):
     filler = fill(disk)
 
     result = pipectl(db, "tick", "--now", T0)
-    assert result.returncode == 0, result.stderr  # the tick ran: the sends wait for a retry
+    assert result.returncode == 0, result.stderr  # the tick ran: the channel's sends are held
     errors = rows(db, "SELECT status, attempts, last_error FROM lead_stage_actions"
                       " WHERE type = 'email'")  # fmt: skip
-    assert {(r["status"], r["attempts"]) for r in errors} == {("pending", 1)}
+    # A full outbox is the channel's fault, not the leads': held, no attempt used up.
+    assert {(r["status"], r["attempts"]) for r in errors} == {("pending", 0)}
     assert {r["last_error"] for r in errors} == {
         f"channel email: outbox: disk full: cannot write {tmp_path / 'outbox'}"
     }

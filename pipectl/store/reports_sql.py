@@ -122,8 +122,8 @@ class ReportsSQL:
             )
         for f in failing:
             warnings.append(
-                f"{f['channel']} failing since {f['since']} ({counted(f['held_back'], 'send')} held back,"
-                f" one tried each tick): {f['error']}"
+                f"{f['channel']} failing since {f['since']}"
+                f" ({counted(f['held_back'], 'send')} held back, one tried each tick): {f['error']}"
             )
         return {
             "account": account["key"],
