@@ -656,9 +656,11 @@ class _Reader(NodeReader):
                 self.problem(parent, f"{what} needs {either}")
             return None
         if source is not None:
-            error = check_template(source)
-            if error:
-                self.problem(node, f"{what} {label}: {error}")
+            for line, error in check_template(source):
+                if file_name in fields:  # the template's own file and line, at the YAML's line
+                    self.problem(node, f"{what} {label}: {fields[file_name].value}:{line}: {error}")
+                else:
+                    self.problems.append((_template_line(node, line), f"{what} {label}: {error}"))
         return source
 
     def read_file(self, node: Node, what: str) -> str | None:
@@ -679,6 +681,13 @@ class _Reader(NodeReader):
         except (OSError, UnicodeDecodeError) as e:
             self.problem(node, f"{what} {name!r} cannot be read: {e}")
         return None
+
+
+def _template_line(node: Node, line: int) -> int:
+    """The YAML line of a template's `line`: a block scalar (`|`) starts on the next line."""
+    if isinstance(node, ScalarNode) and node.style in ("|", ">"):
+        return line_of(node) + line
+    return line_of(node) + line - 1
 
 
 @dataclass

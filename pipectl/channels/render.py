@@ -15,7 +15,6 @@ from .resolve import single_line
 
 _DOMAIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
 _SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f]")
-_STANDARD = ("email", "phone", "first_name", "last_name")
 
 
 def render_message(action: SendAction) -> Message:
@@ -49,16 +48,15 @@ def render_message(action: SendAction) -> Message:
     )
 
 
-def lead_context(lead: dict[str, Any]) -> dict[str, Any]:
-    """The `lead` templates see: standard fields and custom fields side by side."""
+def lead_context(lead: dict[str, Any]) -> templates.Lead:
+    """The `lead` templates see: standard and custom fields side by side, missing and empty
+    ones left out (they render as nothing and test false in `{% if lead.x %}`)."""
     context: dict[str, Any] = {}
     custom = lead.get("fields")
     if isinstance(custom, dict):
         context.update(custom)
     context.update({k: v for k, v in lead.items() if k != "fields" or not isinstance(v, dict)})
-    for name in _STANDARD:
-        context.setdefault(name, None)
-    return context
+    return templates.lead_fields(context)
 
 
 @lru_cache(maxsize=256)

@@ -1,0 +1,197 @@
+"""What leads receive: missing and empty fields render as nothing, the shipped examples say
+what they mean, and `validate` finds every template mistake that would fail at send time."""
+
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+from pathlib import Path
+
+import pytest
+
+from .channel_servers import smtp_server
+from .conftest import dump, rows
+from .scenario import T0, outbox, write_yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def smtp_account(port: int) -> str:
+    return (
+        "    channels:\n"
+        f"      email: {{transport: smtp, host: 127.0.0.1, port: {port}, security: none,"
+        ' timeout: 5, from: "Acme <sales@acme.example>"}'
+    )
+
+
+def email_pipeline(subject: str, body: str) -> str:
+    return f"""\
+  - key: drip
+    account: acme
+    stages:
+      - key: intro
+        actions:
+          - email: {{subject: {subject!r}, body: {body!r}}}
+          - move: won
+      - {{key: won, outcome: won}}
+"""
+
+
+def write_leads(tmp_path: Path, table: list[dict[str, str]]) -> Path:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(table[0]))
+    writer.writeheader()
+    writer.writerows(table)
+    path = tmp_path / "leads.csv"
+    path.write_text(buf.getvalue(), encoding="utf-8")
+    return path
+
+
+# --- item 5: missing and empty values ------------------------------------------------------
+
+
+def test_missing_and_empty_fields_render_as_nothing_and_test_false(cli, db, tmp_path):
+    subject = "Thanks for your interest, {{ lead.first_name }}"
+    body = (
+        "Hi {{ lead.first_name | default('there') }} {{ lead.last_name }}|"
+        "{% if lead.company_name %} on behalf of {{ lead.company_name }}{% endif %}|"
+        "{% if lead.company_name is defined %}defined{% endif %}|"
+        "{{ lead.company_name | default('your business') }}|{{ lead.nickname }}|"
+        "{{ lead.timezone }}|{{ lead.phone }}"
+    )
+    leads = [
+        {"Email": "ana@lead.example", "First Name": "", "Last Name": "", "Company Name": ""},
+        {
+            "Email": "bo@lead.example",
+            "First Name": "Bo",
+            "Last Name": "Li",
+            "Company Name": "Li Co",
+        },
+    ]
+    with smtp_server() as (server, smtp):
+        yaml = write_yaml(tmp_path, email_pipeline(subject, body), smtp_account(server.port))
+        assert cli("validate", yaml).exit_code == 0
+        assert cli("apply", yaml).exit_code == 0
+        csv_path = write_leads(tmp_path, leads)
+        assert (
+            cli("leads", "import", csv_path, "--account", "acme", "--pipeline", "drip").exit_code
+            == 0
+        )
+        result = cli("tick", "--now", T0)
+        assert result.exit_code == 0, result.output
+    sent = {r.rcpt_tos[0]: r.message for r in smtp.received}
+    ana, bo = sent["ana@lead.example"], sent["bo@lead.example"]
+    assert ana["Subject"] == "Thanks for your interest,"
+    assert ana.get_content().rstrip("\r\n") == "Hi there |||your business|||"
+    assert bo["Subject"] == "Thanks for your interest, Bo"
+    assert bo.get_content().rstrip("\r\n") == "Hi Bo Li| on behalf of Li Co|defined|Li Co|||"
+    for message in (ana, bo):
+        assert "None" not in str(message)
+    assert {r["status"] for r in rows(db, "SELECT status FROM lead_stage_actions")} == {"done"}
+
+
+def test_shipped_examples_greet_by_company_and_never_send_none(cli, tmp_path):
+    shutil.copy(ROOT / "pipelines.example.yaml", tmp_path / "pipelines.yaml")
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    assert cli("apply", "pipelines.yaml").exit_code == 0
+    for account, pipeline in (("acme", "adwords"), ("globex", "solar-webinar")):
+        csv_path = tmp_path / "examples" / f"leads-{account}.csv"
+        result = cli("leads", "import", csv_path, "--account", account, "--pipeline", pipeline)
+        assert result.exit_code == 0, result.output
+    # A Monday, 10:00 in New York and 15:00 in London: both accounts' first emails go out.
+    assert cli("tick", "--now", "2027-03-01T15:00:00Z").exit_code == 0
+    texts = {p.name: p.read_text(encoding="utf-8") for p in outbox(tmp_path)}
+    emails = [t for t in texts.values() if "Subject:" in t]
+    assert len(emails) == 24 + 9, len(emails)  # every acme lead with an email; globex opted-in
+    for text in texts.values():
+        assert "None" not in text and "behalf of ." not in text
+    # Globex's CSV says `Company`: its templates read lead.company.
+    bennett = next(t for t in emails if "oliver.bennett@" in t)
+    assert "Bennett Farms cut their energy bills" in bennett
+    harry = next(t for t in emails if "harry.wilson@" in t)
+    assert "like\nyour business cut" in harry or "like your business cut" in harry
+    sarah = next(t for t in emails if "sarah.k.lee@" in t)  # no company in the acme file
+    assert "Thanks for reaching out to Acme Roofing.\n" in sarah.replace("=\n", "")
+
+
+# --- item 17: validate compiles every template ---------------------------------------------
+
+BAD_TEMPLATES = [
+    ("{{ leed.first_name }}", "'leed', which is not defined", "not leed.<field>"),
+    ("{{ first_name }}", "'first_name', which is not defined", "did you mean lead.first_name?"),
+    ("{{ lead.first_name | nofilter }}", "unknown filter 'nofilter'", ""),
+    ("{% if lead.phone is mobile %}x{% endif %}", "unknown test 'mobile'", ""),
+    ("{% if lead.x %}{{ lead.x | nofilter }}{% endif %}", "unknown filter 'nofilter'", ""),
+    ("{{ lead.FirstName }}", "lead.FirstName, which no lead has", "did you mean lead.first_name?"),
+    ("{{ lead['Company Name'] }}", "which no lead has", "did you mean lead.company_name?"),
+    ("{% include 'footer.txt' %}", "cannot load other templates", ""),
+]
+
+
+@pytest.mark.parametrize(("template", "message", "hint"), BAD_TEMPLATES)
+def test_validate_reports_template_names_and_filters_that_would_fail_at_send_time(
+    cli, db, tmp_path, template, message, hint
+):
+    assert cli("apply", write_yaml(tmp_path, email_pipeline("Hello", "Hi"))).exit_code == 0
+    before = dump(db)
+    yaml = write_yaml(tmp_path, email_pipeline("Hello", template))
+    line = (
+        yaml.read_text()
+        .splitlines()
+        .index(next(x for x in yaml.read_text().splitlines() if "- email:" in x))
+    )
+    for command in ("validate", "apply"):
+        result = cli(command, yaml)
+        assert result.exit_code == 1, result.output
+        assert "Traceback" not in result.output
+        assert f"{yaml}:{line + 1}: pipeline 'drip' stage 'intro' email body: " in result.stderr
+        assert message in result.stderr and hint in result.stderr
+    assert dump(db) == before
+
+
+def test_validate_names_the_template_file_and_its_line_and_block_scalar_lines(cli, tmp_path):
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "intro.txt").write_text(
+        "Hi {{ lead.first_name }},\n\nThanks {{ lead.company_name | titel }}.\n"
+    )
+    pipelines = """\
+  - key: drip
+    account: acme
+    stages:
+      - key: intro
+        actions:
+          - email:
+              subject: Hello
+              body_file: templates/intro.txt
+          - email:
+              subject: Again
+              body: |
+                Hi {{ lead.first_name }},
+                See you, {{ leed.first_name }}.
+"""
+    yaml = write_yaml(tmp_path, pipelines)
+    lines = yaml.read_text().splitlines()
+    file_line = 1 + next(i for i, x in enumerate(lines) if "body_file:" in x)
+    block_line = 1 + next(i for i, x in enumerate(lines) if "See you" in x)
+    result = cli("validate", yaml)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"{yaml}:{file_line}: pipeline 'drip' stage 'intro' email body_file:"
+        " templates/intro.txt:3: template uses an unknown filter 'titel'",
+        f"{yaml}:{block_line}: pipeline 'drip' stage 'intro' email body: template uses 'leed',"
+        " which is not defined (templates see lead and its fields);"
+        " lead fields are written lead.<field>, not leed.<field>",
+    ]
+
+
+def test_validate_accepts_what_templates_may_use(cli, tmp_path):
+    body = (
+        "{% set greeting = 'Hi' %}{{ greeting }} {{ lead.first_name | default('there') | title }}"
+        "{% for i in range(2) %}{{ loop.index }}{% endfor %}"
+        "{% macro sig(name) %}-- {{ name }}{% endmacro %}{{ sig('Acme') }}"
+        "{% set ns = namespace(n=0) %}{{ ns.n }}{{ lead['company_name'] }}{{ lead.other_phone }}"
+        "{% if lead.email is defined and lead.x2 is string %}{{ lead.id }}{% endif %}"
+    )
+    result = cli("validate", write_yaml(tmp_path, email_pipeline("Hi {{ lead.first_name }}", body)))
+    assert result.exit_code == 0, result.stderr
