@@ -6,11 +6,12 @@ from __future__ import annotations
 import csv
 import io
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from .channel_servers import smtp_server
+from .channel_servers import SmtpRecorder, SmtpServer, free_port, smtp_server
 from .conftest import dump, rows
 from .scenario import T0, outbox, write_yaml
 
@@ -195,3 +196,99 @@ def test_validate_accepts_what_templates_may_use(cli, tmp_path):
     )
     result = cli("validate", write_yaml(tmp_path, email_pipeline("Hi {{ lead.first_name }}", body)))
     assert result.exit_code == 0, result.stderr
+
+
+# --- item 6: internationalised addresses ---------------------------------------------------
+
+
+class Utf8Recorder(SmtpRecorder):
+    """Also keeps the MAIL FROM options of each message (SMTPUTF8, BODY=8BITMIME)."""
+
+    options: list[list[str]]
+
+    async def handle_DATA(self, server, session, envelope):
+        self.options.append(list(envelope.mail_options))
+        return await super().handle_DATA(server, session, envelope)
+
+
+def idn_pipelines() -> str:
+    return "".join(
+        f"""\
+  - key: {account}
+    account: {account}
+    stages:
+      - key: intro
+        actions:
+          - email: {{subject: "Hi {{{{ lead.first_name }}}}", body: "Hello"}}
+"""
+        for account in ("acme", "beta")
+    )
+
+
+@contextmanager
+def utf8_servers():
+    """Two SMTP servers on 127.0.0.1: one without SMTPUTF8, one offering it (as aiosmtpd's
+    Controller does by default)."""
+    plain, utf8 = Utf8Recorder(), Utf8Recorder()
+    plain.options, utf8.options = [], []
+    servers = [
+        SmtpServer(plain, free_port(), enable_SMTPUTF8=False),
+        SmtpServer(utf8, free_port(), enable_SMTPUTF8=True),
+    ]
+    for server in servers:
+        server.start()
+    try:
+        yield servers, plain, utf8
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def test_idn_domains_go_out_in_ascii_and_a_utf8_local_part_only_with_smtputf8(cli, db, tmp_path):
+    leads = "Email,First Name\nuser@xn--exmple-cua.com,Una\njürgen@exämple.com,Jürgen\n"
+    (tmp_path / "leads.csv").write_text(leads, encoding="utf-8")
+    with utf8_servers() as (servers, plain, utf8):
+        extra = {
+            f"{a}_extra": smtp_account(s.port)
+            for a, s in zip(("acme", "beta"), servers, strict=True)
+        }
+        assert cli("apply", write_yaml(tmp_path, idn_pipelines(), **extra)).exit_code == 0
+        for account in ("acme", "beta"):
+            args = ("leads", "import", "leads.csv", "--account", account, "--pipeline", account)
+            assert cli(*args).exit_code == 0
+        result = cli("tick", "--now", T0)
+        assert result.exit_code == 0, result.output
+    # The server without SMTPUTF8 gets the ASCII domain; the UTF-8 local part is not sent to it.
+    [una] = plain.received
+    assert una.rcpt_tos == ["user@xn--exmple-cua.com"] and "SMTPUTF8" not in plain.options[0]
+    assert una.message["To"] == "user@xn--exmple-cua.com" and b"=?" not in una.data
+    # The server offering SMTPUTF8 gets both, the UTF-8 one with SMTPUTF8.
+    by_rcpt = {r.rcpt_tos[0]: (r, o) for r, o in zip(utf8.received, utf8.options, strict=True)}
+    assert set(by_rcpt) == {"user@xn--exmple-cua.com", "jürgen@xn--exmple-cua.com"}
+    jurgen, options = by_rcpt["jürgen@xn--exmple-cua.com"]
+    assert "SMTPUTF8" in options and "To: jürgen@xn--exmple-cua.com" in jurgen.data.decode()
+    assert "SMTPUTF8" not in by_rcpt["user@xn--exmple-cua.com"][1]
+    sql = (
+        "SELECT a.key, l.email, s.status, s.attempts, s.last_error FROM lead_stage_actions s"
+        " JOIN leads l ON l.id = s.lead_id JOIN accounts a ON a.id = s.account_id"
+    )
+    state = {(r["key"], r["email"]): r for r in rows(db, sql)}
+    failed = state[("acme", "jürgen@exämple.com")]
+    assert (failed["status"], failed["attempts"]) == ("failed", 1)  # permanent: not retried
+    assert "does not offer SMTPUTF8" in failed["last_error"]
+    others = [r for k, r in state.items() if k != ("acme", "jürgen@exämple.com")]
+    assert {r["status"] for r in others} == {"done"}
+
+
+def test_outbox_writes_idn_addresses_without_encoded_words(cli, tmp_path):
+    leads = "Email,First Name\nuser@xn--exmple-cua.com,Una\njürgen@exämple.com,Jürgen\n"
+    (tmp_path / "leads.csv").write_text(leads, encoding="utf-8")
+    assert cli("apply", write_yaml(tmp_path, idn_pipelines())).exit_code == 0
+    assert (
+        cli("leads", "import", "leads.csv", "--account", "acme", "--pipeline", "acme").exit_code
+        == 0
+    )
+    assert cli("tick", "--now", T0).exit_code == 0
+    files = [p.read_bytes().decode("utf-8") for p in outbox(tmp_path)]
+    to = sorted(line for f in files for line in f.splitlines() if line.startswith("To:"))
+    assert to == ["To: jürgen@xn--exmple-cua.com", "To: user@xn--exmple-cua.com"]

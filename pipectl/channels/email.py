@@ -13,6 +13,7 @@ from email.utils import formatdate, parseaddr
 from functools import lru_cache
 
 from . import Message, PermanentError, TransientError
+from .addresses import ascii_domains
 from .resolve import Resolved, single_line
 
 DEFAULT_FROM = "pipectl@pipectl.local"
@@ -41,13 +42,13 @@ POLICY = policy.default.clone(header_factory=_Registry())
 def build_mime(message: Message, config: dict) -> EmailMessage:
     """The RFC 5322 message for SMTP and the outbox alike; every header made single-line."""
     msg = EmailMessage(policy=POLICY)
-    msg["From"] = _header("From", str(config.get("from") or DEFAULT_FROM))
+    msg["From"] = _header("From", ascii_domains(str(config.get("from") or DEFAULT_FROM)))
     msg["To"] = single_line(message.to)
     msg["Subject"] = single_line(message.subject or "")
     msg["Date"] = _header("Date", formatdate(usegmt=True))
     msg["Message-ID"] = message.message_id
     if config.get("reply_to"):
-        msg["Reply-To"] = _header("Reply-To", str(config["reply_to"]))
+        msg["Reply-To"] = _header("Reply-To", ascii_domains(str(config["reply_to"])))
     if config.get("list_unsubscribe"):
         msg["List-Unsubscribe"] = _header("List-Unsubscribe", str(config["list_unsubscribe"]))
         if config.get("list_unsubscribe_post"):
@@ -152,6 +153,11 @@ class SmtpSender:
             raise self._classified(e.smtp_code, e.smtp_error, "sender refused") from None
         except smtplib.SMTPDataError as e:
             raise self._classified(e.smtp_code, e.smtp_error, "message refused") from None
+        except smtplib.SMTPNotSupportedError:  # SMTPUTF8 needed and not offered
+            raise PermanentError(
+                f"channel email: {self.host}:{self.port} does not offer SMTPUTF8, which the"
+                f" address {to!r} needs (its part before the @ is not ASCII)"
+            ) from None
         except smtplib.SMTPAuthenticationError as e:
             self.close(polite=False)
             raise self._transient(f"authentication refused ({e.smtp_code})") from None

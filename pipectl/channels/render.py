@@ -11,6 +11,7 @@ from jinja2 import TemplateError
 
 from .. import templates
 from . import Message, PermanentError, SendAction
+from .addresses import AddressError, ascii_domains, wire_address
 from .resolve import single_line
 
 _DOMAIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
@@ -63,7 +64,7 @@ def lead_context(lead: dict[str, Any]) -> templates.Lead:
 def _domain(from_address: str) -> str:
     """The domain of a From address (parsed once per address, not once per message)."""
     if "${" not in from_address:
-        _, addr = parseaddr(from_address)
+        _, addr = parseaddr(ascii_domains(from_address))
         candidate = addr.rpartition("@")[2]
         if "@" in addr and _DOMAIN.match(candidate):
             return candidate.lower()
@@ -84,6 +85,11 @@ def _address(value: Any, what: str) -> str:
         raise PermanentError(f"lead has no {what}")
     if _SPACE_OR_CONTROL.search(address) or (what == "email address" and "@" not in address):
         raise PermanentError(f"lead's {what} is not valid")
+    if what == "email address":
+        try:
+            return wire_address(address)
+        except AddressError as e:
+            raise PermanentError(f"lead's {what} is not valid: {e}") from None
     return address
 
 
