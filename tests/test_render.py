@@ -3,15 +3,17 @@ what they mean, and `validate` finds every template mistake that would fail at s
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import parse_qs, quote, quote_plus
 
 import pytest
 
-from .channel_servers import SmtpRecorder, SmtpServer, free_port, smtp_server
+from .channel_servers import SmtpRecorder, SmtpServer, free_port, http_server, smtp_server
 from .conftest import dump, rows
 from .scenario import T0, outbox, write_yaml
 
@@ -292,3 +294,77 @@ def test_outbox_writes_idn_addresses_without_encoded_words(cli, tmp_path):
     files = [p.read_bytes().decode("utf-8") for p in outbox(tmp_path)]
     to = sorted(line for f in files for line in f.splitlines() if line.startswith("To:"))
     assert to == ["To: jürgen@xn--exmple-cua.com", "To: user@xn--exmple-cua.com"]
+
+
+# --- item 19: ${VAR} in a webhook URL, and every encoding of a secret ----------------------
+
+TOKEN = "p&q r+s/t=u#v%w-7788"
+
+
+def sms_pipeline(account: str) -> str:
+    return (
+        f"  - key: {account}\n    account: {account}\n    stages:\n      - key: intro\n"
+        "        actions:\n          - sms: Hi\n"
+    )
+
+
+def test_a_webhook_url_variable_is_escaped_and_no_encoding_of_it_reaches_an_error(
+    cli, db, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("HOOK_TOKEN", TOKEN)
+    with http_server() as (url, http):
+        extra = (
+            "    channels:\n"
+            f"      sms: {{transport: webhook, url: '{url}/hook?token=${{HOOK_TOKEN}}&v=2',"
+            " timeout: 2}"
+        )
+        assert (
+            cli("apply", write_yaml(tmp_path, sms_pipeline("acme"), acme_extra=extra)).exit_code
+            == 0
+        )
+        (tmp_path / "leads.csv").write_text("Phone\n+14155550100\n")
+        assert (
+            cli("leads", "import", "leads.csv", "--account", "acme", "--pipeline", "acme").exit_code
+            == 0
+        )
+        sent = quote(TOKEN, safe="")
+        echo = f"no route for /hook?token={sent} ({quote_plus(TOKEN)}, {sent.lower()}, {TOKEN})"
+        http.answer(500, echo.encode())
+        result = cli("tick", "--now", T0)
+        assert result.exit_code == 0, result.output
+    [request] = http.requests
+    assert request.path == f"/hook?token={sent}&v=2"  # one query value, the token whole
+    assert parse_qs(request.path.partition("?")[2]) == {"token": [TOKEN], "v": ["2"]}
+    [error] = [r["last_error"] for r in rows(db, "SELECT last_error FROM lead_stage_actions")]
+    assert error.startswith("channel sms: HTTP 500: no route for /hook?token=*** (***, ***, ***)")
+    blobs = [error, result.output, cli("actions", "list").output, cli("status").output]
+    for form in (TOKEN, sent, sent.lower(), quote_plus(TOKEN), "r+s", "r%20s"):
+        assert all(form not in blob for blob in blobs), form
+
+
+def test_a_basic_auth_echo_of_the_twilio_token_is_scrubbed(cli, db, tmp_path, monkeypatch):
+    monkeypatch.setenv("TWILIO_SID", "AC0000")
+    monkeypatch.setenv("TWILIO_TOKEN", TOKEN)
+    basic = base64.b64encode(f"AC0000:{TOKEN}".encode()).decode()
+    with http_server() as (url, http):
+        extra = (
+            "    channels:\n"
+            "      sms: {transport: twilio, account_sid: '${TWILIO_SID}',"
+            f" auth_token: '${{TWILIO_TOKEN}}', base_url: '{url}', from: '+15550100000'}}"
+        )
+        assert (
+            cli("apply", write_yaml(tmp_path, sms_pipeline("acme"), acme_extra=extra)).exit_code
+            == 0
+        )
+        (tmp_path / "leads.csv").write_text("Phone\n+14155550100\n")
+        assert (
+            cli("leads", "import", "leads.csv", "--account", "acme", "--pipeline", "acme").exit_code
+            == 0
+        )
+        http.answer(400, {"message": f"bad request; you sent Authorization: Basic {basic}"})
+        assert cli("tick", "--now", T0).exit_code == 0
+    [request] = http.requests
+    assert request.headers["Authorization"] == f"Basic {basic}"  # what the server could echo
+    [row] = rows(db, "SELECT status, last_error FROM lead_stage_actions")
+    assert row["status"] == "failed" and "Authorization: Basic ***" in row["last_error"]
+    assert basic not in cli("actions", "list").output
