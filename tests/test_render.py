@@ -368,3 +368,59 @@ def test_a_basic_auth_echo_of_the_twilio_token_is_scrubbed(cli, db, tmp_path, mo
     [row] = rows(db, "SELECT status, last_error FROM lead_stage_actions")
     assert row["status"] == "failed" and "Authorization: Basic ***" in row["last_error"]
     assert basic not in cli("actions", "list").output
+
+
+# --- item 20: who email is from ------------------------------------------------------------
+
+
+def test_a_from_that_is_not_an_address_is_refused_by_validate(cli, tmp_path):
+    extra = '    channels:\n      email: {transport: outbox, from: "Acme Sales"}'
+    yaml = write_yaml(tmp_path, email_pipeline("Hi", "Hello"), acme_extra=extra)
+    line = 1 + yaml.read_text().splitlines().index(extra.splitlines()[1])
+    result = cli("validate", yaml)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"{yaml}:{line}: account 'acme' channels.email.from 'Acme Sales' is not an email"
+        ' address like "Acme Sales <sales@acme.example>"'
+    ]
+
+
+def test_smtp_with_an_empty_from_variable_sends_nothing_rather_than_a_placeholder(
+    cli, db, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("SMTP_FROM", "")
+    with smtp_server() as (server, smtp):
+        extra = (
+            "    channels:\n"
+            f"      email: {{transport: smtp, host: 127.0.0.1, port: {server.port},"
+            " security: none, timeout: 5, from: '${SMTP_FROM}'}"
+        )
+        assert (
+            cli("apply", write_yaml(tmp_path, email_pipeline("Hi", "Hello"), extra)).exit_code == 0
+        )
+        (tmp_path / "leads.csv").write_text("Email\nana@lead.example\n")
+        assert (
+            cli("leads", "import", "leads.csv", "--account", "acme", "--pipeline", "drip").exit_code
+            == 0
+        )
+        assert cli("tick", "--now", T0).exit_code == 0
+    assert smtp.received == []
+    [row] = rows(db, "SELECT status, last_error FROM lead_stage_actions WHERE type = 'email'")
+    assert row == {"status": "pending", "last_error": "channel email: no from address configured"}
+
+
+def test_without_a_channels_section_the_outbox_shows_a_placeholder_sender(cli, tmp_path):
+    yaml = tmp_path / "pipelines.yaml"
+    text = write_yaml(tmp_path, email_pipeline("Hi", "Hello")).read_text()
+    start, end = text.index("channels:\n"), text.index("pipelines:\n")
+    yaml.write_text(text[:start] + text[end:])
+    assert cli("validate", yaml).exit_code == 0
+    assert cli("apply", yaml).exit_code == 0
+    (tmp_path / "leads.csv").write_text("Email\nana@lead.example\n")
+    assert (
+        cli("leads", "import", "leads.csv", "--account", "acme", "--pipeline", "drip").exit_code
+        == 0
+    )
+    assert cli("tick", "--now", T0).exit_code == 0
+    [eml] = outbox(tmp_path)
+    assert "From: pipectl@pipectl.local\r\n" in eml.read_bytes().decode()

@@ -175,6 +175,8 @@ class SmtpSender:
     def _connect(self) -> smtplib.SMTP:
         if not self.host:
             raise TransientError("channel email: no SMTP host configured")
+        if not str(self.resolved.config.get("from") or "").strip():  # e.g. ${SMTP_FROM} empty
+            raise TransientError("channel email: no from address configured")
         name = _local_hostname()
         if self.security == "ssl":
             conn = _SMTPSSL(
