@@ -22,7 +22,7 @@ class Lead(dict):
 
 class Sandbox(ImmutableSandboxedEnvironment):
     """The sandbox, also refusing `'x' * 10**9` and `9**9**9`, which would stall a tick, and
-    reading `lead.x` as the field x (never a dict method), undefined-but-harmless when absent."""
+    reading `lead.x` as the field x (never a dict method), empty and false when it is absent."""
 
     intercepted_binops = frozenset({"*", "**"})
 
@@ -40,7 +40,9 @@ class Sandbox(ImmutableSandboxedEnvironment):
         if isinstance(obj, Lead):
             if attribute in obj:
                 return obj[attribute]
-            if not attribute.startswith("_") and not hasattr(dict, attribute):
+            # A field this lead lacks, even one named like a dict method (`items`); what
+            # the sandbox refuses (`__class__`, `update`) is still refused.
+            if not attribute.startswith("_") and self.is_safe_attribute(obj, attribute, None):
                 return Undefined(obj=obj, name=attribute)
         return super().getattr(obj, attribute)
 

@@ -61,15 +61,22 @@ def test_missing_and_empty_fields_render_as_nothing_and_test_false(cli, db, tmp_
         "{% if lead.company_name %} on behalf of {{ lead.company_name }}{% endif %}|"
         "{% if lead.company_name is defined %}defined{% endif %}|"
         "{{ lead.company_name | default('your business') }}|{{ lead.nickname }}|"
-        "{{ lead.timezone }}|{{ lead.phone }}"
+        "{{ lead.timezone }}|{{ lead.phone }}|{{ lead.items }}"
     )
     leads = [
-        {"Email": "ana@lead.example", "First Name": "", "Last Name": "", "Company Name": ""},
+        {
+            "Email": "ana@lead.example",
+            "First Name": "",
+            "Last Name": "",
+            "Company Name": "",
+            "Items": "",
+        },
         {
             "Email": "bo@lead.example",
             "First Name": "Bo",
             "Last Name": "Li",
             "Company Name": "Li Co",
+            "Items": "2 roofs",
         },
     ]
     with smtp_server() as (server, smtp):
@@ -86,9 +93,11 @@ def test_missing_and_empty_fields_render_as_nothing_and_test_false(cli, db, tmp_
     sent = {r.rcpt_tos[0]: r.message for r in smtp.received}
     ana, bo = sent["ana@lead.example"], sent["bo@lead.example"]
     assert ana["Subject"] == "Thanks for your interest,"
-    assert ana.get_content().rstrip("\r\n") == "Hi there |||your business|||"
+    assert ana.get_content().rstrip("\r\n") == "Hi there |||your business||||"
     assert bo["Subject"] == "Thanks for your interest, Bo"
-    assert bo.get_content().rstrip("\r\n") == "Hi Bo Li| on behalf of Li Co|defined|Li Co|||"
+    assert (
+        bo.get_content().rstrip("\r\n") == "Hi Bo Li| on behalf of Li Co|defined|Li Co||||2 roofs"
+    )
     for message in (ana, bo):
         assert "None" not in str(message)
     assert {r["status"] for r in rows(db, "SELECT status FROM lead_stage_actions")} == {"done"}
