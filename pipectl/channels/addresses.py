@@ -3,7 +3,6 @@ takes it; only a local part beyond ASCII needs the server's SMTPUTF8."""
 
 from __future__ import annotations
 
-from email.utils import formataddr, getaddresses
 from functools import lru_cache
 
 
@@ -43,6 +42,8 @@ def ascii_domains(header_value: str) -> str:
     """An address header (`Acme <sales@äcme.example>`) with every domain in its ASCII form."""
     if header_value.isascii():
         return header_value
+    from email.utils import formataddr, getaddresses
+
     pairs = getaddresses([header_value])
     if not all("@" in address for _, address in pairs):
         return header_value

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import re
-from email.utils import parseaddr
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jinja2 import TemplateError
-
-from .. import templates
 from . import Message, PermanentError, SendAction
 from .addresses import AddressError, ascii_domains, wire_address
+
+if TYPE_CHECKING:
+    from ..templates import Lead
 from .resolve import single_line
 
 _DOMAIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
@@ -49,7 +48,7 @@ def render_message(action: SendAction) -> Message:
     )
 
 
-def lead_context(lead: dict[str, Any]) -> templates.Lead:
+def lead_context(lead: dict[str, Any]) -> Lead:
     """The `lead` templates see: standard and custom fields side by side, missing and empty
     ones left out (they render as nothing and test false in `{% if lead.x %}`)."""
     context: dict[str, Any] = {}
@@ -57,13 +56,17 @@ def lead_context(lead: dict[str, Any]) -> templates.Lead:
     if isinstance(custom, dict):
         context.update(custom)
     context.update({k: v for k, v in lead.items() if k != "fields" or not isinstance(v, dict)})
-    return templates.lead_fields(context)
+    from ..templates import lead_fields  # Jinja2 loads with the first message, not the CLI
+
+    return lead_fields(context)
 
 
 @lru_cache(maxsize=256)
 def _domain(from_address: str) -> str:
     """The domain of a From address (parsed once per address, not once per message)."""
     if "${" not in from_address:
+        from email.utils import parseaddr
+
         _, addr = parseaddr(ascii_domains(from_address))
         candidate = addr.rpartition("@")[2]
         if "@" in addr and _DOMAIN.match(candidate):
@@ -94,6 +97,10 @@ def _address(value: Any, what: str) -> str:
 
 
 def _render(source: str, context: dict[str, Any], part: str, html: bool = False) -> str:
+    from jinja2 import TemplateError
+
+    from .. import templates
+
     try:
         return templates.render(source, context, html=html)
     except TemplateError as e:

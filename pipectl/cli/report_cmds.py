@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from ..durations import DurationError, format_time, parse_time, utcnow
 from .app import app, is_terminal, open_store, out, print_json
@@ -74,6 +73,8 @@ def _render(report: dict[str, Any]) -> None:
         title = f"{entry['account']} ({entry['name']}): {entry['leads']} leads"
         lines = _lines(entry)
         if terminal:
+            from rich.table import Table  # loads only when a table is drawn
+
             table = Table(title=title, show_header=False, title_justify="left")
             table.add_column(style="bold")
             table.add_column()
