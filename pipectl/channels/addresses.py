@@ -21,11 +21,6 @@ def wire_address(address: str) -> str:
     return f"{local}@{ascii_domain(domain)}"
 
 
-def needs_smtputf8(address: str) -> bool:
-    """True when the address cannot be sent without SMTPUTF8 (its local part is not ASCII)."""
-    return not wire_address(address).isascii()
-
-
 def ascii_domain(domain: str) -> str:
     """The IDNA 2008 (UTS 46) form of a domain, as browsers and mail servers read it."""
     if domain.isascii():

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 from . import Message, PermanentError, SendAction
 from .addresses import AddressError, ascii_domains, wire_address
+from .resolve import single_line
 
 if TYPE_CHECKING:
     from ..templates import Lead
-from .resolve import single_line
 
 _DOMAIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
 _SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f]")

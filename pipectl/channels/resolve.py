@@ -29,11 +29,13 @@ class Resolved:
 
     config: dict[str, Any]
     secrets: tuple[str, ...]
+    users: tuple[str, ...] = ()  # usernames that go with the secrets in basic-auth credentials
 
     def scrub(self, text: str) -> str:
-        """`text` with every secret value replaced by ***, for error messages."""
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
+        """`text` with every secret replaced by ***, in every encoding, for error messages."""
+        forms = {form for secret in self.secrets for form in _encodings(secret, self.users)}
+        for form in sorted(forms, key=len, reverse=True):
+            text = text.replace(form, "***")
         return text
 
 
@@ -89,9 +91,8 @@ def resolve_config(channel: str, config: Mapping[str, Any], env: Mapping[str, st
         return env[name]
 
     resolved = {k: sub(v, str(k)) for k, v in config.items()}
-    users = [str(resolved[k]) for k in ("username", "account_sid") if resolved.get(k)]
-    shown = {form for secret in secrets for form in _encodings(secret, users) if form}
-    return Resolved(resolved, tuple(sorted(shown, key=len, reverse=True)))
+    users = tuple(str(resolved[k]) for k in ("username", "account_sid") if resolved.get(k))
+    return Resolved(resolved, tuple(sorted(secrets, key=len, reverse=True)), users)
 
 
 def _escaped_for_url(value: str, before: str, after: str) -> str:
@@ -114,18 +115,18 @@ def _escaped_for_url(value: str, before: str, after: str) -> str:
 _PATH_SAFE = "/:@!$&'()*+,;="
 
 
-def _encodings(secret: str, users: list[str]) -> set[str]:
+def _encodings(secret: str, users: tuple[str, ...]) -> set[str]:
     """Every form in which a server may echo a secret: as is, URL-encoded (%20 and +, either
     hex case), and base64 alone and as HTTP basic or SMTP AUTH PLAIN credentials."""
     forms = {secret}
     for encoded in (quote(secret, safe=""), quote_plus(secret, safe=""), quote(secret, _PATH_SAFE)):
         forms.update((encoded, re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), encoded)))
-    raw = [secret] + [f"{user}:{secret}" for user in users]
+    raw = [secret, *(f"{user}:{secret}" for user in users)]
     raw += [f"\0{user}\0{secret}" for user in users]
     for text in raw:
         data = text.encode("utf-8")
         forms.update((base64.b64encode(data).decode(), base64.urlsafe_b64encode(data).decode()))
-    return {f for f in forms if len(f) >= MIN_PART} | {secret}
+    return {f for f in forms if len(f) >= MIN_PART} | ({secret} if secret else set())
 
 
 def _url_secret_regions(text: str) -> list[tuple[int, int]]:
