@@ -43,7 +43,7 @@ class Sandbox(ImmutableSandboxedEnvironment):
             # A field this lead lacks, even one named like a dict method (`items`); what
             # the sandbox refuses (`__class__`, `update`) is still refused.
             if not attribute.startswith("_") and self.is_safe_attribute(obj, attribute, None):
-                return Undefined(obj=obj, name=attribute)
+                return Undefined(f"lead.{attribute} is empty for this lead", obj, attribute)
         return super().getattr(obj, attribute)
 
     def getitem(self, obj: Any, argument: Any) -> Any:
