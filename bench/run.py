@@ -22,6 +22,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from startup import lines as startup_lines
+from startup import startup_measurement
 from workload import (
     BENCH,
     DUE_AT,
@@ -60,6 +62,7 @@ class Plan:
     idle_runs: int = 10
     cli_runs: int = 3
     due_runs: int = 3  # each from a copy of the same database; the median is reported
+    startup_runs: int = 5  # whole processes per command; the median CPU is reported
 
 
 QUICK = Plan(
@@ -76,6 +79,7 @@ QUICK = Plan(
     noisy_latency=0.005,
     idle_runs=3,
     cli_runs=1,
+    startup_runs=1,
 )
 
 
@@ -347,6 +351,8 @@ def table(results: dict[str, Any]) -> str:
             c["tick_x"] >= 100,
             {},
         )
+    for what, figure, target, met in startup_lines(m["startup"]) if "startup" in m else ():
+        add(what, figure, target, met, {})
     head = (
         f"{'measurement':<44} {'figure':>18} {'target':>14} {'met':>4} {'wall s':>8} {'RSS MiB':>8}"
     )
@@ -372,6 +378,7 @@ def main() -> None:
         measurements["pool"] = pool_measurement(plan, workdir, log)
         measurements["noisy"] = noisy_measurement(plan, workdir, log)
         measurements["compare"] = compare(plan, measurements)
+        measurements["startup"] = startup_measurement(workdir, plan.startup_runs, log)
     finally:
         if opts.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)

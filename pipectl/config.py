@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from email.utils import getaddresses
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +151,16 @@ def load_config(path: Path) -> Config:
         raise ConfigError([f"{path}:1: YAML nested too deeply to be a pipelines file"]) from None
     reader.raise_problems()
     return config
+
+
+def is_address(value: str) -> bool:
+    """An email address, with or without a display name (or a ${VAR} read at send time)."""
+    if VAR_REFERENCE.search(value):
+        return True
+    pairs = getaddresses([value])
+    return bool(pairs) and all(
+        "@" in address and address.rpartition("@")[2] for _, address in pairs
+    )
 
 
 def readable(key: str) -> str:
@@ -314,6 +325,11 @@ class _Reader(NodeReader):
             self.problem(node, f"{what} must be {allowed}, not {value!r}")
         elif name == "security" and value not in SECURITY:
             self.problem(node, f"{what} must be {' | '.join(SECURITY)}, not {value!r}")
+        elif channel == "email" and name in ("from", "reply_to") and not is_address(value):
+            self.problem(
+                node,
+                f'{what} {value!r} is not an email address like "Acme Sales <sales@acme.example>"',
+            )
         return value
 
     def headers(self, node: Node, what: str) -> dict[str, str]:
@@ -339,7 +355,7 @@ class _Reader(NodeReader):
     def check_transport(self, channel: str, settings: dict, node: Node, what: str) -> None:
         """A transport with the settings it cannot work without (after merging defaults)."""
         transport = settings.get("transport", "outbox")
-        missing = [s for s in REQUIRED_SETTINGS.get(transport, ()) if s not in settings]
+        missing = [s for s in REQUIRED_SETTINGS.get(transport, ()) if not settings.get(s)]
         if transport == "twilio" and not {"from", "messaging_service_sid"} & set(settings):
             missing.append("from (or messaging_service_sid)")
         if missing:
@@ -660,9 +676,11 @@ class _Reader(NodeReader):
                 self.problem(parent, f"{what} needs {either}")
             return None
         if source is not None:
-            error = check_template(source)
-            if error:
-                self.problem(node, f"{what} {label}: {error}")
+            for line, error in check_template(source):
+                if file_name in fields:  # the template's own file and line, at the YAML's line
+                    self.problem(node, f"{what} {label}: {fields[file_name].value}:{line}: {error}")
+                else:
+                    self.problems.append((_template_line(node, line), f"{what} {label}: {error}"))
         return source
 
     def read_file(self, node: Node, what: str) -> str | None:
@@ -683,6 +701,13 @@ class _Reader(NodeReader):
         except (OSError, UnicodeDecodeError) as e:
             self.problem(node, f"{what} {name!r} cannot be read: {e}")
         return None
+
+
+def _template_line(node: Node, line: int) -> int:
+    """The YAML line of a template's `line`: a block scalar (`|`) starts on the next line."""
+    if isinstance(node, ScalarNode) and node.style in ("|", ">"):
+        return line_of(node) + line
+    return line_of(node) + line - 1
 
 
 @dataclass

@@ -58,4 +58,14 @@ def test_quick_bench_writes_every_measurement(tmp_path: Path) -> None:
     (row,) = m["compare"]
     assert row["naive_s"] > 0 and row["find_and_claim_s"] > 0 and row["tick_s"] > 0
 
+    # 7. whole processes: an idle tick and status beside sqlite-utils and bare Python
+    startup = m["startup"]["commands"]
+    assert set(startup) == {
+        "pipectl tick -q",
+        "pipectl status",
+        "sqlite-utils tables",
+        "python -c pass",
+    }
+    assert all(c["cpu_s"] > 0 and c["wall_s"] > 0 for c in startup.values())
+
     assert "measurement" in proc.stdout and "naive loop" in proc.stdout

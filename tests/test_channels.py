@@ -309,7 +309,12 @@ def test_lead_data_is_sent_literally_never_evaluated(pool):
 
 def test_undefined_variable_is_a_permanent_template_error():
     with pytest.raises(PermanentError, match="template error in body: .*nickname"):
-        render_message(email_action({}, body="Hi {{ lead.nickname }}"))
+        render_message(email_action({}, body="Hi {{ nickname }}"))
+    # A field this lead lacks is not an error: it renders as nothing.
+    assert render_message(email_action({}, body="Hi{{ lead.nickname }}")).body == "Hi"
+    # ...but arithmetic on it is, and the error says which field it was.
+    with pytest.raises(PermanentError, match="^template error in body: lead.visits is empty for"):
+        render_message(email_action({}, body="{{ lead.visits + 1 }}"))
 
 
 def test_lead_without_the_channels_address_is_permanent():

@@ -13,6 +13,7 @@ from email.utils import formatdate, parseaddr
 from functools import lru_cache
 
 from . import ChannelError, Message, PermanentError, TransientError
+from .addresses import ascii_domains
 from .resolve import Resolved, single_line
 
 DEFAULT_FROM = "pipectl@pipectl.local"
@@ -41,13 +42,13 @@ POLICY = policy.default.clone(header_factory=_Registry())
 def build_mime(message: Message, config: dict) -> EmailMessage:
     """The RFC 5322 message for SMTP and the outbox alike; every header made single-line."""
     msg = EmailMessage(policy=POLICY)
-    msg["From"] = _header("From", str(config.get("from") or DEFAULT_FROM))
+    msg["From"] = _header("From", ascii_domains(str(config.get("from") or DEFAULT_FROM)))
     msg["To"] = single_line(message.to)
     msg["Subject"] = single_line(message.subject or "")
     msg["Date"] = _header("Date", formatdate(usegmt=True))
     msg["Message-ID"] = message.message_id
     if config.get("reply_to"):
-        msg["Reply-To"] = _header("Reply-To", str(config["reply_to"]))
+        msg["Reply-To"] = _header("Reply-To", ascii_domains(str(config["reply_to"])))
     if config.get("list_unsubscribe"):
         msg["List-Unsubscribe"] = _header("List-Unsubscribe", str(config["list_unsubscribe"]))
         if config.get("list_unsubscribe_post"):
@@ -159,6 +160,11 @@ class SmtpSender:
             ) from None
         except smtplib.SMTPDataError as e:
             raise self._classified(e.smtp_code, e.smtp_error, "message refused") from None
+        except smtplib.SMTPNotSupportedError:  # SMTPUTF8 needed and not offered
+            raise PermanentError(
+                f"channel email: {self.host}:{self.port} does not offer SMTPUTF8, which the"
+                f" address {to!r} needs (its part before the @ is not ASCII)"
+            ) from None
         except smtplib.SMTPAuthenticationError as e:
             self.close(polite=False)
             raise self._channel_error(f"authentication refused ({e.smtp_code})") from None
@@ -176,6 +182,8 @@ class SmtpSender:
     def _connect(self) -> smtplib.SMTP:
         if not self.host:
             raise ChannelError("channel email: no SMTP host configured")
+        if not str(self.resolved.config.get("from") or "").strip():  # e.g. ${SMTP_FROM} empty
+            raise ChannelError("channel email: no from address configured")
         name = _local_hostname()
         if self.security == "ssl":
             conn = _SMTPSSL(

@@ -13,6 +13,7 @@ from .email import POLICY, build_mime
 from .resolve import Resolved
 
 _SMTP_POLICY = POLICY.clone(linesep="\r\n")
+_SMTPUTF8_POLICY = _SMTP_POLICY.clone(utf8=True)
 
 
 class OutboxSender:
@@ -26,7 +27,9 @@ class OutboxSender:
         """Write the message atomically; returns the file name."""
         if message.channel == "email":
             mime = build_mime(message, self.resolved.config)
-            data, suffix = mime.as_bytes(policy=_SMTP_POLICY), "eml"
+            # An address beyond ASCII before the @ goes as UTF-8, as SMTPUTF8 sends it.
+            policy = _SMTP_POLICY if message.to.isascii() else _SMTPUTF8_POLICY
+            data, suffix = mime.as_bytes(policy=policy), "eml"
         else:
             record = {
                 "to": message.to,

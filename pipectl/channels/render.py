@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import re
-from email.utils import parseaddr
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jinja2 import TemplateError
-
-from .. import templates
 from . import Message, PermanentError, SendAction
+from .addresses import AddressError, ascii_domains, wire_address
 from .resolve import single_line
+
+if TYPE_CHECKING:
+    from ..templates import Lead
 
 _DOMAIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
 _SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f]")
-_STANDARD = ("email", "phone", "first_name", "last_name")
 
 
 def render_message(action: SendAction) -> Message:
@@ -49,23 +48,26 @@ def render_message(action: SendAction) -> Message:
     )
 
 
-def lead_context(lead: dict[str, Any]) -> dict[str, Any]:
-    """The `lead` templates see: standard fields and custom fields side by side."""
+def lead_context(lead: dict[str, Any]) -> Lead:
+    """The `lead` templates see: standard and custom fields side by side, missing and empty
+    ones left out (they render as nothing and test false in `{% if lead.x %}`)."""
     context: dict[str, Any] = {}
     custom = lead.get("fields")
     if isinstance(custom, dict):
         context.update(custom)
     context.update({k: v for k, v in lead.items() if k != "fields" or not isinstance(v, dict)})
-    for name in _STANDARD:
-        context.setdefault(name, None)
-    return context
+    from ..templates import lead_fields  # Jinja2 loads with the first message, not the CLI
+
+    return lead_fields(context)
 
 
 @lru_cache(maxsize=256)
 def _domain(from_address: str) -> str:
     """The domain of a From address (parsed once per address, not once per message)."""
     if "${" not in from_address:
-        _, addr = parseaddr(from_address)
+        from email.utils import parseaddr
+
+        _, addr = parseaddr(ascii_domains(from_address))
         candidate = addr.rpartition("@")[2]
         if "@" in addr and _DOMAIN.match(candidate):
             return candidate.lower()
@@ -86,10 +88,19 @@ def _address(value: Any, what: str) -> str:
         raise PermanentError(f"lead has no {what}")
     if _SPACE_OR_CONTROL.search(address) or (what == "email address" and "@" not in address):
         raise PermanentError(f"lead's {what} is not valid")
+    if what == "email address":
+        try:
+            return wire_address(address)
+        except AddressError as e:
+            raise PermanentError(f"lead's {what} is not valid: {e}") from None
     return address
 
 
 def _render(source: str, context: dict[str, Any], part: str, html: bool = False) -> str:
+    from jinja2 import TemplateError
+
+    from .. import templates
+
     try:
         return templates.render(source, context, html=html)
     except TemplateError as e:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, quote_plus, unquote
 
 from . import ChannelError
 
@@ -27,11 +29,13 @@ class Resolved:
 
     config: dict[str, Any]
     secrets: tuple[str, ...]
+    users: tuple[str, ...] = ()  # usernames that go with the secrets in basic-auth credentials
 
     def scrub(self, text: str) -> str:
-        """`text` with every secret value replaced by ***, for error messages."""
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
+        """`text` with every secret replaced by ***, in every encoding, for error messages."""
+        forms = {form for secret in self.secrets for form in _encodings(secret, self.users)}
+        for form in sorted(forms, key=len, reverse=True):
+            text = text.replace(form, "***")
         return text
 
 
@@ -59,7 +63,8 @@ def resolve_config(channel: str, config: Mapping[str, Any], env: Mapping[str, st
         spans: list[tuple[int, int]] = []  # where each ${VAR}'s value lies in the result
         pos = size = 0
         for m in _VAR.finditer(value):
-            literal, resolved = value[pos : m.start()], lookup(m.group(1))
+            literal, raw = value[pos : m.start()], lookup(m.group(1))
+            resolved = _escaped_for_url(raw, "".join(parts) + literal, value[m.end() :])
             parts += (literal, resolved)
             size += len(literal)
             spans.append((size, size + len(resolved)))
@@ -77,7 +82,7 @@ def resolve_config(channel: str, config: Mapping[str, Any], env: Mapping[str, st
             for r_start, r_end in regions:
                 part = out[max(start, r_start) : min(end, r_end)]
                 if len(part) >= MIN_PART:
-                    secrets.add(part)
+                    secrets.update((part, unquote(part)))  # as sent, and as the variable has it
         return out
 
     def lookup(name: str) -> str:
@@ -86,7 +91,42 @@ def resolve_config(channel: str, config: Mapping[str, Any], env: Mapping[str, st
         return env[name]
 
     resolved = {k: sub(v, str(k)) for k, v in config.items()}
-    return Resolved(resolved, tuple(sorted(secrets, key=len, reverse=True)))
+    users = tuple(str(resolved[k]) for k in ("username", "account_sid") if resolved.get(k))
+    return Resolved(resolved, tuple(sorted(secrets, key=len, reverse=True)), users)
+
+
+def _escaped_for_url(value: str, before: str, after: str) -> str:
+    """A ${VAR}'s value escaped for where it lies in a URL (`before` is the URL up to it), so
+    a token with `&`, `#` or a space stays one query value; elsewhere it is left as it is."""
+    scheme = before.find("://")
+    if scheme < 0:
+        return value
+    rest = before[scheme + 3 :]
+    if "?" in rest or "#" in rest:
+        return quote(value, safe="")  # a query value or the fragment
+    if "/" in rest:
+        return quote(value, safe=_PATH_SAFE)  # a path: keep its slashes and sub-delimiters
+    authority_end = next((i for i, c in enumerate(after) if c in "/?#"), len(after))
+    if "@" in after[:authority_end]:
+        return quote(value, safe="")  # user or password
+    return value  # the host (or the whole URL)
+
+
+_PATH_SAFE = "/:@!$&'()*+,;="
+
+
+def _encodings(secret: str, users: tuple[str, ...]) -> set[str]:
+    """Every form in which a server may echo a secret: as is, URL-encoded (%20 and +, either
+    hex case), and base64 alone and as HTTP basic or SMTP AUTH PLAIN credentials."""
+    forms = {secret}
+    for encoded in (quote(secret, safe=""), quote_plus(secret, safe=""), quote(secret, _PATH_SAFE)):
+        forms.update((encoded, re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), encoded)))
+    raw = [secret, *(f"{user}:{secret}" for user in users)]
+    raw += [f"\0{user}\0{secret}" for user in users]
+    for text in raw:
+        data = text.encode("utf-8")
+        forms.update((base64.b64encode(data).decode(), base64.urlsafe_b64encode(data).decode()))
+    return {f for f in forms if len(f) >= MIN_PART} | ({secret} if secret else set())
 
 
 def _url_secret_regions(text: str) -> list[tuple[int, int]]:

@@ -11,10 +11,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from . import ChannelError, Message, PermanentError, TransientError
-from .email import SmtpSender
-from .outbox import OutboxSender
 from .resolve import Resolved, resolve_config
-from .sms import HttpSmsSender
 
 TRANSPORTS = {"email": ("outbox", "smtp"), "sms": ("outbox", "twilio", "webhook")}
 
@@ -91,8 +88,15 @@ class SenderPool:
         transport = str(resolved.config.get("transport") or "outbox").lower()
         if transport not in TRANSPORTS.get(channel, ()):
             raise ChannelError(f"channel {channel}: unknown transport {transport!r}")
+        # Each transport loads with its first message (httpx alone costs more than an idle tick).
         if transport == "outbox":
+            from .outbox import OutboxSender
+
             return OutboxSender(self.outbox_dir, resolved)
         if transport == "smtp":
+            from .email import SmtpSender
+
             return SmtpSender(resolved)
+        from .sms import HttpSmsSender
+
         return HttpSmsSender(resolved, transport)

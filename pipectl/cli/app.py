@@ -10,15 +10,36 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from typer.core import TyperGroup, TyperOption
 
 from .. import __version__
 from ..errors import ConfigError, DiskFull, PipectlError, is_no_space
 from ..store import Store, default_db_path, is_disk_full
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+class _Console:
+    """rich's Console, made on first use: a tick that prints nothing (`-q`) never loads rich."""
+
+    def __init__(self, **options: Any):
+        self._options = options
+        self._console: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return getattr(self._console, name)
+
+    def __enter__(self) -> Any:
+        return self.__getattr__("__enter__")()
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self.__getattr__("__exit__")(*exc)
+
+
+out = _Console(highlight=False, soft_wrap=True)
+err = _Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _flag_type(self: TyperOption, ctx: Any) -> str | None:
@@ -27,8 +48,9 @@ def _flag_type(self: TyperOption, ctx: Any) -> str | None:
     return None if self.is_flag else _option_type(self, ctx)
 
 
-_option_type = TyperOption.display_type_rich
-TyperOption.display_type_rich = _flag_type  # type: ignore[method-assign]
+_option_type = getattr(TyperOption, "display_type_rich", None)
+if _option_type is not None:  # typer 0.29 and later; earlier versions print no <bool>
+    TyperOption.display_type_rich = _flag_type  # type: ignore[method-assign]
 
 
 class Group(TyperGroup):

@@ -8,8 +8,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from ..durations import format_time, utcnow
 from ..errors import CsvError, PipectlError
@@ -145,6 +143,8 @@ def _with_progress(leads_file: LeadsFile) -> Iterable[LeadRecord | InvalidRow]:
 
 
 def _progress(leads_file: LeadsFile) -> Iterator[LeadRecord | InvalidRow]:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
     columns = (TextColumn("reading {task.description}"), BarColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err, transient=True) as progress:
         task = progress.add_task(leads_file.name, total=leads_file.lines)
@@ -211,6 +211,8 @@ def list_(
         for line in (header, *lines):
             out.print("\t".join(line), markup=False)
         return
+    from rich.table import Table  # rich loads its tables only for the commands drawing one
+
     table = Table(*header)
     for line in lines:
         table.add_row(*line)

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from ..durations import format_time, utcnow
 from ..errors import CsvError, PipectlError
@@ -75,6 +74,8 @@ def list_actions(
         for row in (header, *rows):
             typer.echo("\t".join(row))
         return
+    from rich.table import Table  # loads only when a table is drawn
+
     table = Table(*header)
     for row in rows:
         table.add_row(*row)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from ..durations import DurationError, format_time, parse_user_time, utcnow
 from ..wording import counted
@@ -76,6 +75,8 @@ def _render(report: dict[str, Any]) -> None:
         title = f"{entry['account']} ({entry['name']}): {counted(entry['leads'], 'lead')}"
         lines = _lines(entry)
         if terminal:
+            from rich.table import Table  # loads only when a table is drawn
+
             table = Table(title=title, show_header=False, title_justify="left")
             table.add_column(style="bold")
             table.add_column()

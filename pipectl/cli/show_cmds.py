@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from .app import is_terminal, open_store, out, print_json
 from .leads_cmds import leads_app
@@ -66,6 +65,8 @@ def _render(lead: dict[str, Any]) -> None:
             for a in s["actions"] or [{"sequence_number": "", "type": "", "id": "", **_EMPTY}]
         ]
         if terminal:
+            from rich.table import Table  # loads only when a table is drawn
+
             table = Table(*header, "last error")
             for row in rows:
                 table.add_row(*row)
