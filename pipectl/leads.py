@@ -22,20 +22,86 @@ from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, valida
 from .errors import CsvError
 
 FIELDS = ("email", "phone", "first_name", "last_name", "name", "timezone", "do_not_contact")
+OPT_OUT_FIELDS = ("do_not_contact", "email_opt_out", "sms_opt_out")
+MAP_TARGETS = (*FIELDS, "email_opt_out", "sms_opt_out", "custom")
 ALIASES = {
     "email": "email emailaddress primaryemail workemail",
-    # In preference order: a text needs a mobile, so Mobile beats Phone when a file has both.
-    "phone": "mobile mobilephone mobilenumber cell cellphone phone phonenumber telephone tel",
+    # In preference order: a text needs a mobile, so a mobile column beats a phone column,
+    # which beats a work or home line, whatever their order in the file.
+    "phone": "mobile mobilephone mobilephonenumber mobilenumber mobileno phonemobile"
+    " cell cellphone cellphonenumber cellnumber"
+    " phone phonenumber telephone telephonenumber tel"
+    " workphone phonework businessphone officephone homephone phonehome otherphone phoneother",
     "first_name": "firstname givenname forename",
     "last_name": "lastname surname familyname",
     "name": "name fullname contactname",
     "timezone": "timezone tz",
-    "do_not_contact": "donotcontact unsubscribed optedout optout dnc",
 }
 ALIAS_TO_FIELD = {alias: f for f, aliases in ALIASES.items() for alias in aliases.split()}
 ALIAS_RANK = {alias: n for aliases in ALIASES.values() for n, alias in enumerate(aliases.split())}
+# Opt-out columns of CRM and mailing-tool exports, by normalised header: (field, kind).
+# `flag`: yes/no (a date also means yes); `when`: any value is the time they opted out;
+# `consent`: subscribed / unsubscribed. Every one of them counts: any true one opts out.
+OPT_OUT_COLUMNS = (
+    ("do_not_contact", "flag", "donotcontact unsubscribed optedout optout dnc"),
+    # Salesforce (Email Opt Out, HasOptedOutOfEmail; Zoho too), HubSpot (Unsubscribed from
+    # all email, hs_email_optout; `Opted out of email: <type>` is read by prefix below).
+    (
+        "email_opt_out",
+        "flag",
+        "emailoptout hasoptedoutofemail optedoutofemail emailoptedout donotemail donotmail"
+        " unsubscribedfromallemail hsemailoptout emailunsubscribed unsubscribedfromemail"
+        " emailbounced emailhardbounced hardbounced emailsuppressed",
+    ),
+    # Salesforce's Do Not Call: texts count as calls under US rules.
+    (
+        "sms_opt_out",
+        "flag",
+        "donotcall donottext donotsms smsoptout textoptout smsoptedout optedoutofsms"
+        " hasoptedoutofsms smsunsubscribed",
+    ),
+    (
+        "do_not_contact",
+        "when",
+        "unsubscribedate unsubscribeddate unsubscribedat unsubscribedon optoutdate optedoutat"
+        " optedoutdate optedouton",
+    ),
+    # Mailchimp: UNSUB_TIME on the unsubscribed export, CLEAN_TIME on the cleaned (bounced) one.
+    ("email_opt_out", "when", "unsubtime cleantime emailoptoutdate"),
+    ("sms_opt_out", "when", "smsoptoutdate"),
+    # Klaviyo and others: a consent state per channel.
+    (
+        "email_opt_out",
+        "consent",
+        "emailmarketingconsent emailconsent emailsubscriptionstatus emailmarketingstatus",
+    ),
+    ("sms_opt_out", "consent", "smsmarketingconsent smsconsent smssubscriptionstatus"),
+)
+OPT_OUTS = {key: (f, kind) for f, kind, keys in OPT_OUT_COLUMNS for key in keys.split()}
+OPT_OUT_PREFIXES = {"optedoutofemail": ("email_opt_out", "flag")}
+# Known columns that look like opt-outs but are not (details, opt-ins, a channel we never use).
+NOT_OPT_OUT_COLUMNS = (
+    "unsubcampaigntitle unsubcampaignid unsubreason unsubreasonother optintime optinip"
+    " cleancampaigntitle cleancampaignid faxoptout hasoptedoutoffax confirmtime confirmip"
+    " optinsource optindate"
+)
+NOT_OPT_OUTS = frozenset(NOT_OPT_OUT_COLUMNS.split())
+LOOKS_LIKE_OPT_OUT = re.compile(
+    r"unsub|opt(ed)?(out|in)|donot|dnc|consent|suppress|blocklist|blacklist|stopcontact"
+)
+OPT_WORD = re.compile(r"(?:^|[^a-z])opt(?:ed|s)?(?:$|[^a-z])")
 TRUE = {"true", "yes", "1", "y"}
 FALSE = {"false", "no", "0", "n"}
+CONSENT_OUT = {"unsubscribed", "optedout", "optout", "suppressed", "revoked", "withdrawn", "no"}
+CONSENT_IN = {"subscribed", "optedin", "optin", "neversubscribed", "granted", "yes", "pending"}
+DATE = re.compile(r"\d{4}-\d{1,2}-\d{1,2}|\d{1,2}[/.]\d{1,2}[/.]\d{2,4}")
+# A value that stands for "no phone" (or "no email") in exports: ignored, and reported.
+PLACEHOLDER = re.compile(
+    r"[\s\-_.?/#*x0]*|(?i:n\s*/?\s*a|none|null|nil|unknown|tbd|no\s*(phone|email))"
+)
+MAX_VALUE = 131_072  # characters in one cell; a row with a longer value is invalid
+READ_LIMIT = 16 * 1024 * 1024  # what the reader holds at most for one cell
+csv.field_size_limit(READ_LIMIT)
 BINARY_MAGIC = {
     b"PK\x03\x04": "a ZIP archive (an Excel .xlsx workbook?)",
     b"\xd0\xcf\x11\xe0": "an Excel .xls workbook",
@@ -45,6 +111,8 @@ BINARY_MAGIC = {
     b"\xff\xfe": "UTF-16 text",
     b"\xfe\xff": "UTF-16 text",
 }
+SUFFIXES = {"jr", "sr", "ii", "iii", "iv", "phd", "md", "esq", "dds", "cpa"}
+TITLES = {"mr", "mrs", "ms", "miss", "mx", "dr", "prof"}
 MAX_SHOWN = 60
 
 
@@ -59,7 +127,10 @@ class LeadRecord:
     last_name: str | None = None
     timezone: str | None = None
     do_not_contact: bool = False
+    email_opt_out: bool = False
+    sms_opt_out: bool = False
     fields: dict[str, str] = field(default_factory=dict)
+    ignored: list[tuple[str, str]] | None = None  # (field, value): placeholders not imported
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,16 +157,17 @@ def snake_case(name: str) -> str:
 
 
 def parse_map(specs: list[str]) -> dict[str, str]:
-    """`--map 'Col=field'` options -> {normalised column: field}."""
+    """`--map 'Col=field'` options -> {normalised column: field}; `custom` keeps the column as a
+    custom field (for a column that only looks like an opt-out)."""
     mapping: dict[str, str] = {}
     for spec in specs:
         column, sep, target = spec.partition("=")
         target = target.strip().lower().replace("-", "_").replace(" ", "_")
         if not sep or not column.strip() or not target:
             raise CsvError(f"--map {spec!r}: write it as 'Column=field', e.g. 'Cell No=phone'")
-        if target not in FIELDS:
+        if target not in MAP_TARGETS:
             raise CsvError(
-                f"--map {spec!r}: unknown field {target!r}; use one of {', '.join(FIELDS)}"
+                f"--map {spec!r}: unknown field {target!r}; use one of {', '.join(MAP_TARGETS)}"
             )
         mapping[normalise_header(column)] = target
     return mapping
@@ -113,8 +185,14 @@ class LeadsFile:
         self.name = str(path)
         self.country = country
         self.lines = text.count("\n") + 1
-        self._reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter(text))
+        sep = excel_separator(text)
+        self._reader = csv.reader(
+            io.StringIO(text, newline=""), delimiter=sep or sniff_delimiter(text)
+        )
+        if sep:
+            next(self._reader)  # the `sep=;` line itself; line numbers stay the file's own
         self.header_line, header = self._read_header()
+        self.header = header
         self.columns = len(header)
         self._plan(header, mapping)
 
@@ -152,12 +230,25 @@ class LeadsFile:
         alternates: dict[str, list[int]] = {}
         self.custom: list[tuple[int, str]] = []
         self.unnamed: list[int] = []
+        self.opt_outs: list[tuple[int, int, str]] = []  # (column, OPT_OUT_FIELDS index, kind)
+        self.suspect: list[int] = []  # columns that look like opt-outs we cannot read
         for i, key in enumerate(keys):
             target = mapping.get(key) or ALIAS_TO_FIELD.get(key)
             if key not in mapping and target in mapping.values():
                 target = None  # an explicit --map to this field wins over the alias
             if target == "name" and has_names and key not in mapping:
                 target = None
+            opt_out = opt_out_column(key) if key not in mapping else None
+            if target in OPT_OUT_FIELDS or opt_out:
+                # Every opt-out column counts, mapped or recognised: any true one opts out.
+                known = opt_out or (None, "flag")
+                field_name = target if target in OPT_OUT_FIELDS else known[0]
+                self.opt_outs.append((i, OPT_OUT_FIELDS.index(field_name), known[1]))
+                continue
+            if target == "custom":
+                target = None
+            elif target is None and key not in NOT_OPT_OUTS and looks_like_opt_out(header[i]):
+                self.suspect.append(i)
             if target is None:
                 if not key:
                     self.unnamed.append(i)
@@ -173,7 +264,7 @@ class LeadsFile:
                     )
                 # Exports often have both (Phone and Mobile): the preferred alias is read
                 # first, the other fills in where it is empty and is kept as a custom field.
-                if ALIAS_RANK.get(key, 99) < ALIAS_RANK.get(keys[j], 99):
+                if key in mapping or ALIAS_RANK.get(key, 99) < ALIAS_RANK.get(keys[j], 99):
                     targets[target], i = i, j
                 alternates.setdefault(target, []).append(i)
                 name = snake_case(header[i]) or keys[i]
@@ -220,24 +311,54 @@ class LeadsFile:
             yield self._record(line, row)
 
     def _record(self, line: int, row: list[str]) -> LeadRecord | InvalidRow:
-        i_email, i_phone, i_first, i_last, i_name, i_tz, i_dnc = self._at
+        i_email, i_phone, i_first, i_last, i_name, i_tz, _ = self._at
         rec = LeadRecord(line)
+        for i, value in enumerate(row):
+            if len(value) > MAX_VALUE:
+                return InvalidRow(
+                    self.name,
+                    line,
+                    f"value in column {i + 1} {self.header[i]!r} is {len(value):,} characters"
+                    f" long; at most {MAX_VALUE:,} are read",
+                )
+        for i in self.suspect:
+            if value := row[i].strip():
+                raise CsvError(
+                    f"{self.name}:{line}: column {self.header[i]!r} looks like an opt-out, but"
+                    f" pipectl cannot tell what {shown(value)} means, so nothing is imported;"
+                    f" say how to read it: --map '{self.header[i]}=do_not_contact' (or"
+                    " email_opt_out, sms_opt_out), or --map"
+                    f" '{self.header[i]}=custom' if it is not an opt-out"
+                )
         try:
             if email := row[i_email].strip() or _first(row, self._email_alt):
-                rec.email = normalise_email(email)
+                if PLACEHOLDER.fullmatch(email):
+                    rec.ignored = [("email", email)]
+                else:
+                    rec.email = normalise_email(email)
             if phone := row[i_phone].strip() or _first(row, self._phone_alt):
-                rec.phone = normalise_phone(phone, self.country)
-            if tz := row[i_tz].strip():
+                if PLACEHOLDER.fullmatch(phone):
+                    rec.ignored = [*(rec.ignored or ()), ("phone", phone)]
+                else:
+                    rec.phone = normalise_phone(phone, self.country)
+            if (tz := row[i_tz].strip()) and not PLACEHOLDER.fullmatch(tz):
                 rec.timezone = check_timezone(tz)
-            if dnc := row[i_dnc].strip():
-                rec.do_not_contact = parse_flag(dnc)
+            for i, flag, kind in self.opt_outs:
+                if (value := row[i].strip()) and opted_out(value, kind, self.header[i]):
+                    if flag == 0:
+                        rec.do_not_contact = True
+                    elif flag == 1:
+                        rec.email_opt_out = True
+                    else:
+                        rec.sms_opt_out = True
         except ValueError as e:
             return InvalidRow(self.name, line, str(e))
+        if rec.email_opt_out and rec.sms_opt_out:
+            rec.do_not_contact = True  # no channel left
         rec.first_name = row[i_first].strip() or None
         rec.last_name = row[i_last].strip() or None
         if (full := row[i_name].strip()) and not rec.first_name and not rec.last_name:
-            first, _, last = full.partition(" ")
-            rec.first_name, rec.last_name = first, last.strip() or None
+            rec.first_name, rec.last_name = split_name(full)
         fields = rec.fields
         for i, name in self.custom:  # every column of the file, "" when empty: templates see it
             if v := row[i].strip():
@@ -255,11 +376,88 @@ class LeadsFile:
         return rec
 
 
-def delimiter(text: str) -> str:
-    """Comma, or the semicolon or tab of the header line when it has more of those (Excel in
-    much of Europe saves CSV with semicolons)."""
-    header = next((line for line in text.splitlines() if line.strip()), "")
-    return max((",", ";", "\t"), key=header.count)
+def opt_out_column(key: str) -> tuple[str, str] | None:
+    """(field, kind) for an opt-out column that exports are known to have, else None."""
+    if key in OPT_OUTS:
+        return OPT_OUTS[key]
+    return next((v for p, v in OPT_OUT_PREFIXES.items() if key.startswith(p)), None)
+
+
+def looks_like_opt_out(header: str) -> bool:
+    """A column name that may say whom not to contact (`GDPR consent`, `Opt status`)."""
+    words = re.sub(r"([a-z])([A-Z])", r"\1 \2", header).lower()
+    return bool(LOOKS_LIKE_OPT_OUT.search(normalise_header(header)) or OPT_WORD.search(words))
+
+
+def opted_out(value: str, kind: str, column: str) -> bool:
+    """Whether one opt-out cell says the lead opted out; ValueError when it cannot tell."""
+    if kind == "when":
+        return True
+    v = value.lower()
+    if kind == "consent":
+        key = normalise_header(v)
+        if key in CONSENT_OUT:
+            return True
+        if key in CONSENT_IN:
+            return False
+        raise ValueError(
+            f"invalid {column} {shown(value)}: use subscribed or unsubscribed (or yes/no)"
+        )
+    if v in TRUE:
+        return True
+    if v in FALSE:
+        return False
+    if DATE.match(v):
+        return True  # the date they opted out
+    raise ValueError(f"invalid {column} {shown(value)}: use true/yes/1/y or false/no/0/n")
+
+
+def split_name(full: str) -> tuple[str | None, str | None]:
+    """A full name as (first, last): `John Smith`, `Smith, John`, `Dr. John Smith, Jr.`."""
+    suffix = ""
+    head, comma, tail = full.rpartition(",")
+    if comma and head.strip() and tail.strip().lower().strip(".") in SUFFIXES:
+        full, suffix = head, f", {tail.strip()}"
+    last_part, comma, first_part = full.partition(",")
+    if comma and last_part.strip() and first_part.strip():  # Last, First
+        first, last = first_part.split(), last_part.split()
+    else:
+        words = full.replace(",", " ").split()
+        first, last = words[:1], words[1:]
+        if len(words) > 2 and words[0].lower().strip(".") in TITLES:
+            first, last = words[1:2], words[2:]
+    first_name = " ".join(first) or None
+    last_name = (" ".join(last) + suffix) if last else None
+    return first_name, last_name
+
+
+def excel_separator(text: str) -> str | None:
+    """The delimiter named by Excel's `sep=;` first line, else None."""
+    m = re.match(r'"?sep=(.)"?[ \t]*\r?\n', text[:16], re.IGNORECASE)
+    return m.group(1) if m else None
+
+
+def sniff_delimiter(text: str) -> str:
+    """Comma, semicolon, tab or pipe: the one that splits the header into the most columns and
+    the first rows into as many (Excel in much of Europe saves CSV with semicolons)."""
+    sample = text[:65536]
+    if len(text) > len(sample) and "\n" in sample:
+        sample = sample[: sample.rindex("\n")]
+    best, score = ",", (0, 0.0, 0)
+    for sep in (",", ";", "\t", "|"):
+        try:
+            rows = [r for r in csv.reader(io.StringIO(sample, newline=""), delimiter=sep) if r]
+        except csv.Error:
+            continue
+        rows = rows[:50]
+        if not rows:
+            continue
+        n = len(rows[0])
+        same = sum(len(r) == n for r in rows) / len(rows)
+        candidate = (int(n > 1), same, n)
+        if candidate > score:
+            best, score = sep, candidate
+    return best
 
 
 def _first(row: list[str], columns: tuple[int, ...]) -> str:

@@ -23,6 +23,7 @@ leads_app = typer.Typer(help="Import, list, show, stop and enroll leads.", no_ar
 app.add_typer(leads_app, name="leads")
 
 MAX_LISTED = 50
+TSV_SAFE = str.maketrans({"\t": " ", "\n": " ", "\r": " "})
 
 
 @leads_app.command("import")
@@ -77,12 +78,28 @@ def import_(
         pipeline_id, stage_id = pipe["id"], store.entry_stage(pipe["id"], stage)["id"]
     leads_file = open_leads(csv_file, country=acct["country"], mapping=mapping)
     records, invalid = _read(leads_file)
+    ignored = [
+        {"line": rec.line, "field": name, "value": value}
+        for rec in records
+        if rec.ignored
+        for name, value in rec.ignored
+    ]
     if invalid and not skip_invalid:
         _print_invalid(invalid)
-        raise CsvError(
+        error = CsvError(
             f"{leads_file.name}: {len(invalid)} invalid row{'s' * (len(invalid) != 1)};"
             " nothing imported (fix them, or use --skip-invalid to import the valid rows)"
         )
+        if as_json:
+            print_json(
+                {
+                    "file": leads_file.name,
+                    "dry_run": dry_run,
+                    "error": str(error),
+                    **_invalid_summary(invalid, ignored),
+                }
+            )
+        raise error
     counts = store.import_leads(
         acct["id"],
         records,
@@ -92,14 +109,15 @@ def import_(
         dry_run=dry_run,
         now=format_time(utcnow()),
     )
-    summary = {
-        **counts.as_dict(),
-        "invalid": len(invalid),
-        "invalid_lines": [r.line for r in invalid],
-        "invalid_rows": [{"line": r.line, "reason": r.reason} for r in invalid],
-    }
     if as_json:
-        print_json({"file": leads_file.name, "dry_run": dry_run, **summary})
+        print_json(
+            {
+                "file": leads_file.name,
+                "dry_run": dry_run,
+                **counts.as_dict(),
+                **_invalid_summary(invalid, ignored),
+            }
+        )
         return
     if invalid:
         _print_invalid(invalid)
@@ -120,6 +138,26 @@ def import_(
         lines = ", ".join(str(r.line) for r in invalid[:MAX_LISTED])
         more = f" and {len(invalid) - MAX_LISTED} more" if len(invalid) > MAX_LISTED else ""
         out.print(f"{len(invalid)} invalid rows skipped (lines {lines}{more})")
+    if ignored:
+        shown = ", ".join(
+            f"line {i['line']} {i['field']} {i['value']!r}" for i in ignored[:MAX_LISTED]
+        )
+        more = f" and {len(ignored) - MAX_LISTED} more" if len(ignored) > MAX_LISTED else ""
+        out.print(
+            f"{len(ignored)} placeholder value{'s' * (len(ignored) != 1)} ignored, the rest of"
+            f" the row imported ({shown}{more})",
+            markup=False,
+        )
+
+
+def _invalid_summary(invalid: list[InvalidRow], ignored: list[dict]) -> dict:
+    """The invalid rows and ignored placeholder values, as --json shows them."""
+    return {
+        "invalid": len(invalid),
+        "invalid_lines": [r.line for r in invalid],
+        "invalid_rows": [{"line": r.line, "reason": r.reason} for r in invalid],
+        "ignored": ignored,
+    }
 
 
 def _read(leads_file: LeadsFile) -> tuple[list[LeadRecord], list[InvalidRow]]:
@@ -201,9 +239,10 @@ def list_(
     header = ("id", "account", "email", "phone", "name", "status", "pipelines")
     lines = [_row(lead) for lead in leads]
     if not is_terminal():
-        # Piped: one tab-separated line per lead, nothing cut short, for grep and awk.
+        # Piped: one tab-separated line per lead, nothing cut short, for grep, awk and cut.
+        # Written as is: a console would expand the tabs into spaces.
         for line in (header, *lines):
-            out.print("\t".join(line), markup=False)
+            sys.stdout.write("\t".join(v.translate(TSV_SAFE) for v in line) + "\n")
         return
     table = Table(*header)
     for line in lines:

@@ -46,13 +46,13 @@ class _Lead:
 
     def __init__(self, lead_id: int | None, values: list[Any], fields: dict[str, str] | None):
         self.id = lead_id
-        self.values = values  # email, phone, first_name, last_name, timezone, do_not_contact
+        self.values = values  # email, phone, first/last name, timezone, and the 3 opt-outs
         self.fields = fields  # None until a row touches an existing lead's fields
         self.original: tuple[Any, ...] | None = None
         self.seen = False
 
     def merge(self, rec: LeadRecord, raw_fields: str | None) -> None:
-        """Later non-empty values win; do-not-contact is only ever set, never cleared.
+        """Later non-empty values win; an opt-out is only ever set, never cleared.
 
         A custom field the lead lacks is added even when empty (""), so a template naming a
         column of the file renders for every lead from it; an empty cell never clears a value.
@@ -64,6 +64,10 @@ class _Lead:
         if rec.timezone:
             v[4] = rec.timezone
         v[5] = 1 if rec.do_not_contact or v[5] else 0
+        v[6] = 1 if rec.email_opt_out or v[6] else 0
+        v[7] = 1 if rec.sms_opt_out or v[7] else 0
+        if v[6] and v[7]:
+            v[5] = 1  # no channel left
         if rec.fields:
             if self.fields is None:
                 self.fields = json.loads(raw_fields or "{}")
@@ -139,12 +143,12 @@ class LeadsSQL:
         by_phone: dict[str, _Lead] = {}
         raw_fields: dict[int, str] = {}
         for row in self.conn.execute(
-            "SELECT id, email, phone, first_name, last_name, timezone, do_not_contact, fields"
-            " FROM leads WHERE account_id = ? ORDER BY id",
+            "SELECT id, email, phone, first_name, last_name, timezone, do_not_contact,"
+            " email_opt_out, sms_opt_out, fields FROM leads WHERE account_id = ? ORDER BY id",
             (account_id,),
         ):
-            lead = _Lead(row[0], list(row[1:7]), None)
-            raw_fields[row[0]] = row[7]
+            lead = _Lead(row[0], list(row[1:9]), None)
+            raw_fields[row[0]] = row[9]
             if row[1]:
                 by_email.setdefault(row[1].lower(), lead)
             if row[2]:
@@ -158,7 +162,7 @@ class LeadsSQL:
                 if candidate is not None and (not rec.email or not candidate.values[0]):
                     lead = candidate
             if lead is None:
-                lead = _Lead(None, [None, None, None, None, None, 0], {})
+                lead = _Lead(None, [None, None, None, None, None, 0, 0, 0], {})
             if lead.seen:
                 counts.merged += 1
             else:
@@ -183,9 +187,9 @@ class LeadsSQL:
     @staticmethod
     def _changed(lead: _Lead) -> bool:
         assert lead.original is not None
-        if tuple(lead.values) != lead.original[:6]:
+        if tuple(lead.values) != lead.original[:8]:
             return True
-        return lead.fields is not None and lead.fields != json.loads(lead.original[6] or "{}")
+        return lead.fields is not None and lead.fields != json.loads(lead.original[8] or "{}")
 
     def _enrollment_plan(
         self, pipeline_id: int, touched: list[_Lead], re_enroll: bool, counts: ImportCounts
@@ -227,19 +231,20 @@ class LeadsSQL:
                 lead.id = next_id
                 status = "queued" if id(lead) in enrolling else None
                 fields = encode_fields(lead.fields or {})
-                inserts.append((next_id, account_id, *v[:5], fields, status, v[5], now, now))
+                inserts.append((next_id, account_id, *v[:5], fields, status, *v[5:], now, now))
             elif self._changed(lead):
-                fields = lead.original[6] if lead.fields is None else encode_fields(lead.fields)
+                fields = lead.original[8] if lead.fields is None else encode_fields(lead.fields)
                 updates.append((*v, fields, now, lead.id))
         self.conn.executemany(
             "INSERT INTO leads (id, account_id, email, phone, first_name, last_name, timezone,"
-            " fields, status, do_not_contact, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " fields, status, do_not_contact, email_opt_out, sms_opt_out, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             inserts,
         )
         self.conn.executemany(
             "UPDATE leads SET email = ?, phone = ?, first_name = ?, last_name = ?, timezone = ?,"
-            " do_not_contact = ?, fields = ?, updated_at = ? WHERE id = ?",
+            " do_not_contact = ?, email_opt_out = ?, sms_opt_out = ?, fields = ?, updated_at = ?"
+            " WHERE id = ?",
             updates,
         )
 
