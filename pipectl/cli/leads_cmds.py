@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -17,12 +18,13 @@ from ..store.leads_sql import LEAD_STATES
 from .app import app, err, is_terminal, open_store, out, print_json
 
 if TYPE_CHECKING:
-    from ..leads import InvalidRow, LeadRecord, LeadsFile
+    from ..leads import InvalidRow, LeadRecord, LeadsFile, RowReport
+    from ..store.leads_sql import ImportCounts
 
 leads_app = typer.Typer(help="Import, list, show, stop and enroll leads.", no_args_is_help=True)
 app.add_typer(leads_app, name="leads")
 
-MAX_LISTED = 50
+MAX_LISTED = 50  # as leads.MAX_LISTED: the invalid rows a summary shows
 TSV_SAFE = str.maketrans({"\t": " ", "\n": " ", "\r": " "})
 
 
@@ -62,7 +64,7 @@ def import_(
     """
     if stage and not pipeline:
         raise typer.BadParameter("--stage needs --pipeline", param_hint="--stage")
-    from ..leads import open_leads, parse_map  # phonenumbers loads only for imports
+    from ..leads import InvalidRows, RowReport, open_leads, parse_map, valid_records
 
     try:
         mapping = parse_map(maps or [])
@@ -76,102 +78,96 @@ def import_(
         if pipe["account_id"] != acct["id"]:
             raise PipectlError(f"pipeline '{pipeline}' does not belong to account '{account}'")
         pipeline_id, stage_id = pipe["id"], store.entry_stage(pipe["id"], stage)["id"]
-    leads_file = open_leads(csv_file, country=acct["country"], mapping=mapping)
-    records, invalid = _read(leads_file)
-    ignored = [
-        {"line": rec.line, "field": name, "value": value}
-        for rec in records
-        if rec.ignored
-        for name, value in rec.ignored
-    ]
-    if invalid and not skip_invalid:
-        _print_invalid(invalid)
-        error = CsvError(
-            f"{leads_file.name}: {len(invalid)} invalid row{'s' * (len(invalid) != 1)};"
-            " nothing imported (fix them, or use --skip-invalid to import the valid rows)"
-        )
-        if as_json:
-            print_json(
-                {
-                    "file": leads_file.name,
-                    "dry_run": dry_run,
-                    "error": str(error),
-                    **_invalid_summary(invalid, ignored),
-                }
+    with open_leads(csv_file, country=acct["country"], mapping=mapping) as leads_file:
+        report = RowReport()
+        try:
+            records = valid_records(
+                _with_progress(leads_file), report, skip_invalid=skip_invalid, name=leads_file.name
             )
-        raise error
-    counts = store.import_leads(
-        acct["id"],
-        records,
-        pipeline_id=pipeline_id,
-        stage_id=stage_id,
-        re_enroll=re_enroll,
-        dry_run=dry_run,
-        now=format_time(utcnow()),
-    )
-    if as_json:
-        print_json(
-            {
-                "file": leads_file.name,
-                "dry_run": dry_run,
-                **counts.as_dict(),
-                **_invalid_summary(invalid, ignored),
-            }
-        )
-        return
-    if invalid:
-        _print_invalid(invalid)
+            try:
+                counts = store.import_leads(
+                    acct["id"],
+                    records,
+                    pipeline_id=pipeline_id,
+                    stage_id=stage_id,
+                    re_enroll=re_enroll,
+                    dry_run=dry_run,
+                    now=format_time(utcnow()),
+                )
+            except InvalidRows as e:
+                _print_invalid(report)
+                if as_json:
+                    _print_report(
+                        {"file": leads_file.name, "dry_run": dry_run, "error": str(e)}, report
+                    )
+                raise
+            if as_json:
+                _print_report(
+                    {"file": leads_file.name, "dry_run": dry_run, **counts.as_dict()}, report
+                )
+                return
+            _print_summary(leads_file.name, pipeline, dry_run, counts, report)
+        finally:
+            report.close()
+
+
+def _print_summary(
+    name: str, pipeline: str | None, dry_run: bool, counts: ImportCounts, report: RowReport
+) -> None:
+    if report.invalid:
+        _print_invalid(report)
     prefix = "dry run, nothing changed: " if dry_run else ""
     out.print(
-        f"{prefix}{leads_file.name}: {counts.rows} rows; {counts.inserted} inserted,"
+        f"{prefix}{name}: {counts.rows} rows; {counts.inserted} inserted,"
         f" {counts.updated} updated, {counts.unchanged} unchanged"
-        + (f" ({counts.merged} duplicate rows merged)" if counts.merged else "")
+        + (f" ({counts.merged} duplicate rows merged)" if counts.merged else ""),
+        markup=False,
     )
     if pipeline:
         out.print(
             f"{pipeline}: {counts.queued} queued for enrollment"
             + (f" ({counts.re_enrolled} re-enrolled)" if counts.re_enrolled else "")
             + f", {counts.already_enrolled} already enrolled,"
-            f" {counts.do_not_contact} do-not-contact not enrolled"
+            f" {counts.do_not_contact} do-not-contact not enrolled",
+            markup=False,
         )
-    if invalid:
-        lines = ", ".join(str(r.line) for r in invalid[:MAX_LISTED])
-        more = f" and {len(invalid) - MAX_LISTED} more" if len(invalid) > MAX_LISTED else ""
-        out.print(f"{len(invalid)} invalid rows skipped (lines {lines}{more})")
-    if ignored:
+    if report.invalid:
+        lines = ", ".join(str(r.line) for r in report.first_invalid)
+        more = f" and {report.invalid - MAX_LISTED} more" if report.invalid > MAX_LISTED else ""
+        out.print(f"{report.invalid} invalid rows skipped (lines {lines}{more})")
+    if report.ignored:
         shown = ", ".join(
-            f"line {i['line']} {i['field']} {i['value']!r}" for i in ignored[:MAX_LISTED]
+            f"line {line} {name} {value!r}" for line, name, value in report.first_ignored
         )
-        more = f" and {len(ignored) - MAX_LISTED} more" if len(ignored) > MAX_LISTED else ""
+        more = f" and {report.ignored - MAX_LISTED} more" if report.ignored > MAX_LISTED else ""
         out.print(
-            f"{len(ignored)} placeholder value{'s' * (len(ignored) != 1)} ignored, the rest of"
-            f" the row imported ({shown}{more})",
+            f"{report.ignored} placeholder value{'s' * (report.ignored != 1)} ignored, the rest"
+            f" of the row imported ({shown}{more})",
             markup=False,
         )
 
 
-def _invalid_summary(invalid: list[InvalidRow], ignored: list[dict]) -> dict:
-    """The invalid rows and ignored placeholder values, as --json shows them."""
-    return {
-        "invalid": len(invalid),
-        "invalid_lines": [r.line for r in invalid],
-        "invalid_rows": [{"line": r.line, "reason": r.reason} for r in invalid],
-        "ignored": ignored,
-    }
-
-
-def _read(leads_file: LeadsFile) -> tuple[list[LeadRecord], list[InvalidRow]]:
-    """Every row of the file, split into valid records and invalid rows."""
-    from ..leads import InvalidRow
-
-    records: list[LeadRecord] = []
-    invalid: list[InvalidRow] = []
-    for item in _with_progress(leads_file):
-        if isinstance(item, InvalidRow):
-            invalid.append(item)
-        else:
-            records.append(item)
-    return records, invalid
+def _print_report(head: dict[str, Any], report: RowReport) -> None:
+    """The --json report, written as it is read back: every invalid row, however many."""
+    write = sys.stdout.write
+    write("{\n")
+    for key, value in head.items():
+        write(f"  {json.dumps(key)}: {json.dumps(value)},\n")
+    write(f'  "invalid": {report.invalid},\n')
+    lists = (
+        ("invalid_lines", "invalid", lambda e: e[0]),
+        ("invalid_rows", "invalid", lambda e: {"line": e[0], "reason": e[1]}),
+        ("ignored", "ignored", lambda e: {"line": e[0], "field": e[1], "value": e[2]}),
+    )
+    for n, (key, kind, shape) in enumerate(lists):
+        write(f"  {json.dumps(key)}: [")
+        sep = "\n    "
+        for entry in report.entries(kind):
+            write(sep + json.dumps(shape(entry), ensure_ascii=False))
+            sep = ",\n    "
+        write("]" if sep == "\n    " else "\n  ]")
+        write(",\n" if n < len(lists) - 1 else "\n")
+    write("}\n")
 
 
 def _with_progress(leads_file: LeadsFile) -> Iterable[LeadRecord | InvalidRow]:
@@ -182,20 +178,20 @@ def _with_progress(leads_file: LeadsFile) -> Iterable[LeadRecord | InvalidRow]:
 
 
 def _progress(leads_file: LeadsFile) -> Iterator[LeadRecord | InvalidRow]:
-    columns = (TextColumn("reading {task.description}"), BarColumn(), TimeRemainingColumn())
+    columns = (TextColumn("importing {task.description}"), BarColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err, transient=True) as progress:
-        task = progress.add_task(leads_file.name, total=leads_file.lines)
+        task = progress.add_task(leads_file.name, total=leads_file.size)
         for n, item in enumerate(leads_file):
             if n % 2000 == 0:
-                progress.update(task, completed=item.line)
+                progress.update(task, completed=leads_file.position())
             yield item
 
 
-def _print_invalid(invalid: list[InvalidRow]) -> None:
-    for row in invalid[:MAX_LISTED]:
+def _print_invalid(report: RowReport) -> None:
+    for row in report.first_invalid:
         err.print(str(row), markup=False)
-    if len(invalid) > MAX_LISTED:
-        err.print(f"... and {len(invalid) - MAX_LISTED} more invalid rows", markup=False)
+    if report.invalid > MAX_LISTED:
+        err.print(f"... and {report.invalid - MAX_LISTED} more invalid rows", markup=False)
 
 
 @leads_app.command("list")
