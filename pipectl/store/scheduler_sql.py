@@ -143,7 +143,7 @@ class SchedulerSQL:
                 continue
             queued = self.conn.execute(
                 "SELECT * FROM enrollments WHERE account_id = ? AND status = 'queued' "
-                "ORDER BY id LIMIT ?",
+                "ORDER BY queued_at, id LIMIT ?",  # a re-enrolled lead queues anew
                 (account["id"], room),
             ).fetchall()
             for enrollment in queued:
