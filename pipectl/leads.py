@@ -91,6 +91,15 @@ NOT_OPT_OUT_COLUMNS = (
     " optinsource optindate"
 )
 NOT_OPT_OUTS = frozenset(NOT_OPT_OUT_COLUMNS.split())
+# `leads export` columns that state what pipectl knows; an import of the export skips them.
+EXPORT_COLUMNS = (
+    "pipectl_id",
+    "pipectl_account",
+    "pipectl_pipeline",
+    "pipectl_stage",
+    "pipectl_status",
+)
+EXPORT_ONLY = frozenset(c.replace("_", "") for c in EXPORT_COLUMNS)
 LOOKS_LIKE_OPT_OUT = re.compile(
     r"unsub|opt(ed)?(out|in)|donot|dnc|consent|suppress|blocklist|blacklist|stopcontact"
 )
@@ -302,6 +311,8 @@ class LeadsFile:
         self.opt_outs: list[tuple[int, int, str]] = []  # (column, OPT_OUT_FIELDS index, kind)
         self.suspect: list[int] = []  # columns that look like opt-outs we cannot read
         for i, key in enumerate(keys):
+            if key in EXPORT_ONLY and key not in mapping:
+                continue  # what `leads export` adds for spreadsheets: pipectl's own state
             target = mapping.get(key) or ALIAS_TO_FIELD.get(key)
             if key not in mapping and target in mapping.values():
                 target = None  # an explicit --map to this field wins over the alias

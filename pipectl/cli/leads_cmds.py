@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable, Iterator
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -14,6 +15,7 @@ from rich.table import Table
 
 from ..durations import format_time, utcnow
 from ..errors import CsvError, PipectlError
+from ..exports import write_csv, write_jsonl
 from ..store.leads_sql import LEAD_STATES
 from .app import app, err, is_terminal, open_store, out, print_json
 
@@ -23,6 +25,12 @@ if TYPE_CHECKING:
 
 leads_app = typer.Typer(help="Import, list, show, stop and enroll leads.", no_args_is_help=True)
 app.add_typer(leads_app, name="leads")
+
+
+class ExportFormat(StrEnum):
+    csv = "csv"
+    jsonl = "jsonl"
+
 
 MAX_LISTED = 50  # as leads.MAX_LISTED: the invalid rows a summary shows
 TSV_SAFE = str.maketrans({"\t": " ", "\n": " ", "\r": " "})
@@ -192,6 +200,57 @@ def _print_invalid(report: RowReport) -> None:
         err.print(str(row), markup=False)
     if report.invalid > MAX_LISTED:
         err.print(f"... and {report.invalid - MAX_LISTED} more invalid rows", markup=False)
+
+
+@leads_app.command("export")
+def export(
+    ctx: typer.Context,
+    account: Annotated[str | None, typer.Option("--account", help="Only this account.")] = None,
+    pipeline: Annotated[
+        str | None,
+        typer.Option("--pipeline", help="Only leads enrolled in it, with their stage in it."),
+    ] = None,
+    status: Annotated[
+        str | None,
+        typer.Option("--status", help="Only leads in this state (with --pipeline: in it)."),
+    ] = None,
+    fmt: Annotated[
+        ExportFormat, typer.Option("--format", help="csv (for spreadsheets) or jsonl.")
+    ] = ExportFormat.csv,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write to this file (default stdout).")
+    ] = None,
+) -> None:
+    """Leads with their fields, state and stage, streamed as CSV or JSON lines.
+
+    The CSV imports again with `leads import`: its pipectl_* columns are skipped.
+    Example: pipectl leads export --account acme --pipeline adwords --status won -o won.csv
+    """
+    if status is not None and status not in LEAD_STATES:
+        raise typer.BadParameter(
+            f"unknown status '{status}'; use one of {', '.join(LEAD_STATES)}", param_hint="--status"
+        )
+    store = open_store(ctx)
+    account_id = store.account_by_key(account)["id"] if account else None
+    pipeline_id = store.pipeline_by_key(pipeline)["id"] if pipeline else None
+    leads = store.export_leads(account_id=account_id, pipeline_id=pipeline_id, status=status)
+    try:
+        target = output.open("w", encoding="utf-8", newline="") if output else None
+    except OSError as e:
+        raise PipectlError(f"{output}: cannot write the file: {e.strerror}") from None
+    try:
+        if fmt is ExportFormat.jsonl:
+            written = write_jsonl(target or sys.stdout, leads)
+        else:
+            fields = store.export_fields(account_id=account_id)
+            written = write_csv(target or sys.stdout, leads, fields)
+    except OSError as e:
+        raise PipectlError(f"{output or 'stdout'}: cannot write: {e.strerror}") from None
+    finally:
+        if target:
+            target.close()
+    if output:
+        err.print(f"{written} leads written to {output}", markup=False)
 
 
 @leads_app.command("list")

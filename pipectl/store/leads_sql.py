@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -384,6 +384,68 @@ class LeadsSQL:
             " (SELECT lead_id FROM enrollments WHERE id IN (SELECT value FROM json_each(?)))",
             (ids,),
         )
+
+    def export_fields(self, *, account_id: int | None = None) -> list[str]:
+        """Every custom field name the leads have, in the order they first appear."""
+        where = "WHERE l.account_id = ?" if account_id is not None else ""
+        return [
+            row[0]
+            for row in self.conn.execute(
+                f"SELECT j.key FROM leads l, json_each(l.fields) j {where}"
+                " GROUP BY j.key ORDER BY min(l.id), min(j.id)",
+                () if account_id is None else (account_id,),
+            )
+        ]
+
+    def export_leads(
+        self,
+        *,
+        account_id: int | None = None,
+        pipeline_id: int | None = None,
+        status: str | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Leads by id, streamed, with the state and stage of their latest enrollment (in
+        `pipeline_id`, if given: then only leads enrolled in it)."""
+        if status is not None and status not in LEAD_STATES:
+            raise PipectlError(f"unknown status '{status}'; use one of {', '.join(LEAD_STATES)}")
+        where, params = ["1 = 1"], []
+        if account_id is not None:
+            where.append("l.account_id = ?")
+            params.append(account_id)
+        if pipeline_id is not None:
+            where.append("e.id IS NOT NULL")
+        if status is not None:
+            where.append("e.status = ?" if pipeline_id is not None else "l.status = ?")
+            params.append(status)
+        in_pipeline = "AND pipeline_id = ?" if pipeline_id is not None else ""
+        cursor = self.conn.execute(
+            "SELECT l.id, a.key AS account, l.email, l.phone, l.first_name, l.last_name,"
+            " l.timezone, l.do_not_contact, l.email_opt_out, l.sms_opt_out, l.fields,"
+            " CASE WHEN ? THEN e.status ELSE l.status END AS status, p.key AS pipeline,"
+            " CASE WHEN e.status = 'queued' THEN (SELECT key FROM pipeline_stages WHERE id ="
+            "  COALESCE(e.entry_stage_id, (SELECT id FROM pipeline_stages WHERE pipeline_id ="
+            "  e.pipeline_id AND outcome IS NULL AND removed_at IS NULL"
+            "  ORDER BY position LIMIT 1)))"
+            "  ELSE (SELECT s.key FROM lead_stages ls JOIN pipeline_stages s"
+            "  ON s.id = ls.pipeline_stage_id WHERE ls.enrollment_id = e.id"
+            "  ORDER BY ls.exited_at IS NULL DESC, ls.id DESC LIMIT 1) END AS stage"
+            " FROM leads l JOIN accounts a ON a.id = l.account_id"
+            " LEFT JOIN enrollments e ON e.id = (SELECT id FROM enrollments"
+            f"  WHERE lead_id = l.id {in_pipeline} ORDER BY id DESC LIMIT 1)"
+            " LEFT JOIN pipelines p ON p.id = e.pipeline_id"
+            f" WHERE {' AND '.join(where)} ORDER BY l.id",
+            (
+                pipeline_id is not None,
+                *(() if pipeline_id is None else (pipeline_id,)),
+                *params,
+            ),
+        )
+        for row in cursor:
+            lead = dict(row)
+            lead["fields"] = json.loads(lead["fields"] or "{}")
+            for flag in ("do_not_contact", "email_opt_out", "sms_opt_out"):
+                lead[flag] = bool(lead[flag])
+            yield lead
 
     def list_leads(
         self,
