@@ -287,6 +287,9 @@ class LeadsSQL:
                     account_id, pipeline_id, stage_id, re_enroll, merge.stored_max, counts, now
                 )
             self.conn.execute("DELETE FROM temp.import_order")
+        if not dry_run and counts.rows > IMPORT_BATCH:
+            # A big import passed through the WAL: give its disk space back (best effort).
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return counts
 
     def _enroll_imported(
