@@ -87,6 +87,7 @@ def test_an_opt_out_of_both_channels_is_do_not_contact(applied, db, tmp_path):
     result = imported(applied, write(tmp_path, text), "--pipeline", "adwords")
     assert result.exit_code == 0, result.output
     assert opt_outs(db) == [("ann@x.com", 1, 1, 1), ("bob@x.com", 0, 0, 1)]
+    assert "opted out of one channel: 0 of email (texts only), 1 of texts" in result.stdout
     assert [r["status"] for r in leads(db)] == [None, "queued"]
 
 

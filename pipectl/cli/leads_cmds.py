@@ -139,6 +139,12 @@ def _print_summary(
             f" {counts.do_not_contact} do-not-contact not enrolled",
             markup=False,
         )
+    if counts.email_opt_out or counts.sms_opt_out:
+        out.print(
+            f"opted out of one channel: {counts.email_opt_out} of email (texts only),"
+            f" {counts.sms_opt_out} of texts (email only)",
+            markup=False,
+        )
     if report.invalid:
         lines = ", ".join(str(r.line) for r in report.first_invalid)
         more = f" and {report.invalid - MAX_LISTED} more" if report.invalid > MAX_LISTED else ""

@@ -40,6 +40,8 @@ class ImportCounts:
     re_enrolled: int = 0
     already_enrolled: int = 0
     do_not_contact: int = 0
+    email_opt_out: int = 0  # of the file's leads: opted out of email only
+    sms_opt_out: int = 0  # ... of texts only
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -282,6 +284,11 @@ class LeadsSQL:
             counts.inserted, counts.merged = merge.inserted, merge.merged
             counts.updated = len(merge.changed)
             counts.unchanged = len(merge.seen) - counts.updated
+            counts.email_opt_out, counts.sms_opt_out = self.conn.execute(
+                "SELECT count(*) FILTER (WHERE email_opt_out AND NOT do_not_contact),"
+                " count(*) FILTER (WHERE sms_opt_out AND NOT do_not_contact)"
+                " FROM temp.import_order o JOIN leads l ON l.id = o.lead_id"
+            ).fetchone()
             if pipeline_id is not None:
                 self._enroll_imported(
                     account_id, pipeline_id, stage_id, re_enroll, merge.stored_max, counts, now
