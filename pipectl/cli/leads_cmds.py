@@ -50,7 +50,11 @@ def import_(
     ] = None,
     maps: Annotated[
         list[str] | None,
-        typer.Option("--map", help="Read a column as a field: 'Cell No=phone' (repeatable)."),
+        typer.Option(
+            "--map",
+            help="Read a column as a field: 'Cell No=phone', 'Blocked=do_not_contact'"
+            " (or email_opt_out, sms_opt_out, custom); repeatable.",
+        ),
     ] = None,
     skip_invalid: Annotated[
         bool, typer.Option("--skip-invalid", help="Import the valid rows, list the rest.")
