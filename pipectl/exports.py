@@ -7,11 +7,11 @@ import json
 from collections.abc import Iterable
 from typing import Any, TextIO
 
-from .leads import EXPORT_COLUMNS
-
 STANDARD = ("email", "phone", "first_name", "last_name", "timezone")
 OPT_OUTS = ("do_not_contact", "email_opt_out", "sms_opt_out")
-STATE = ("id", "account", "pipeline", "stage", "status")  # written as EXPORT_COLUMNS
+STATE = ("id", "account", "pipeline", "stage", "status")
+# What pipectl knows of each lead, for a spreadsheet; `leads import` skips these columns.
+EXPORT_COLUMNS = tuple(f"pipectl_{name}" for name in STATE)
 
 
 def write_csv(out: TextIO, leads: Iterable[dict[str, Any]], fields: list[str]) -> int:

@@ -25,9 +25,18 @@ import phonenumbers
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
 from .errors import CsvError
+from .exports import EXPORT_COLUMNS
+from .opt_outs import (
+    NOT_OPT_OUTS,
+    OPT_OUT_FIELDS,
+    looks_like_opt_out,
+    normalise_header,
+    opt_out_column,
+    opted_out,
+    shown,
+)
 
 FIELDS = ("email", "phone", "first_name", "last_name", "name", "timezone", "do_not_contact")
-OPT_OUT_FIELDS = ("do_not_contact", "email_opt_out", "sms_opt_out")
 MAP_TARGETS = (*FIELDS, "email_opt_out", "sms_opt_out", "custom")
 ALIASES = {
     "email": "email emailaddress primaryemail workemail",
@@ -44,71 +53,8 @@ ALIASES = {
 }
 ALIAS_TO_FIELD = {alias: f for f, aliases in ALIASES.items() for alias in aliases.split()}
 ALIAS_RANK = {alias: n for aliases in ALIASES.values() for n, alias in enumerate(aliases.split())}
-# Opt-out columns of CRM and mailing-tool exports, by normalised header: (field, kind).
-# `flag`: yes/no (a date also means yes); `when`: any value is the time they opted out;
-# `consent`: subscribed / unsubscribed. Every one of them counts: any true one opts out.
-OPT_OUT_COLUMNS = (
-    ("do_not_contact", "flag", "donotcontact unsubscribed optedout optout dnc"),
-    # Salesforce (Email Opt Out, HasOptedOutOfEmail; Zoho too), HubSpot (Unsubscribed from
-    # all email, hs_email_optout; `Opted out of email: <type>` is read by prefix below).
-    (
-        "email_opt_out",
-        "flag",
-        "emailoptout hasoptedoutofemail optedoutofemail emailoptedout donotemail donotmail"
-        " unsubscribedfromallemail hsemailoptout emailunsubscribed unsubscribedfromemail"
-        " emailbounced emailhardbounced hardbounced emailsuppressed",
-    ),
-    # Salesforce's Do Not Call: texts count as calls under US rules.
-    (
-        "sms_opt_out",
-        "flag",
-        "donotcall donottext donotsms smsoptout textoptout smsoptedout optedoutofsms"
-        " hasoptedoutofsms smsunsubscribed",
-    ),
-    (
-        "do_not_contact",
-        "when",
-        "unsubscribedate unsubscribeddate unsubscribedat unsubscribedon optoutdate optedoutat"
-        " optedoutdate optedouton",
-    ),
-    # Mailchimp: UNSUB_TIME on the unsubscribed export, CLEAN_TIME on the cleaned (bounced) one.
-    ("email_opt_out", "when", "unsubtime cleantime emailoptoutdate"),
-    ("sms_opt_out", "when", "smsoptoutdate"),
-    # Klaviyo and others: a consent state per channel.
-    (
-        "email_opt_out",
-        "consent",
-        "emailmarketingconsent emailconsent emailsubscriptionstatus emailmarketingstatus",
-    ),
-    ("sms_opt_out", "consent", "smsmarketingconsent smsconsent smssubscriptionstatus"),
-)
-OPT_OUTS = {key: (f, kind) for f, kind, keys in OPT_OUT_COLUMNS for key in keys.split()}
-OPT_OUT_PREFIXES = {"optedoutofemail": ("email_opt_out", "flag")}
-# Known columns that look like opt-outs but are not (details, opt-ins, a channel we never use).
-NOT_OPT_OUT_COLUMNS = (
-    "unsubcampaigntitle unsubcampaignid unsubreason unsubreasonother optintime optinip"
-    " cleancampaigntitle cleancampaignid faxoptout hasoptedoutoffax confirmtime confirmip"
-    " optinsource optindate"
-)
-NOT_OPT_OUTS = frozenset(NOT_OPT_OUT_COLUMNS.split())
 # `leads export` columns that state what pipectl knows; an import of the export skips them.
-EXPORT_COLUMNS = (
-    "pipectl_id",
-    "pipectl_account",
-    "pipectl_pipeline",
-    "pipectl_stage",
-    "pipectl_status",
-)
 EXPORT_ONLY = frozenset(c.replace("_", "") for c in EXPORT_COLUMNS)
-LOOKS_LIKE_OPT_OUT = re.compile(
-    r"unsub|opt(ed)?(out|in)|donot|dnc|consent|suppress|blocklist|blacklist|stopcontact"
-)
-OPT_WORD = re.compile(r"(?:^|[^a-z])opt(?:ed|s)?(?:$|[^a-z])")
-TRUE = {"true", "yes", "1", "y"}
-FALSE = {"false", "no", "0", "n"}
-CONSENT_OUT = {"unsubscribed", "optedout", "optout", "suppressed", "revoked", "withdrawn", "no"}
-CONSENT_IN = {"subscribed", "optedin", "optin", "neversubscribed", "granted", "yes", "pending"}
-DATE = re.compile(r"\d{4}-\d{1,2}-\d{1,2}|\d{1,2}[/.]\d{1,2}[/.]\d{2,4}")
 # A value that stands for "no phone" (or "no email") in exports: ignored, and reported.
 PLACEHOLDER = re.compile(
     r"[\s\-_.?/#*x0]*|(?i:n\s*/?\s*a|none|null|nil|unknown|tbd|no\s*(phone|email))"
@@ -128,7 +74,6 @@ BINARY_MAGIC = {
 }
 SUFFIXES = {"jr", "sr", "ii", "iii", "iv", "phd", "md", "esq", "dds", "cpa"}
 TITLES = {"mr", "mrs", "ms", "miss", "mx", "dr", "prof"}
-MAX_SHOWN = 60
 MAX_LISTED = 50  # invalid rows and ignored values shown in a summary
 
 
@@ -161,11 +106,6 @@ class InvalidRow:
         return f"{self.file}:{self.line}: {self.reason}"
 
 
-def normalise_header(name: str) -> str:
-    """The key columns are matched by: lower case, letters and digits only."""
-    return "".join(c for c in name.lower() if c.isalnum())
-
-
 def snake_case(name: str) -> str:
     """A custom field's name in templates: `Company Name` -> `company_name`."""
     s = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name.strip())
@@ -187,11 +127,6 @@ def parse_map(specs: list[str]) -> dict[str, str]:
             )
         mapping[normalise_header(column)] = target
     return mapping
-
-
-def shown(value: str) -> str:
-    """A value quoted for a message, cut short when long."""
-    return repr(value if len(value) <= MAX_SHOWN else value[:MAX_SHOWN] + "...")
 
 
 class LeadsFile:
@@ -553,42 +488,6 @@ def valid_records(
         )
 
 
-def opt_out_column(key: str) -> tuple[str, str] | None:
-    """(field, kind) for an opt-out column that exports are known to have, else None."""
-    if key in OPT_OUTS:
-        return OPT_OUTS[key]
-    return next((v for p, v in OPT_OUT_PREFIXES.items() if key.startswith(p)), None)
-
-
-def looks_like_opt_out(header: str) -> bool:
-    """A column name that may say whom not to contact (`GDPR consent`, `Opt status`)."""
-    words = re.sub(r"([a-z])([A-Z])", r"\1 \2", header).lower()
-    return bool(LOOKS_LIKE_OPT_OUT.search(normalise_header(header)) or OPT_WORD.search(words))
-
-
-def opted_out(value: str, kind: str, column: str) -> bool:
-    """Whether one opt-out cell says the lead opted out; ValueError when it cannot tell."""
-    if kind == "when":
-        return True
-    v = value.lower()
-    if kind == "consent":
-        key = normalise_header(v)
-        if key in CONSENT_OUT:
-            return True
-        if key in CONSENT_IN:
-            return False
-        raise ValueError(
-            f"invalid {column} {shown(value)}: use subscribed or unsubscribed (or yes/no)"
-        )
-    if v in TRUE:
-        return True
-    if v in FALSE:
-        return False
-    if DATE.match(v):
-        return True  # the date they opted out
-    raise ValueError(f"invalid {column} {shown(value)}: use true/yes/1/y or false/no/0/n")
-
-
 def split_name(full: str) -> tuple[str | None, str | None]:
     """A full name as (first, last): `John Smith`, `Smith, John`, `Dr. John Smith, Jr.`."""
     suffix = ""
@@ -788,13 +687,3 @@ def check_timezone(value: str) -> str:
             f"invalid timezone {shown(value)}: use an IANA name such as America/New_York"
         ) from None
     return value
-
-
-def parse_flag(value: str) -> bool:
-    """A do_not_contact / unsubscribed cell: true, yes, 1, y (or false, no, 0, n)."""
-    v = value.strip().lower()
-    if v in TRUE:
-        return True
-    if v in FALSE:
-        return False
-    raise ValueError(f"invalid do_not_contact {shown(value)}: use true/yes/1/y or false/no/0/n")

@@ -15,7 +15,6 @@ from rich.table import Table
 
 from ..durations import format_time, utcnow
 from ..errors import CsvError, PipectlError
-from ..exports import write_csv, write_jsonl
 from ..store.leads_sql import LEAD_STATES
 from .app import app, err, is_terminal, open_store, out, print_json
 
@@ -240,6 +239,8 @@ def export(
         raise typer.BadParameter(
             f"unknown status '{status}'; use one of {', '.join(LEAD_STATES)}", param_hint="--status"
         )
+    from ..exports import write_csv, write_jsonl
+
     store = open_store(ctx)
     account_id = store.account_by_key(account)["id"] if account else None
     pipeline_id = store.pipeline_by_key(pipeline)["id"] if pipeline else None
