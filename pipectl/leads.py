@@ -466,6 +466,12 @@ class RowReport:
     def close(self) -> None:
         self._spool.close()
 
+    def __enter__(self) -> RowReport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def valid_records(
     items: Iterable[LeadRecord | InvalidRow], report: RowReport, *, skip_invalid: bool, name: str

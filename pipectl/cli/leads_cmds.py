@@ -89,37 +89,31 @@ def import_(
         if pipe["account_id"] != acct["id"]:
             raise PipectlError(f"pipeline '{pipeline}' does not belong to account '{account}'")
         pipeline_id, stage_id = pipe["id"], store.entry_stage(pipe["id"], stage)["id"]
-    with open_leads(csv_file, country=acct["country"], mapping=mapping) as leads_file:
-        report = RowReport()
+    leads_file = open_leads(csv_file, country=acct["country"], mapping=mapping)
+    with leads_file, RowReport() as report:
+        records = valid_records(
+            _with_progress(leads_file), report, skip_invalid=skip_invalid, name=leads_file.name
+        )
+        head = {"file": leads_file.name, "dry_run": dry_run}
         try:
-            records = valid_records(
-                _with_progress(leads_file), report, skip_invalid=skip_invalid, name=leads_file.name
+            counts = store.import_leads(
+                acct["id"],
+                records,
+                pipeline_id=pipeline_id,
+                stage_id=stage_id,
+                re_enroll=re_enroll,
+                dry_run=dry_run,
+                now=format_time(utcnow()),
             )
-            try:
-                counts = store.import_leads(
-                    acct["id"],
-                    records,
-                    pipeline_id=pipeline_id,
-                    stage_id=stage_id,
-                    re_enroll=re_enroll,
-                    dry_run=dry_run,
-                    now=format_time(utcnow()),
-                )
-            except InvalidRows as e:
-                _print_invalid(report)
-                if as_json:
-                    _print_report(
-                        {"file": leads_file.name, "dry_run": dry_run, "error": str(e)}, report
-                    )
-                raise
+        except InvalidRows as e:  # nothing was imported: the rows that say why, then exit 1
+            _print_invalid(report)
             if as_json:
-                _print_report(
-                    {"file": leads_file.name, "dry_run": dry_run, **counts.as_dict()}, report
-                )
-                return
+                _print_report({**head, "error": str(e)}, report)
+            raise
+        if as_json:
+            _print_report({**head, **counts.as_dict()}, report)
+        else:
             _print_summary(leads_file.name, pipeline, dry_run, counts, report)
-        finally:
-            report.close()
 
 
 def _print_summary(
