@@ -1,17 +1,20 @@
-"""Time `pipectl leads import` of a generated CSV with enrollment: the target is >= 20,000 rows/s.
+"""Time `pipectl leads import` of a generated CSV with enrollment: the target is >= 20,000 rows/s,
+and faster than `sqlite-utils insert --csv` of the same file, in bounded memory (side_by_side).
 
-Usage: python bench/import_bench.py --rows 100000 [--workdir /tmp/pipectl-bench]
+Usage: python bench/import_bench.py --rows 100000 [--workdir /tmp/pipectl-bench] [--side-by-side]
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import random
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPECTL = [sys.executable, "-m", "pipectl"]
@@ -69,6 +72,39 @@ def generate(path: Path, rows: int, seed: int = 7) -> None:
             )
 
 
+def side_by_side(workdir: Path, rows: int) -> dict[str, Any]:
+    """`pipectl leads import` (validation, merge, enrollment) and `sqlite-utils insert --csv`
+    (none of it) of one generated file, each a child process on a fresh database: wall time
+    and peak RSS of each, and how many times faster pipectl is."""
+    from workload import run_child  # workload imports this module
+
+    csv_path, yaml_path = workdir / "side-by-side.csv", workdir / "side-by-side.yaml"
+    generate(csv_path, rows)
+    yaml_path.write_text(YAML)
+    dbs = [workdir / "side-pipectl.db", workdir / "side-sqlite-utils.db"]
+    for db in dbs:
+        for p in (db, Path(f"{db}-wal"), Path(f"{db}-shm"), Path(f"{db}-journal")):
+            p.unlink(missing_ok=True)
+    run_child([*PIPECTL, "--db", str(dbs[0]), "apply", str(yaml_path)])
+    ours = run_child(
+        [*PIPECTL, "--db", str(dbs[0]), "leads", "import", str(csv_path), "--account", "acme"]
+        + ["--pipeline", "adwords"]
+    )
+    theirs = run_child(
+        [sys.executable, "-m", "sqlite_utils", "insert", str(dbs[1]), "leads", str(csv_path)]
+        + ["--csv"]
+    )
+    for p in [csv_path, *dbs]:
+        for q in p.parent.glob(f"{p.name}*"):
+            q.unlink()
+    return {
+        "rows": rows,
+        "pipectl": {**ours.figures(), "rows_per_s": round(rows / ours.seconds)},
+        "sqlite_utils": {**theirs.figures(), "rows_per_s": round(rows / theirs.seconds)},
+        "x_faster": round(theirs.seconds / ours.seconds, 2),
+    }
+
+
 def run(*args: str, db: Path) -> float:
     start = time.perf_counter()
     subprocess.run([*PIPECTL, "--db", str(db), *args], check=True, cwd=ROOT)
@@ -79,8 +115,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/pipectl-bench"))
+    parser.add_argument(
+        "--side-by-side", action="store_true", help="also time sqlite-utils insert --csv"
+    )
     opts = parser.parse_args()
     opts.workdir.mkdir(parents=True, exist_ok=True)
+    if opts.side_by_side:
+        print(json.dumps(side_by_side(opts.workdir, opts.rows), indent=2))
+        return
     csv_path, yaml_path, db = (opts.workdir / n for n in ("leads.csv", "p.yaml", "bench.db"))
     for p in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
         p.unlink(missing_ok=True)

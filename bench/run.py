@@ -22,6 +22,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from import_bench import side_by_side
 from startup import lines as startup_lines
 from startup import startup_measurement
 from workload import (
@@ -47,6 +48,7 @@ from workload import (
 class Plan:
     sizes: tuple[int, ...] = (1_000, 10_000, 100_000, 1_000_000)
     import_size: int = 100_000  # the size whose import is the import measurement
+    side_by_side: int = 1_000_000  # pipectl import and sqlite-utils insert of one such file
     due: tuple[int, int] = (1_000, 10_000)  # campaign A and B, due at the largest size
     naive_sizes: tuple[int, ...] = (100_000, 1_000_000)  # campaign A is due here too
     due_workers: int = 16
@@ -68,6 +70,7 @@ class Plan:
 QUICK = Plan(
     sizes=(400,),
     import_size=400,
+    side_by_side=400,
     due=(20, 60),
     naive_sizes=(400,),
     pool_sends=200,
@@ -260,6 +263,36 @@ def table(results: dict[str, Any]) -> str:
         imp["import"]["rows_per_s"] >= 20_000,
         imp["import"],
     )
+    a = m["import_anchor"]
+    add(
+        f"  import {a['rows']:,} rows, pipectl",
+        f"{a['pipectl']['rows_per_s']:,} rows/s",
+        "",
+        None,
+        a["pipectl"],
+    )
+    add(
+        f"  sqlite-utils insert --csv, same {a['rows']:,}",
+        f"{a['sqlite_utils']['rows_per_s']:,} rows/s",
+        "",
+        None,
+        a["sqlite_utils"],
+    )
+    add(
+        "  pipectl import vs sqlite-utils insert",
+        f"{a['x_faster']:.2f}x as fast",
+        "> 1x",
+        a["x_faster"] > 1,
+        {},
+    )
+    for b in m["build"]:
+        add(
+            f"  import of {b['leads']:,} rows, peak memory",
+            f"{b['import']['peak_rss_mib']:.0f} MiB",
+            "< 200 MiB",
+            b["import"]["peak_rss_mib"] < 200,
+            b["import"],
+        )
     for b in m["build"]:
         add(
             f"  admission of {b['leads']:,} enrollments",
@@ -374,7 +407,9 @@ def main() -> None:
     workdir = opts.workdir or Path(tempfile.mkdtemp(prefix="pipectl-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     try:
-        measurements = leads_measurements(plan, workdir, log)
+        log(f"import side by side with sqlite-utils insert: {plan.side_by_side:,} rows")
+        measurements = {"import_anchor": side_by_side(workdir, plan.side_by_side)}
+        measurements.update(leads_measurements(plan, workdir, log))
         measurements["pool"] = pool_measurement(plan, workdir, log)
         measurements["noisy"] = noisy_measurement(plan, workdir, log)
         measurements["compare"] = compare(plan, measurements)

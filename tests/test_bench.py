@@ -13,6 +13,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def plan_rows(results: dict) -> int:
+    return results["plan"]["side_by_side"]
+
+
 def test_quick_bench_writes_every_measurement(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     proc = subprocess.run(
@@ -40,6 +44,10 @@ def test_quick_bench_writes_every_measurement(tmp_path: Path) -> None:
     (build,) = m["build"]
     assert build["import"]["rows_per_s"] > 0 and build["import"]["peak_rss_mib"] > 0
     assert build["admission"]["enrollments_per_s"] > 0
+    # ... and side by side with sqlite-utils insert --csv of the same file
+    anchor = m["import_anchor"]
+    assert anchor["rows"] == plan_rows(results) and anchor["x_faster"] > 0
+    assert anchor["pipectl"]["peak_rss_mib"] > 0 and anchor["sqlite_utils"]["wall_s"] > 0
     # 2. idle ticks found nothing to do, timed in-process and as a CLI process
     assert m["idle"][0]["best_round_ms"] > 0 and m["idle"][0]["cli_median_s"] > 0
     # 3. due ticks sent exactly what was released, nothing more

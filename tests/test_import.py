@@ -81,7 +81,11 @@ BAD_FILES = [
     ("no_email_no_phone", "Email,Phone,Name\n,,Bob\n", ["leads.csv:2:", "no email and no phone"]),
     ("too_many_fields", "Email,Name\nann@x.com,Ann,Extra\n", ["leads.csv:2:", "3 fields", "has 2"]),
     ("bad_timezone", "Email,Time Zone\na@x.com,Mars/Olympus\n", ["leads.csv:2:", "'Mars/Olympus'"]),
-    ("bad_flag", "Email,Unsubscribed\na@x.com,maybe\n", ["leads.csv:2:", "do_not_contact 'maybe'"]),
+    (
+        "bad_flag",
+        "Email,Unsubscribed\na@x.com,maybe\n",
+        ["leads.csv:2:", "invalid Unsubscribed 'maybe'"],
+    ),
     (
         "after_quoted_newline",
         'Email,Notes\na@x.com,"one\ntwo"\nnot-an-email,x\n',

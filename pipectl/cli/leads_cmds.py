@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterable, Iterator
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -16,12 +18,20 @@ from ..wording import counted
 from .app import app, err, is_terminal, open_store, out, print_json
 
 if TYPE_CHECKING:
-    from ..leads import InvalidRow, LeadRecord, LeadsFile
+    from ..leads import InvalidRow, LeadRecord, LeadsFile, RowReport
+    from ..store.leads_sql import ImportCounts
 
 leads_app = typer.Typer(help="Import, list, show, stop and enroll leads.", no_args_is_help=True)
 app.add_typer(leads_app, name="leads")
 
-MAX_LISTED = 50
+
+class ExportFormat(StrEnum):
+    csv = "csv"
+    jsonl = "jsonl"
+
+
+MAX_LISTED = 50  # as leads.MAX_LISTED: the invalid rows a summary shows
+TSV_SAFE = str.maketrans({"\t": " ", "\n": " ", "\r": " "})
 
 
 @leads_app.command("import")
@@ -38,7 +48,11 @@ def import_(
     ] = None,
     maps: Annotated[
         list[str] | None,
-        typer.Option("--map", help="Read a column as a field: 'Cell No=phone' (repeatable)."),
+        typer.Option(
+            "--map",
+            help="Read a column as a field: 'Cell No=phone', 'Blocked=do_not_contact'"
+            " (or email_opt_out, sms_opt_out, custom); repeatable.",
+        ),
     ] = None,
     skip_invalid: Annotated[
         bool, typer.Option("--skip-invalid", help="Import the valid rows, list the rest.")
@@ -60,7 +74,7 @@ def import_(
     """
     if stage and not pipeline:
         raise typer.BadParameter("--stage needs --pipeline", param_hint="--stage")
-    from ..leads import open_leads, parse_map  # phonenumbers loads only for imports
+    from ..leads import InvalidRows, RowReport, open_leads, parse_map, valid_records
 
     try:
         mapping = parse_map(maps or [])
@@ -75,64 +89,95 @@ def import_(
             raise PipectlError(f"pipeline '{pipeline}' does not belong to account '{account}'")
         pipeline_id, stage_id = pipe["id"], store.entry_stage(pipe["id"], stage)["id"]
     leads_file = open_leads(csv_file, country=acct["country"], mapping=mapping)
-    records, invalid = _read(leads_file)
-    if invalid and not skip_invalid:
-        _print_invalid(invalid)
-        raise CsvError(
-            f"{leads_file.name}: {counted(len(invalid), 'invalid row')};"
-            " nothing imported (fix them, or use --skip-invalid to import the valid rows)"
+    with leads_file, RowReport() as report:
+        records = valid_records(
+            _with_progress(leads_file), report, skip_invalid=skip_invalid, name=leads_file.name
         )
-    counts = store.import_leads(
-        acct["id"],
-        records,
-        pipeline_id=pipeline_id,
-        stage_id=stage_id,
-        re_enroll=re_enroll,
-        dry_run=dry_run,
-        now=format_time(utcnow()),
-    )
-    summary = {
-        **counts.as_dict(),
-        "invalid": len(invalid),
-        "invalid_lines": [r.line for r in invalid],
-        "invalid_rows": [{"line": r.line, "reason": r.reason} for r in invalid],
-    }
-    if as_json:
-        print_json({"file": leads_file.name, "dry_run": dry_run, **summary})
-        return
-    if invalid:
-        _print_invalid(invalid)
+        head = {"file": leads_file.name, "dry_run": dry_run}
+        try:
+            counts = store.import_leads(
+                acct["id"],
+                records,
+                pipeline_id=pipeline_id,
+                stage_id=stage_id,
+                re_enroll=re_enroll,
+                dry_run=dry_run,
+                now=format_time(utcnow()),
+            )
+        except InvalidRows as e:  # nothing was imported: the rows that say why, then exit 1
+            _print_invalid(report)
+            if as_json:
+                _print_report({**head, "error": str(e)}, report)
+            raise
+        if as_json:
+            _print_report({**head, **counts.as_dict()}, report)
+        else:
+            _print_summary(leads_file.name, pipeline, dry_run, counts, report)
+
+
+def _print_summary(
+    name: str, pipeline: str | None, dry_run: bool, counts: ImportCounts, report: RowReport
+) -> None:
+    if report.invalid:
+        _print_invalid(report)
     prefix = "dry run, nothing changed: " if dry_run else ""
     out.print(
-        f"{prefix}{leads_file.name}: {counted(counts.rows, 'row')}; {counts.inserted} inserted,"
+        f"{prefix}{name}: {counted(counts.rows, 'row')}; {counts.inserted} inserted,"
         f" {counts.updated} updated, {counts.unchanged} unchanged"
-        + (f" ({counted(counts.merged, 'duplicate row')} merged)" if counts.merged else "")
+        + (f" ({counted(counts.merged, 'duplicate row')} merged)" if counts.merged else ""),
+        markup=False,
     )
     if pipeline:
         out.print(
             f"{pipeline}: {counts.queued} queued for enrollment"
             + (f" ({counts.re_enrolled} re-enrolled)" if counts.re_enrolled else "")
             + f", {counts.already_enrolled} already enrolled,"
-            f" {counts.do_not_contact} do-not-contact not enrolled"
+            f" {counts.do_not_contact} do-not-contact not enrolled",
+            markup=False,
         )
-    if invalid:
-        lines = ", ".join(str(r.line) for r in invalid[:MAX_LISTED])
-        more = f" and {len(invalid) - MAX_LISTED} more" if len(invalid) > MAX_LISTED else ""
-        out.print(f"{counted(len(invalid), 'invalid row')} skipped (lines {lines}{more})")
+    if counts.email_opt_out or counts.sms_opt_out:
+        out.print(
+            f"opted out of one channel: {counts.email_opt_out} of email (texts only),"
+            f" {counts.sms_opt_out} of texts (email only)",
+            markup=False,
+        )
+    if report.invalid:
+        lines = ", ".join(str(r.line) for r in report.first_invalid)
+        more = f" and {report.invalid - MAX_LISTED} more" if report.invalid > MAX_LISTED else ""
+        out.print(f"{counted(report.invalid, 'invalid row')} skipped (lines {lines}{more})")
+    if report.ignored:
+        shown = ", ".join(
+            f"line {line} {name} {value!r}" for line, name, value in report.first_ignored
+        )
+        more = f" and {report.ignored - MAX_LISTED} more" if report.ignored > MAX_LISTED else ""
+        out.print(
+            f"{report.ignored} placeholder value{'s' * (report.ignored != 1)} ignored, the rest"
+            f" of the row imported ({shown}{more})",
+            markup=False,
+        )
 
 
-def _read(leads_file: LeadsFile) -> tuple[list[LeadRecord], list[InvalidRow]]:
-    """Every row of the file, split into valid records and invalid rows."""
-    from ..leads import InvalidRow
-
-    records: list[LeadRecord] = []
-    invalid: list[InvalidRow] = []
-    for item in _with_progress(leads_file):
-        if isinstance(item, InvalidRow):
-            invalid.append(item)
-        else:
-            records.append(item)
-    return records, invalid
+def _print_report(head: dict[str, Any], report: RowReport) -> None:
+    """The --json report, written as it is read back: every invalid row, however many."""
+    write = sys.stdout.write
+    write("{\n")
+    for key, value in head.items():
+        write(f"  {json.dumps(key)}: {json.dumps(value)},\n")
+    write(f'  "invalid": {report.invalid},\n')
+    lists = (
+        ("invalid_lines", "invalid", lambda e: e[0]),
+        ("invalid_rows", "invalid", lambda e: {"line": e[0], "reason": e[1]}),
+        ("ignored", "ignored", lambda e: {"line": e[0], "field": e[1], "value": e[2]}),
+    )
+    for n, (key, kind, shape) in enumerate(lists):
+        write(f"  {json.dumps(key)}: [")
+        sep = "\n    "
+        for entry in report.entries(kind):
+            write(sep + json.dumps(shape(entry), ensure_ascii=False))
+            sep = ",\n    "
+        write("]" if sep == "\n    " else "\n  ]")
+        write(",\n" if n < len(lists) - 1 else "\n")
+    write("}\n")
 
 
 def _with_progress(leads_file: LeadsFile) -> Iterable[LeadRecord | InvalidRow]:
@@ -145,20 +190,73 @@ def _with_progress(leads_file: LeadsFile) -> Iterable[LeadRecord | InvalidRow]:
 def _progress(leads_file: LeadsFile) -> Iterator[LeadRecord | InvalidRow]:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    columns = (TextColumn("reading {task.description}"), BarColumn(), TimeRemainingColumn())
+    columns = (TextColumn("importing {task.description}"), BarColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err, transient=True) as progress:
-        task = progress.add_task(leads_file.name, total=leads_file.lines)
+        task = progress.add_task(leads_file.name, total=leads_file.size)
         for n, item in enumerate(leads_file):
             if n % 2000 == 0:
-                progress.update(task, completed=item.line)
+                progress.update(task, completed=leads_file.position())
             yield item
 
 
-def _print_invalid(invalid: list[InvalidRow]) -> None:
-    for row in invalid[:MAX_LISTED]:
+def _print_invalid(report: RowReport) -> None:
+    for row in report.first_invalid:
         err.print(str(row), markup=False)
-    if len(invalid) > MAX_LISTED:
-        err.print(f"... and {len(invalid) - MAX_LISTED} more invalid rows", markup=False)
+    if report.invalid > MAX_LISTED:
+        err.print(f"... and {report.invalid - MAX_LISTED} more invalid rows", markup=False)
+
+
+@leads_app.command("export")
+def export(
+    ctx: typer.Context,
+    account: Annotated[str | None, typer.Option("--account", help="Only this account.")] = None,
+    pipeline: Annotated[
+        str | None,
+        typer.Option("--pipeline", help="Only leads enrolled in it, with their stage in it."),
+    ] = None,
+    status: Annotated[
+        str | None,
+        typer.Option("--status", help="Only leads in this state (with --pipeline: in it)."),
+    ] = None,
+    fmt: Annotated[
+        ExportFormat, typer.Option("--format", help="csv (for spreadsheets) or jsonl.")
+    ] = ExportFormat.csv,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write to this file (default stdout).")
+    ] = None,
+) -> None:
+    """Leads with their fields, state and stage, streamed as CSV or JSON lines.
+
+    The CSV imports again with `leads import`: its pipectl_* columns are skipped.
+    Example: pipectl leads export --account acme --pipeline adwords --status won -o won.csv
+    """
+    if status is not None and status not in LEAD_STATES:
+        raise typer.BadParameter(
+            f"unknown status '{status}'; use one of {', '.join(LEAD_STATES)}", param_hint="--status"
+        )
+    from ..exports import write_csv, write_jsonl
+
+    store = open_store(ctx)
+    account_id = store.account_by_key(account)["id"] if account else None
+    pipeline_id = store.pipeline_by_key(pipeline)["id"] if pipeline else None
+    leads = store.export_leads(account_id=account_id, pipeline_id=pipeline_id, status=status)
+    try:
+        target = output.open("w", encoding="utf-8", newline="") if output else None
+    except OSError as e:
+        raise PipectlError(f"{output}: cannot write the file: {e.strerror}") from None
+    try:
+        if fmt is ExportFormat.jsonl:
+            written = write_jsonl(target or sys.stdout, leads)
+        else:
+            fields = store.export_fields(account_id=account_id)
+            written = write_csv(target or sys.stdout, leads, fields)
+    except OSError as e:
+        raise PipectlError(f"{output or 'stdout'}: cannot write: {e.strerror}") from None
+    finally:
+        if target:
+            target.close()
+    if output:
+        err.print(f"{written} leads written to {output}", markup=False)
 
 
 @leads_app.command("list")
@@ -207,9 +305,10 @@ def list_(
     header = ("id", "account", "email", "phone", "name", "status", "pipelines")
     lines = [_row(lead) for lead in leads]
     if not is_terminal():
-        # Piped: one tab-separated line per lead, nothing cut short, for grep and awk.
+        # Piped: one tab-separated line per lead, nothing cut short, for grep, awk and cut.
+        # Written as is: a console would expand the tabs into spaces.
         for line in (header, *lines):
-            out.print("\t".join(line), markup=False)
+            sys.stdout.write("\t".join(v.translate(TSV_SAFE) for v in line) + "\n")
         return
     from rich.table import Table  # rich loads its tables only for the commands drawing one
 

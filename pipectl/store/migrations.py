@@ -309,6 +309,22 @@ def m003_channel_health(conn: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m004_import(conn: sqlite3.Connection) -> None:
+    """Opt-outs per channel beside do_not_contact (no channel at all): an email opt-out from a
+    CRM export stops email, a Do Not Call stops texts, and the other channel may go on. The
+    queue in the order leads were queued (a re-enrolled lead keeps its first enrollment id)."""
+    run_script(
+        conn,
+        """
+        ALTER TABLE leads ADD COLUMN email_opt_out INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE leads ADD COLUMN sms_opt_out INTEGER NOT NULL DEFAULT 0;
+        CREATE INDEX enrollments_fifo ON enrollments (account_id, queued_at, id)
+            WHERE status = 'queued';
+        """,
+    )
+
+
 def run_script(conn: sqlite3.Connection, script: str) -> None:
     """Run statements one by one: `executescript` would commit the migration's transaction."""
     statement = ""

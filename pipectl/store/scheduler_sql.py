@@ -149,7 +149,8 @@ class SchedulerSQL:
                 "SELECT e.*, p.removed_at IS NOT NULL OR s.removed_at IS NOT NULL AS removed"
                 " FROM enrollments e JOIN pipelines p ON p.id = e.pipeline_id"
                 " LEFT JOIN pipeline_stages s ON s.id = e.entry_stage_id"
-                " WHERE e.account_id = ? AND e.status = 'queued' ORDER BY e.id LIMIT ?",
+                " WHERE e.account_id = ? AND e.status = 'queued'"
+                " ORDER BY e.queued_at, e.id LIMIT ?",  # a re-enrolled lead queues anew
                 (account["id"], room),
             ).fetchall()
             for enrollment in queued:
@@ -217,7 +218,8 @@ class SchedulerSQL:
                 "UPDATE lead_stage_actions SET attempts = attempts + 1, claimed_at = ? "
                 f"WHERE id IN ({marks(ids)}) AND claim_token = ? AND status = 'running' "
                 "AND (SELECT exited_at FROM lead_stages s WHERE s.id = lead_stage_id) IS NULL "
-                "AND (SELECT do_not_contact FROM leads l WHERE l.id = lead_id) = 0 "
+                "AND (SELECT do_not_contact OR CASE channel WHEN 'email' THEN email_opt_out "
+                "WHEN 'sms' THEN sms_opt_out ELSE 0 END FROM leads l WHERE l.id = lead_id) = 0 "
                 "RETURNING id, attempts",
                 (now, *ids, token),
             ).fetchall()
@@ -235,8 +237,27 @@ class SchedulerSQL:
             )
             if self._left_stage(row):
                 self._resume_enrollment(row["enrollment_id"], now)
+            elif self._opted_out_of(row):  # of this channel only: the next action goes on
+                self._skip_opted_out(row, now)
             else:  # marked do-not-contact (by an import) since the claim
                 self._stop_enrollment(row["enrollment_id"], row["lead_id"], "stopped", now)
+
+    def _opted_out_of(self, action: dict[str, Any]) -> bool:
+        """The lead opted out of this action's channel only (an import since the claim)."""
+        row = self.conn.execute(
+            "SELECT do_not_contact, email_opt_out, sms_opt_out FROM leads WHERE id = ?",
+            (action["lead_id"],),
+        ).fetchone()
+        return not row[0] and bool(row[f"{action['channel']}_opt_out"])
+
+    def _skip_opted_out(self, action: dict[str, Any], now: str) -> None:
+        """A send on a channel the lead opted out of is skipped; the stage goes on."""
+        self.conn.execute(
+            "UPDATE lead_stage_actions SET status = 'skipped', claim_token = NULL, "
+            "last_error = ?, performed_at = ? WHERE id = ?",
+            (f"the lead opted out of {action['channel']}", now, action["id"]),
+        )
+        self._advance(action, now)
 
     def _release(self, rows: list[dict[str, Any]], token: str, now: str, claim: Claim) -> None:
         """Claimed sends never started are due again, as they were (no attempt was made)."""
@@ -373,7 +394,7 @@ class SchedulerSQL:
             "SELECT a.id, a.lead_id, a.account_id, a.enrollment_id, a.lead_stage_id, "
             "a.sequence_number, a.type, a.channel, a.params, a.attempts, a.perform_at, "
             "l.email, l.phone, l.first_name, l.last_name, l.fields, l.timezone, "
-            "l.do_not_contact "
+            "l.do_not_contact, l.email_opt_out, l.sms_opt_out "
             "FROM lead_stage_actions a JOIN leads l ON l.id = a.lead_id "
             "WHERE a.account_id = ? AND a.channel = ? AND a.status = 'pending' "
             f"AND a.perform_at <= ? {where}ORDER BY a.perform_at, a.id LIMIT ?",
@@ -394,6 +415,10 @@ class SchedulerSQL:
             row["params"] = snapshot(row["params"])
             if row["do_not_contact"]:
                 self._stop_enrollment(row["enrollment_id"], row["lead_id"], "stopped", now)
+                claim.skipped += 1
+                continue
+            if row[f"{channel}_opt_out"]:
+                self._skip_opted_out(row, now)
                 claim.skipped += 1
                 continue
             opens = window_opens(row, now)

@@ -1,0 +1,43 @@
+"""Leads -> CSV or JSON lines, written as they stream from the store (no database here)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable
+from typing import Any, TextIO
+
+STANDARD = ("email", "phone", "first_name", "last_name", "timezone")
+OPT_OUTS = ("do_not_contact", "email_opt_out", "sms_opt_out")
+STATE = ("id", "account", "pipeline", "stage", "status")
+# What pipectl knows of each lead, for a spreadsheet; `leads import` skips these columns.
+EXPORT_COLUMNS = tuple(f"pipectl_{name}" for name in STATE)
+
+
+def write_csv(out: TextIO, leads: Iterable[dict[str, Any]], fields: list[str]) -> int:
+    """One row per lead, in columns `leads import` reads back; returns how many."""
+    writer = csv.writer(out, lineterminator="\r\n")
+    custom = [f for f in fields if f not in STANDARD + OPT_OUTS]
+    writer.writerow([*STANDARD, *OPT_OUTS, *EXPORT_COLUMNS, *custom])
+    n = 0
+    for lead in leads:
+        values = lead["fields"]
+        writer.writerow(
+            [
+                *(lead[k] or "" for k in STANDARD),
+                *("yes" if lead[k] else "no" for k in OPT_OUTS),
+                *("" if lead[k] is None else lead[k] for k in STATE),
+                *(values.get(f, "") for f in custom),
+            ]
+        )
+        n += 1
+    return n
+
+
+def write_jsonl(out: TextIO, leads: Iterable[dict[str, Any]]) -> int:
+    """One JSON object per line and lead; returns how many."""
+    n = 0
+    for lead in leads:
+        out.write(json.dumps(lead, ensure_ascii=False) + "\n")
+        n += 1
+    return n
