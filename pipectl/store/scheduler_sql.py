@@ -195,6 +195,9 @@ class SchedulerSQL:
             claim.deferred += 1 - skipped
         claim.dropped += [row for row in rows if row["id"] in closed]
         rows = [row for row in rows if row["id"] not in closed]
+        rows, suppressed = self._fail_suppressed(rows, token, now)  # type: ignore[attr-defined]
+        claim.dropped += suppressed
+        claim.failed += len(suppressed)
         if not rows:
             return
         ids = [row["id"] for row in rows]
