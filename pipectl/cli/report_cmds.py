@@ -118,6 +118,12 @@ def _lines(entry: dict[str, Any]) -> list[tuple[str, str]]:
     lines.append(("limits", ", ".join(use)))
     for f in entry["failing_channels"]:
         lines.append((f"{f['channel']} failing", f"{f['failures']} failures: {f['error']}"))
+    for s in entry.get("inbound", []):
+        synced = f"last synced {s['last_success_at'] or 'never'}"
+        state = (
+            f"FAILING since {s['failing_since']}: {s['last_error']}" if s["last_error"] else "ok"
+        )
+        lines.append((f"inbound {s['kind']}", f"{s['name']}: {synced}; {state}"))
     return lines
 
 

@@ -119,16 +119,25 @@ class InboundSQL:
                 self.conn.execute("DELETE FROM sync_cursors WHERE source_id = ?", (source_id,))
                 self.conn.execute("DELETE FROM sync_sources WHERE id = ?", (source_id,))
 
-    def sync_sources_of(self, account_id: int) -> list[dict[str, Any]]:
-        """The account's sources and how their last sync went (for `status`)."""
-        return [
-            dict(r)
-            for r in self.conn.execute(
-                "SELECT kind, name, last_attempt_at, last_success_at, last_error, failing_since"
-                " FROM sync_sources WHERE account_id = ? ORDER BY kind, name",
-                (account_id,),
-            )
-        ]
+    def inbound_status(self, account_id: int) -> list[dict[str, Any]]:
+        """The account's sources, their last successful sync, and a warning while the last
+        sync of one failed (for `status`)."""
+        sources = []
+        for r in self.conn.execute(
+            "SELECT kind, name, last_attempt_at, last_success_at, last_error, failing_since"
+            " FROM sync_sources WHERE account_id = ? ORDER BY kind, name",
+            (account_id,),
+        ):
+            source = dict(r)
+            source["warning"] = None
+            if r["last_error"]:
+                last = r["last_success_at"] or "never"
+                source["warning"] = (
+                    f"{r['kind']} source {r['name']} failing since {r['failing_since']}"
+                    f" (last successful sync: {last}): {r['last_error']}"
+                )
+            sources.append(source)
+        return sources
 
     # --- one inbound message ------------------------------------------------------------
 
