@@ -132,9 +132,10 @@ class InboundSQL:
             source["warning"] = None
             if r["last_error"]:
                 last = r["last_success_at"] or "never"
+                error = r["last_error"].split(f"{r['name']}: ", 1)[-1]  # named already
                 source["warning"] = (
                     f"{r['kind']} source {r['name']} failing since {r['failing_since']}"
-                    f" (last successful sync: {last}): {r['last_error']}"
+                    f" (last successful sync: {last}): {error}"
                 )
             sources.append(source)
         return sources

@@ -1,0 +1,188 @@
+"""`pipectl sync`, the sync `tick` runs first, and what `status` shows about it.
+
+A source that cannot be read is a real one: an IMAP port on 127.0.0.1 that nobody listens on,
+or a password variable that is not set. The end to end flow with Dovecot and a Twilio-shaped
+server is in test_sync_e2e.py.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from .channel_servers import free_port
+from .conftest import rows
+from .scenario import T0, outbox, write_yaml
+
+SECRET = "s3cret-imap-pw-5521"
+
+ONE_EMAIL = """\
+  - key: drip
+    account: acme
+    name: Drip
+    stages:
+      - key: intro
+        actions:
+          - email: {subject: "Hi {{ lead.first_name }}", body: "Hello"}
+          - wait_for_reply: {timeout: 2d}
+"""
+
+
+def set_inbox(db: Path, account: str, inbox: dict) -> None:
+    """Give the account an inbox, as `channels.email.inbox` in the YAML stores it."""
+    conn = sqlite3.connect(db)
+    try:
+        channels = json.loads(
+            conn.execute("SELECT channels FROM accounts WHERE key = ?", (account,)).fetchone()[0]
+        )
+        channels.setdefault("email", {})["inbox"] = inbox
+        conn.execute(
+            "UPDATE accounts SET channels = ? WHERE key = ?", (json.dumps(channels), account)
+        )
+        conn.commit()
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def down(cli, tmp_path: Path, db: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """acme's inbox points at a closed port; returns the source's name."""
+    assert cli("apply", write_yaml(tmp_path, ONE_EMAIL)).exit_code == 0
+    (tmp_path / "leads.csv").write_text("Email,First Name\nann@example.com,Ann\n")
+    assert (
+        cli("leads", "import", "leads.csv", "--account", "acme", "--pipeline", "drip").exit_code
+        == 0
+    )
+    port = free_port()
+    monkeypatch.setenv("IMAP_PASSWORD", SECRET)
+    set_inbox(
+        db,
+        "acme",
+        {
+            "host": "127.0.0.1",
+            "port": port,
+            "security": "none",
+            "username": "team@acme.example",
+            "password": "${IMAP_PASSWORD}",
+        },
+    )
+    return f"imap://team@acme.example@127.0.0.1:{port}"
+
+
+def test_sync_without_sources_says_so(cli, tmp_path):
+    assert cli("apply", write_yaml(tmp_path, ONE_EMAIL)).exit_code == 0
+    result = cli("sync")
+    assert result.exit_code == 0, result.output
+    assert "no inbound sources configured" in result.stdout
+
+
+def test_a_source_that_is_down_fails_the_sync_naming_it_never_the_password(cli, db, down):
+    result = cli("sync", "--now", T0)
+    assert result.exit_code == 1
+    assert "account acme" in result.stderr and "127.0.0.1" in result.stderr
+    assert "Traceback" not in result.output and SECRET not in result.output
+    assert "acme: fetched 0" in result.stdout
+    [source] = rows(db, "SELECT * FROM sync_sources")
+    assert source["kind"] == "imap" and source["name"] == down
+    assert source["last_attempt_at"] == T0 and source["failing_since"] == T0
+    assert source["last_success_at"] is None and "127.0.0.1" in source["last_error"]
+    assert SECRET not in json.dumps(rows(db, "SELECT * FROM sync_sources"))
+
+
+def test_status_warns_about_a_failing_source_until_it_works(cli, db, down):
+    assert cli("sync", "--now", T0).exit_code == 1
+    assert cli("tick", "--now", T0, "--no-sync").exit_code == 0  # no stale-tick warning
+    status = cli("status", "--now", T0)
+    assert "WARNING: acme: imap source" in status.stdout and "failing since" in status.stdout
+    assert "last successful sync: never" in status.stdout
+    assert cli("status", "--now", T0, "--check").exit_code == 1
+    report = json.loads(cli("status", "--now", T0, "--json").stdout)
+    [inbound] = report["accounts"][0]["inbound"]
+    assert inbound["name"] == down and inbound["last_error"]
+    # It works again: the warning goes, the last successful sync shows.
+    conn = sqlite3.connect(db)
+    conn.execute(
+        "UPDATE sync_sources SET last_success_at = ?, last_error = NULL, failing_since = NULL",
+        ("2027-03-01T14:00:30Z",),
+    )
+    conn.commit()
+    conn.close()
+    status = cli("status", "--now", T0)
+    assert "WARNING" not in status.stdout and "last synced 2027-03-01T14:00:30Z" in status.stdout
+
+
+def test_tick_sends_even_when_its_sync_fails_and_exits_0(cli, db, tmp_path, down):
+    result = cli("tick", "--now", T0, "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["done"] == 1 and summary["sync_errors"]
+    assert len(outbox(tmp_path)) == 1
+    [source] = rows(db, "SELECT last_error, last_attempt_at FROM sync_sources")
+    assert source["last_error"] and source["last_attempt_at"] == T0
+    quiet = cli("tick", "--now", "2027-03-01T14:01:00Z", "-q")
+    assert quiet.exit_code == 0 and quiet.output == ""
+
+
+def test_tick_no_sync_reads_nothing(cli, db, down):
+    assert cli("tick", "--now", T0, "--no-sync").exit_code == 0
+    assert rows(db, "SELECT * FROM sync_sources") == []
+
+
+def test_a_missing_password_variable_is_named_never_a_value(cli, db, down, monkeypatch):
+    monkeypatch.delenv("IMAP_PASSWORD")
+    result = cli("sync", "--now", T0)
+    assert result.exit_code == 1
+    assert "IMAP_PASSWORD is not set" in result.stderr and "account acme" in result.stderr
+    [source] = rows(db, "SELECT name, last_error FROM sync_sources")
+    assert "IMAP_PASSWORD" in source["last_error"]
+
+
+def test_sync_json_lists_each_account_and_source(cli, down):
+    result = cli("sync", "--now", T0, "--json", "--account", "acme")
+    assert result.exit_code == 1
+    [acme] = json.loads(result.stdout)
+    assert acme["account"] == "acme" and acme["fetched"] == 0
+    assert [(s["kind"], s["name"]) for s in acme["sources"]] == [("imap", down)]
+    assert acme["sources"][0]["error"]
+
+
+def test_replies_list_shows_what_arrived_and_filters(cli, db, tmp_path):
+    assert cli("apply", write_yaml(tmp_path, ONE_EMAIL)).exit_code == 0
+    (tmp_path / "leads.csv").write_text("Email,First Name\nann@example.com,Ann\n")
+    assert (
+        cli("leads", "import", "leads.csv", "--account", "acme", "--pipeline", "drip").exit_code
+        == 0
+    )
+    assert cli("tick", "--now", T0, "--no-sync").exit_code == 0
+    from pipectl.inbound import InboundMessage
+    from pipectl.store import Store
+
+    store = Store(db)
+    aid = store.account_by_key("acme")["id"]
+    for i, (kind, sender) in enumerate(
+        [("reply", "ann@example.com"), ("auto_reply", "ann@example.com"), ("reply", "x@y.example")]
+    ):
+        message = InboundMessage(
+            "email", "imap", f"<m{i}@mail>", sender, kind, f"text {i}", f"2027-03-01T15:0{i}:00Z"
+        )
+        store.record_inbound(aid, message, None, None, T0)
+    store.close()
+    listed = json.loads(cli("replies", "list", "--json").stdout)
+    assert [(r["kind"], r["sender"]) for r in listed] == [
+        ("reply", "x@y.example"),
+        ("auto_reply", "ann@example.com"),
+        ("reply", "ann@example.com"),
+    ]
+    unmatched = json.loads(cli("replies", "list", "--unmatched", "--json").stdout)
+    assert [r["sender"] for r in unmatched] == ["x@y.example"] and unmatched[0]["lead_id"] is None
+    autos = cli("replies", "list", "--kind", "auto_reply", "--account", "acme")
+    assert (
+        autos.exit_code == 0 and "auto_reply" in autos.stdout and "x@y.example" not in autos.stdout
+    )
+    bad = cli("replies", "list", "--kind", "vacation")
+    assert bad.exit_code == 2 and "unknown kind" in bad.stderr
+    shown = cli("leads", "show", "ann@example.com")
+    assert "auto-reply by email" in shown.stdout and "reply by email" in shown.stdout
