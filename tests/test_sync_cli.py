@@ -186,3 +186,106 @@ def test_replies_list_shows_what_arrived_and_filters(cli, db, tmp_path):
     assert bad.exit_code == 2 and "unknown kind" in bad.stderr
     shown = cli("leads", "show", "ann@example.com")
     assert "auto-reply by email" in shown.stdout and "reply by email" in shown.stdout
+
+
+REPLY_WAIT = """\
+  - key: drip
+    account: acme
+    name: Drip
+    stages:
+      - key: intro
+        actions:
+          - email: {subject: "Quick question", body: "Hello"}
+          - wait_for_reply: {timeout: 2d, on_reply: responded}
+      - key: responded
+        actions:
+          - wait: 1d
+"""
+SENT_AT = "2026-11-30T17:00:00Z"
+SYNC_AT = "2026-11-30T18:30:00Z"
+
+
+def test_sync_reads_a_real_mailbox_acts_once_and_clears_the_warning(
+    cli, db, tmp_path, mailbox, monkeypatch
+):
+    from .mail_samples import exchange_auto_reply, gmail_reply, postfix_dsn
+
+    inbox = mailbox.config
+    acme = (
+        "    channels:\n"
+        "      email:\n"
+        '        from: "Ann <ann@acme.test>"\n'
+        f"        inbox: {{host: 127.0.0.1, port: {inbox['port']}, security: none,"
+        f' username: "{inbox["username"]}", password: "${{IMAP_PASSWORD}}"}}'
+    )
+    result = cli("apply", write_yaml(tmp_path, REPLY_WAIT, acme_extra=acme))
+    assert result.exit_code == 0, result.output
+    (tmp_path / "leads.csv").write_text("Email\nbob@example.com\ncarol@example.com\n")
+    assert (
+        cli("leads", "import", "leads.csv", "--account", "acme", "--pipeline", "drip").exit_code
+        == 0
+    )
+    # The email sender resolves the whole email channel, inbox included (see the report).
+    monkeypatch.setenv("IMAP_PASSWORD", "wrong-password-3141")
+    assert cli("tick", "--now", SENT_AT, "--no-sync").exit_code == 0
+    sent = {
+        r["recipient"]: r["message_id"]
+        for r in rows(db, "SELECT recipient, message_id FROM deliveries")
+    }
+    mailbox.append(
+        gmail_reply(
+            sender="bob@example.com",
+            answers=sent["bob@example.com"],
+            date="Mon, 30 Nov 2026 10:02:11 -0800",
+        ),
+        exchange_auto_reply(sender="bob@example.com", answers=sent["bob@example.com"]),
+        postfix_dsn(failed="carol@example.com", message_id=sent["carol@example.com"]),
+    )
+
+    failed = cli("sync", "--now", SYNC_AT)
+    assert failed.exit_code == 1 and "wrong-password-3141" not in failed.output
+    assert "WARNING: acme: imap source" in cli("status", "--now", SYNC_AT).stdout
+    assert rows(db, "SELECT * FROM replies") == []
+
+    monkeypatch.setenv("IMAP_PASSWORD", inbox["password"])
+    result = cli("sync", "--now", SYNC_AT)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == (
+        "acme: fetched 3, replies 1, auto-replies 1, bounces 1, opt-outs 0, unmatched 0"
+    )
+    kinds = {
+        r["kind"]: r
+        for r in rows(db, "SELECT r.*, l.email FROM replies r JOIN leads l ON l.id = r.lead_id")
+    }
+    assert set(kinds) == {"reply", "auto_reply", "bounce"}
+    assert (
+        kinds["reply"]["email"] == "bob@example.com"
+        and kinds["bounce"]["email"] == "carol@example.com"
+    )
+    assert (
+        kinds["reply"]["body"].startswith("Sounds good") and "wrote:" not in kinds["reply"]["body"]
+    )
+    assert rows(
+        db,
+        "SELECT s.key FROM lead_stages ls JOIN pipeline_stages s ON s.id = ls.pipeline_stage_id"
+        " JOIN leads l ON l.id = ls.lead_id WHERE l.email = 'bob@example.com'"
+        " AND ls.exited_at IS NULL",
+    ) == [{"key": "responded"}]
+    carol = rows(
+        db,
+        "SELECT a.status, a.last_error, d.status AS delivery FROM lead_stage_actions a"
+        " JOIN deliveries d ON d.lead_stage_action_id = a.id"
+        " WHERE d.recipient = 'carol@example.com'",
+    )
+    assert carol[0]["status"] == "failed" and "5.1.1" in carol[0]["last_error"]
+    assert carol[0]["delivery"] == "bounced"
+    assert rows(db, "SELECT address, reason FROM suppressions") == [
+        {"address": "carol@example.com", "reason": "bounce"}
+    ]
+    status = cli("status", "--now", SYNC_AT)
+    assert "imap source" not in status.stdout and f"last synced {SYNC_AT}; ok" in status.stdout
+    assert all("Seen" not in flags for flags in mailbox.flags().values())
+
+    again = cli("sync", "--now", "2026-11-30T18:31:00Z")
+    assert again.exit_code == 0 and "fetched 0" in again.stdout
+    assert len(rows(db, "SELECT * FROM replies")) == 3
