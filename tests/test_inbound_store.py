@@ -197,6 +197,31 @@ def test_a_reply_typed_by_hand_and_then_read_from_the_mailbox_steers_once(cli, s
     assert stage_of(db, "ann@example.com", "nurture") == "responded"
 
 
+def test_a_reply_read_from_the_mailbox_and_then_typed_by_hand_steers_once(cli, store, db):
+    events = sent(db, "ann@example.com", "events")
+    store.record_inbound(
+        account_id(db), message(references=(events["message_id"],)), None, None, LATER
+    )
+    assert stage_of(db, "ann@example.com", "events") == "going"
+    result = cli(
+        "reply", "--account", "acme", "--email", "ann@example.com", "--at", "2027-03-01T15:10:00Z"
+    )
+    assert result.exit_code == 0, result.output
+    assert "not acted on again" in result.stdout
+    assert stage_of(db, "ann@example.com", "nurture") == "inquired"  # the named send's only
+
+
+def test_a_cursor_never_goes_back(store, db):
+    aid = account_id(db)
+    source = store.sync_source(aid, "imap", "imap://team@imap.example:993")
+    store.record_inbound(aid, message(), Cursor("INBOX", 7, 50), source, LATER)
+    late = message(external_id="<older@mail.example>")
+    store.record_inbound(aid, late, Cursor("INBOX", 7, 49), source, LATER)
+    assert store.sync_cursors(source)["INBOX"].last_uid == 50
+    store.record_inbound(aid, message(external_id="<new@x>"), Cursor("INBOX", 8, 3), source, LATER)
+    assert store.sync_cursors(source)["INBOX"] == Cursor("INBOX", 8, 3)
+
+
 def test_an_auto_reply_is_recorded_and_changes_nothing(store, db):
     events = sent(db, "ann@example.com", "events")
     auto = message(kind="auto_reply", references=(events["message_id"],), body="Out of office")

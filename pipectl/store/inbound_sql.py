@@ -167,9 +167,6 @@ class InboundSQL:
                 leads = self._leads_of_sender(account, message.channel, message.sender)
             if not leads:
                 return self._record_unmatched(account, message, now)
-            kind = message.kind
-            if kind == "reply" and self._same_reply_recorded(leads[0]["id"], message):
-                kind = "duplicate"
             result = self._record(  # type: ignore[attr-defined]
                 account_id,
                 leads,
@@ -177,7 +174,7 @@ class InboundSQL:
                 message.body,
                 message.received_at,
                 source=message.source,
-                kind=kind,
+                kind=message.kind,
                 sender=message.sender,
                 subject=message.subject,
                 external_id=message.external_id,
@@ -194,7 +191,11 @@ class InboundSQL:
             "INSERT INTO sync_cursors (source_id, folder, uidvalidity, last_uid, position)"
             " VALUES (?, ?, ?, ?, ?) ON CONFLICT (source_id, folder) DO UPDATE SET"
             " uidvalidity = excluded.uidvalidity, last_uid = excluded.last_uid,"
-            " position = excluded.position",
+            " position = excluded.position"
+            # Never backwards: two syncs of one source at once (cron's tick and a `sync`).
+            " WHERE uidvalidity IS NOT excluded.uidvalidity"
+            " OR coalesce(excluded.last_uid, 0) >= coalesce(last_uid, 0)"
+            " AND coalesce(excluded.position, '') >= coalesce(position, '')",
             (source_id, cursor.folder, cursor.uidvalidity, cursor.last_uid, cursor.position),
         )
 
@@ -230,22 +231,28 @@ class InboundSQL:
         except PipectlError:  # a sender number that is no phone number matches no lead
             return []
 
-    def _same_reply_recorded(self, lead_id: int, message: InboundMessage) -> bool:
-        """The same reply was typed in by hand (`pipectl reply`, `replies import`): within a
-        day of it, with the same text or none."""
-        body = " ".join((message.body or "").split()).casefold()
+    def _same_reply_recorded(
+        self, lead_id: int, channel: str, body: str, received_at: str, source: str
+    ) -> bool:
+        """The same reply arrived the other way too: typed in by hand (`pipectl reply`,
+        `replies import`) and read from the mailbox or the provider, within a day of each
+        other, the typed one with the same text or none."""
+        typed_here = source in MANUAL_SOURCES
+        others = ("imap", "twilio") if typed_here else MANUAL_SOURCES
+        text = " ".join((body or "").split()).casefold()
         for r in self.conn.execute(
-            "SELECT body FROM replies WHERE lead_id = ? AND channel = ? AND kind = 'reply'"
-            f" AND source IN {MANUAL_SOURCES} AND received_at >= ? AND received_at <= ?",
+            "SELECT body FROM replies INDEXED BY replies_lead WHERE lead_id = ? AND channel = ?"
+            f" AND kind = 'reply' AND source IN {tuple(others)}"
+            " AND received_at >= ? AND received_at <= ?",
             (
                 lead_id,
-                message.channel,
-                add_seconds(message.received_at, -SAME_REPLY_SECONDS),
-                add_seconds(message.received_at, SAME_REPLY_SECONDS),
+                channel,
+                add_seconds(received_at, -SAME_REPLY_SECONDS),
+                add_seconds(received_at, SAME_REPLY_SECONDS),
             ),
         ):
-            typed = " ".join((r["body"] or "").split()).casefold()
-            if not typed or typed == body:
+            other = " ".join((r["body"] or "").split()).casefold()
+            if other == text or not (text if typed_here else other):
                 return True
         return False
 

@@ -219,7 +219,7 @@ class RepliesSQL:
                 body,
                 received_at,
                 source=source,
-                kind="reply" if kind == "duplicate" else kind,
+                kind=kind,
                 sender=sender or (lead["phone"] if channel == "sms" else lead["email"]),
                 subject=subject,
                 # A number shared by several leads: the first row carries the message's id.
@@ -232,8 +232,8 @@ class RepliesSQL:
                 effect = self._opt_out(lead["id"], received_at)
             elif kind == "auto_reply":
                 effect = "auto-reply: recorded; changes nothing"
-            elif kind == "duplicate":
-                effect = "already recorded by hand; not acted on again"
+            elif self._same_reply_recorded(lead["id"], channel, body, received_at, source):  # type: ignore[attr-defined]
+                effect = "the same reply was recorded before; not acted on again"
             else:
                 effect = self._steer(lead["id"], received_at, enrollment_id)
             self.conn.execute("UPDATE replies SET effect = ? WHERE id = ?", (effect, reply_id))
