@@ -289,3 +289,45 @@ def test_sync_reads_a_real_mailbox_acts_once_and_clears_the_warning(
     again = cli("sync", "--now", "2026-11-30T18:31:00Z")
     assert again.exit_code == 0 and "fetched 0" in again.stdout
     assert len(rows(db, "SELECT * FROM replies")) == 3
+
+
+def test_one_failing_source_never_stops_another_accounts(cli, db, tmp_path, mailbox, monkeypatch):
+    from .mail_samples import plain_mail
+
+    inbox = mailbox.config
+    beta = (
+        "    channels:\n"
+        "      email:\n"
+        f"        inbox: {{host: 127.0.0.1, port: {inbox['port']}, security: none,"
+        f' username: "{inbox["username"]}", password: "${{BETA_IMAP_PASSWORD}}"}}'
+    )
+    acme = (
+        "    channels:\n"
+        "      email:\n"
+        f"        inbox: {{host: 127.0.0.1, port: {free_port()}, security: none,"
+        ' username: "team@acme.example", password: "${ACME_IMAP_PASSWORD}"}'
+    )
+    result = cli("apply", write_yaml(tmp_path, ONE_EMAIL, acme_extra=acme, beta_extra=beta))
+    assert result.exit_code == 0, result.output
+    monkeypatch.setenv("ACME_IMAP_PASSWORD", "acme-pw-2718")
+    monkeypatch.setenv("BETA_IMAP_PASSWORD", inbox["password"])
+    mailbox.append(plain_mail())
+
+    result = cli("sync", "--now", SYNC_AT)
+
+    assert result.exit_code == 1
+    assert "account acme" in result.stderr and "account beta" not in result.stderr
+    assert "beta: fetched 1" in result.stdout and "unmatched 1" in result.stdout
+    assert [r["account_id"] for r in rows(db, "SELECT account_id FROM replies")] == [
+        rows(db, "SELECT id FROM accounts WHERE key = 'beta'")[0]["id"]
+    ]
+    sources = {
+        r["key"]: r
+        for r in rows(
+            db,
+            "SELECT a.key, s.last_success_at, s.last_error FROM sync_sources s"
+            " JOIN accounts a ON a.id = s.account_id",
+        )
+    }
+    assert sources["beta"]["last_success_at"] == SYNC_AT and sources["beta"]["last_error"] is None
+    assert sources["acme"]["last_success_at"] is None and sources["acme"]["last_error"]
