@@ -126,6 +126,15 @@ def test_tick_sends_even_when_its_sync_fails_and_exits_0(cli, db, tmp_path, down
     assert quiet.exit_code == 0 and quiet.output == ""
 
 
+def test_an_inbox_removed_from_the_yaml_no_longer_warns(cli, db, tmp_path, down):
+    assert cli("sync", "--now", T0).exit_code == 1
+    assert cli("apply", write_yaml(tmp_path, ONE_EMAIL)).exit_code == 0  # no inbox any more
+    result = cli("sync", "--now", T0)
+    assert result.exit_code == 0 and "no inbound sources configured" in result.stdout
+    assert rows(db, "SELECT * FROM sync_sources") == []
+    assert "imap source" not in cli("status", "--now", T0).stdout
+
+
 def test_tick_no_sync_reads_nothing(cli, db, down):
     assert cli("tick", "--now", T0, "--no-sync").exit_code == 0
     assert rows(db, "SELECT * FROM sync_sources") == []

@@ -107,6 +107,7 @@ def sync(
     for account in accounts:
         sources = _sources(account, env, _left(deadline))
         if not sources:
+            store.retire_sources(account["id"], [])  # an inbox removed from the YAML
             continue
         done = AccountSync(account["key"])
         ids = []
@@ -124,11 +125,6 @@ def _left(deadline: float | None) -> float:
     if deadline is None:
         return MAX_SOURCE_TIMEOUT
     return max(0.5, min(MAX_SOURCE_TIMEOUT, deadline - time.monotonic()))
-
-
-def has_sources(channels: Mapping[str, Any]) -> bool:
-    """Whether an account's channel config has any inbound source."""
-    return bool(_configs(channels))
 
 
 def _configs(channels: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:

@@ -107,14 +107,16 @@ class InboundSQL:
     def retire_sources(self, account_id: int, kept: list[int]) -> None:
         """Forget the account's sources no longer configured (an inbox removed or renamed),
         so `status` does not warn about them forever."""
+        gone = [
+            r[0]
+            for r in self.conn.execute(
+                "SELECT id FROM sync_sources WHERE account_id = ?", (account_id,)
+            )
+            if r[0] not in kept
+        ]
+        if not gone:
+            return  # the usual case: no write
         with self.transaction():  # type: ignore[attr-defined]
-            gone = [
-                r[0]
-                for r in self.conn.execute(
-                    "SELECT id FROM sync_sources WHERE account_id = ?", (account_id,)
-                )
-                if r[0] not in kept
-            ]
             for source_id in gone:
                 self.conn.execute("DELETE FROM sync_cursors WHERE source_id = ?", (source_id,))
                 self.conn.execute("DELETE FROM sync_sources WHERE id = ?", (source_id,))
