@@ -173,3 +173,20 @@ def test_html_to_text_drops_scripts_styles_and_blockquotes():
 def test_x_auto_response_suppress_with_an_ordinary_subject_is_a_person():
     raw = samples.plain_mail(subject="RE: Hello", extra="X-Auto-Response-Suppress: All")
     assert parse(raw).kind == "reply"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "________________________________\nFrom: Ann Seller <ann@acme.test>\n"
+        "Sent: Monday, November 30, 2026 9:14 AM\nTo: Bob Buyer <bob@buyer.test>\n"
+        "Subject: Quick question",
+        "-----Original Message-----\nFrom: Ann Seller <ann@acme.test>\n"
+        "Sent: Monday, November 30, 2026 9:14 AM\nSubject: Quick question",
+        "Von: Ann Seller <ann@acme.test>\nGesendet: Montag, 30. November 2026 09:14\n"
+        "An: Bob Buyer <bob@buyer.test>\nBetreff: Quick question",
+    ],
+)
+def test_outlook_plain_text_header_blocks_are_removed(header):
+    text = f"Yes, send me the pricing.\n\n{header}\n\nHi Bob,\nDo you have 15 minutes?\nAnn\n"
+    assert parse(samples.plain_mail(text=text)).body == "Yes, send me the pricing."
