@@ -44,6 +44,7 @@ default_internal_user = dovecot
 default_login_user = dovenull
 mail_location = maildir:~/Maildir
 mail_fsync = never
+maildir_very_dirty_syncs = yes
 auth_failure_delay = 0
 mail_privileged_group =
 first_valid_uid = 1

@@ -62,7 +62,8 @@ def test_only_examine_search_and_peek_reach_the_server(mailbox: Mailbox, command
     assert verbs <= {"CAPABILITY", "LOGIN", "LIST", "EXAMINE", "UID", "LOGOUT"}
     assert any(c.startswith("EXAMINE") for c in commands)
     fetches = [c for c in commands if c.startswith("UID FETCH")]
-    assert fetches and all("BODY.PEEK[]" in c for c in fetches)
+    assert any("BODY.PEEK[]" in c for c in fetches)
+    assert all("BODY.PEEK[]" in c or c.endswith("(UID RFC822.SIZE)") for c in fetches)
 
 
 def test_the_guard_refuses_commands_that_change_the_mailbox(mailbox: Mailbox):
@@ -233,3 +234,17 @@ def test_name_and_kind_are_known_before_any_connection():
     starttls = ImapFetcher("acme", {"host": "h", "username": "u", "security": "starttls"})
     assert starttls.name == "imap://u@h:143"
     assert list(fetcher.statuses(["SM1"])) == []
+
+
+def test_large_messages_are_fetched_a_few_at_a_time(mailbox: Mailbox, commands):
+    mailbox.append(
+        samples.big_attachment(),
+        samples.big_attachment(),
+        samples.plain_mail(message_id="<a@buyer.test>"),
+        samples.plain_mail(message_id="<b@buyer.test>"),
+    )
+    found = fetch(mailbox)
+    assert [c.last_uid for _, c in found] == [1, 2, 3, 4]
+    bodies = [c for c in commands if c.startswith("UID FETCH") and "BODY.PEEK[]" in c]
+    # 10 MB each: never both in one answer; the small ones ride with the second.
+    assert [c.split()[2] for c in bodies] == ["1", "2,3,4"]

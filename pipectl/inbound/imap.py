@@ -24,6 +24,7 @@ from .parse import parse_message
 DEFAULT_PORTS = {"ssl": 993, "starttls": 143, "none": 143}
 REREAD_DAYS = 14
 BATCH = 50  # messages per UID FETCH
+BATCH_BYTES = 16 * 1024 * 1024  # and at most this much mail (one larger message goes alone)
 MAX_TIMEOUT = 30.0
 # Every command this module may send; anything else (STORE, COPY, MOVE, EXPUNGE, SELECT,
 # APPEND, DELETE...) is refused before it reaches the server.
@@ -35,6 +36,7 @@ ALLOWED_UID_COMMANDS = frozenset({"SEARCH", "FETCH"})
 OUTGOING_FLAGS = ("\\sent", "\\drafts", "\\all")
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _UID = re.compile(rb"\bUID (\d+)")
+_SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)")
 _INTERNALDATE = re.compile(rb'INTERNALDATE "([^"]+)"')
 
 
@@ -135,8 +137,7 @@ class ImapFetcher:
         self, imap: imaplib.IMAP4, folder: str, cursor: Cursor | None, now: str
     ) -> Iterator[tuple[InboundMessage, Cursor]]:
         uidvalidity, uids = self._new_uids(imap, folder, cursor, now)
-        for start in range(0, len(uids), BATCH):
-            batch = uids[start : start + BATCH]
+        for batch in self._batches(imap, folder, uids):
             for uid, raw, internal in self._fetch_batch(imap, folder, batch):
                 message = parse_message(
                     raw, folder=folder, uidvalidity=uidvalidity, uid=uid, internal_date=internal
@@ -176,6 +177,33 @@ class ImapFetcher:
         # `UID n:*` answers the last message even when nothing is new: keep only UIDs > last.
         uids = sorted({int(u) for u in _text(data).split() if u.isdigit() and int(u) > last})
         return uidvalidity, uids
+
+    def _batches(self, imap: imaplib.IMAP4, folder: str, uids: list[int]) -> Iterator[list[int]]:
+        """UIDs in groups of at most BATCH messages and BATCH_BYTES (sizes asked first), so a
+        run of large attachments is never all in memory at once."""
+        sizes: dict[int, int] = {}
+        for start in range(0, len(uids), 1000):
+            chunk = ",".join(map(str, uids[start : start + 1000]))
+            try:
+                typ, data = imap.uid("FETCH", chunk, "(UID RFC822.SIZE)")
+            except (imaplib.IMAP4.error, OSError, EOFError, ValueError) as e:
+                raise self._error(f"folder {folder!r}: fetch failed: {_describe(e)}") from None
+            for item in data if typ == "OK" else []:
+                head = item[0] if isinstance(item, tuple) else item
+                uid, size = _UID.search(head or b""), _SIZE.search(head or b"")
+                if uid and size:
+                    sizes[int(uid.group(1))] = int(size.group(1))
+        batch: list[int] = []
+        total = 0
+        for uid in uids:
+            size = sizes.get(uid, 0)
+            if batch and (len(batch) >= BATCH or total + size > BATCH_BYTES):
+                yield batch
+                batch, total = [], 0
+            batch.append(uid)
+            total += size
+        if batch:
+            yield batch
 
     def _fetch_batch(
         self, imap: imaplib.IMAP4, folder: str, uids: list[int]
