@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.channel_servers import free_port
+from tests.channel_servers import free_port, tls_certificate
 
 DOVECOT = os.environ.get("PIPECTL_TEST_DOVECOT", "/usr/sbin/dovecot")
 DOVEADM = shutil.which("doveadm") or "/usr/bin/doveadm"
@@ -33,7 +33,9 @@ PASSWORD = "imap-pass-8e1f"  # a test server's password; never a real one
 CONFIG = """\
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+ssl = yes
+ssl_cert = <{cert}
+ssl_key = <{key}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 base_dir = {root}/run
@@ -75,7 +77,9 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {tls_port}
+    ssl = yes
   }}
   chroot =
 }}
@@ -211,12 +215,24 @@ class DovecotServer:
         # written by `nobody`.
         self.root = Path(tempfile.mkdtemp(prefix="pipectl-dovecot-"))
         self.root.chmod(0o755)
-        self.port = free_port()
+        self.port = free_port()  # plain IMAP, and STARTTLS
+        self.tls_port = free_port()  # IMAP over TLS
+        # A self-signed certificate for 127.0.0.1; clients trust it through SSL_CERT_FILE.
+        self.cert, self.key = tls_certificate(self.root)
         self.config = self.root / "dovecot.conf"
         self.users = count(1)
         (self.root / "mail").mkdir(mode=0o777)
         (self.root / "mail").chmod(0o777)
-        self.config.write_text(CONFIG.format(root=self.root, port=self.port, password=PASSWORD))
+        self.config.write_text(
+            CONFIG.format(
+                root=self.root,
+                port=self.port,
+                tls_port=self.tls_port,
+                password=PASSWORD,
+                cert=self.cert,
+                key=self.key,
+            )
+        )
 
     def start(self) -> None:
         log = (self.root / "start.log").open("wb")  # a file, not a pipe: dovecot daemonizes

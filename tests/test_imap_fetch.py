@@ -248,3 +248,20 @@ def test_large_messages_are_fetched_a_few_at_a_time(mailbox: Mailbox, commands):
     bodies = [c for c in commands if c.startswith("UID FETCH") and "BODY.PEEK[]" in c]
     # 10 MB each: never both in one answer; the small ones ride with the second.
     assert [c.split()[2] for c in bodies] == ["1", "2,3,4"]
+
+
+@pytest.mark.parametrize("security", ["ssl", "starttls"])
+def test_tls_and_starttls_read_mail_when_the_certificate_is_trusted(
+    mailbox: Mailbox, monkeypatch, security
+):
+    mailbox.append(samples.gmail_reply())
+    monkeypatch.setenv("SSL_CERT_FILE", str(mailbox.server.cert))  # trust the test server's
+    port = mailbox.server.tls_port if security == "ssl" else mailbox.server.port
+    found = fetch(mailbox, security=security, port=port)
+    assert [m.kind for m, _ in found] == ["reply"]
+
+
+def test_an_untrusted_certificate_is_refused(mailbox: Mailbox, monkeypatch):
+    monkeypatch.setenv("SSL_CERT_FILE", "/nonexistent.pem")
+    with pytest.raises(SourceError, match="cannot connect: .*CERTIFICATE_VERIFY_FAILED"):
+        fetch(mailbox, security="ssl", port=mailbox.server.tls_port)
