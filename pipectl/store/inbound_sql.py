@@ -559,9 +559,10 @@ class InboundSQL:
     def _fail_suppressed(
         self, rows: list[dict[str, Any]], token: str, now: str
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """As sends start: those to a suppressed address fail at once (a permanent error
-        naming the suppression, nothing on the wire; then `on_failure`). Returns (the rows
-        that may start, the rows failed): one indexed lookup per send."""
+        """Sends just started (their lead still in the stage and not do-not-contact) to a
+        suppressed address fail at once: a permanent error naming the suppression, nothing on
+        the wire, then `on_failure`. Returns (the rows to send, the rows failed); one indexed
+        lookup per send."""
         keyed = {}
         for row in rows:
             address = row["email"] if row["channel"] == "email" else row["phone"]
@@ -592,9 +593,8 @@ class InboundSQL:
             )
             cur = self.conn.execute(
                 "UPDATE lead_stage_actions SET status = 'failed', performed_at = ?,"
-                " last_error = ?, attempts = attempts + 1, claimed_at = ?"
-                " WHERE id = ? AND claim_token = ? AND status = 'running'",
-                (now, error, now, row["id"], token),
+                " last_error = ? WHERE id = ? AND claim_token = ? AND status = 'running'",
+                (now, error, row["id"], token),
             )
             if not cur.rowcount:
                 continue

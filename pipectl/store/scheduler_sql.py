@@ -195,9 +195,6 @@ class SchedulerSQL:
             claim.deferred += 1 - skipped
         claim.dropped += [row for row in rows if row["id"] in closed]
         rows = [row for row in rows if row["id"] not in closed]
-        rows, suppressed = self._fail_suppressed(rows, token, now)  # type: ignore[attr-defined]
-        claim.dropped += suppressed
-        claim.failed += len(suppressed)
         if not rows:
             return
         ids = [row["id"] for row in rows]
@@ -226,6 +223,9 @@ class SchedulerSQL:
                 self._resume_enrollment(row["enrollment_id"], now)
             else:  # marked do-not-contact (by an import) since the claim
                 self._stop_enrollment(row["enrollment_id"], row["lead_id"], "stopped", now)
+        claim.started, suppressed = self._fail_suppressed(claim.started, token, now)  # type: ignore[attr-defined]
+        claim.dropped += suppressed
+        claim.failed += len(suppressed)
 
     def _release(self, rows: list[dict[str, Any]], token: str, now: str, claim: Claim) -> None:
         """Claimed sends never started are due again, as they were (no attempt was made)."""
