@@ -340,3 +340,44 @@ def test_one_failing_source_never_stops_another_accounts(cli, db, tmp_path, mail
     }
     assert sources["beta"]["last_success_at"] == SYNC_AT and sources["beta"]["last_error"] is None
     assert sources["acme"]["last_success_at"] is None and sources["acme"]["last_error"]
+
+
+def test_the_teams_own_mail_in_the_thread_is_no_reply(cli, db, tmp_path, mailbox, monkeypatch):
+    from .mail_samples import plain_mail
+
+    inbox = mailbox.config
+    acme = (
+        "    channels:\n"
+        "      email:\n"
+        '        from: "Ann <ann@acme.test>"\n'
+        f"        inbox: {{host: 127.0.0.1, port: {inbox['port']}, security: none,"
+        f' username: "{inbox["username"]}", password: "${{IMAP_PASSWORD}}"}}'
+    )
+    monkeypatch.setenv("IMAP_PASSWORD", inbox["password"])
+    assert cli("apply", write_yaml(tmp_path, REPLY_WAIT, acme_extra=acme)).exit_code == 0
+    (tmp_path / "leads.csv").write_text("Email\nbob@example.com\n")
+    assert (
+        cli("leads", "import", "leads.csv", "--account", "acme", "--pipeline", "drip").exit_code
+        == 0
+    )
+    assert cli("tick", "--now", SENT_AT, "--no-sync").exit_code == 0
+    [sent] = rows(db, "SELECT message_id FROM deliveries")
+    # A colleague's note in the thread, sent from the team's own address (CC'd to the inbox).
+    mailbox.append(
+        plain_mail(
+            sender="Ann <ann@acme.test>",
+            subject="Re: Quick question",
+            text="Bob, any news?",
+            date="Mon, 30 Nov 2026 18:00:00 +0000",
+            extra=f"In-Reply-To: {sent['message_id']}\nReferences: {sent['message_id']}",
+        )
+    )
+    result = cli("sync", "--now", SYNC_AT)
+    assert result.exit_code == 0, result.output
+    assert "unmatched 1" in result.stdout
+    assert rows(db, "SELECT lead_id, sender FROM replies") == [
+        {"lead_id": None, "sender": "ann@acme.test"}
+    ]
+    assert rows(db, "SELECT status FROM lead_stage_actions WHERE type = 'wait_for_reply'") == [
+        {"status": "awaiting_reply"}
+    ]

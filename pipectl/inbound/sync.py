@@ -15,6 +15,7 @@ import sqlite3
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from email.utils import parseaddr
 from typing import TYPE_CHECKING, Any
 
 from ..channels import TransientError
@@ -85,6 +86,7 @@ class _Source:
     resolved: Resolved | None
     error: str | None = None
     unsubscribe: frozenset[str] = frozenset()
+    own: frozenset[str] = frozenset()
 
 
 def sync(
@@ -142,6 +144,7 @@ def _configs(channels: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 def _sources(account: sqlite3.Row, env: Mapping[str, str], timeout: float) -> list[_Source]:
     """The account's sources, built from its stored config with ${VAR} resolved now."""
     channels = json.loads(account["channels"] or "{}")
+    own = _own_addresses(channels.get("email") or {})
     unsubscribe = frozenset(
         a.lower()
         for a in _MAILTO.findall(str((channels.get("email") or {}).get("list_unsubscribe") or ""))
@@ -160,7 +163,7 @@ def _sources(account: sqlite3.Row, env: Mapping[str, str], timeout: float) -> li
             error = resolved.scrub(f"{type(e).__name__}: {e}")
             sources.append(_Source(kind, _fallback_name(kind, config), None, resolved, error))
             continue
-        sources.append(_Source(kind, fetcher.name, fetcher, resolved, None, unsubscribe))
+        sources.append(_Source(kind, fetcher.name, fetcher, resolved, None, unsubscribe, own))
     return sources
 
 
@@ -232,6 +235,10 @@ def _read(
     try:
         for message, cursor in messages:
             message = _unsubscribing(message, source.unsubscribe)
+            if message.sender and message.sender in source.own:
+                # The team writing in the thread (a colleague, a copy of our own mail) is no
+                # answer from the lead: kept, unmatched, acting on nothing.
+                message = replace(message, references=())
             recorded = store.record_inbound(account["id"], message, cursor, source_id, now)
             counts.fetched += 1
             if recorded.new:
@@ -252,6 +259,18 @@ def _read(
             counts.failed_sends += 1
         if deadline is not None and time.monotonic() >= deadline:
             return
+
+
+def _own_addresses(email: Mapping[str, Any]) -> frozenset[str]:
+    """The account's own sending addresses (`from`, `reply_to`), lower-case."""
+    found = set()
+    for key in ("from", "reply_to"):
+        value = str(email.get(key) or "")
+        if value and "${" not in value:
+            address = parseaddr(value)[1].strip().lower()
+            if "@" in address:
+                found.add(address)
+    return frozenset(found)
 
 
 def _unsubscribing(message: InboundMessage, addresses: frozenset[str]) -> InboundMessage:
