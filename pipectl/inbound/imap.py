@@ -103,9 +103,10 @@ class ImapFetcher:
     def _connect(self) -> imaplib.IMAP4:
         if not self.host:
             raise self._error("no host configured (channels.email.inbox.host)")
+        imap: imaplib.IMAP4 | None = None
         try:
             if self.security == "ssl":
-                imap: imaplib.IMAP4 = _ImapSsl(
+                imap = _ImapSsl(
                     self.host, self.port, ssl_context=ssl.create_default_context(),
                     timeout=self.timeout,
                 )  # fmt: skip
@@ -114,6 +115,8 @@ class ImapFetcher:
                 if self.security == "starttls":
                     imap.starttls(ssl.create_default_context())
         except (TimeoutError, OSError, imaplib.IMAP4.error, EOFError, ValueError) as e:
+            if imap is not None:
+                _close(imap)
             raise self._error(f"cannot connect: {_describe(e)}") from None
         try:
             imap.login(self.username, self.password)
