@@ -233,16 +233,28 @@ def test_a_microsoft_ndr_and_an_exim_bounce_are_matched_by_the_returned_message_
 
 
 def test_an_unsubscribe_mail_opts_out_and_strangers_are_kept_unmatched(world: World):
-    world.enroll("outreach", (DAVE, "", "Dave"))
+    erin = "erin@buyer.example"
+    world.enroll("outreach", (DAVE, "", "Dave"), (erin, "", "Erin"))
     world.run("tick", "--now", at(0), "--no-sync")
     world.mailbox.append(
         samples.unsubscribe_mail(sender=DAVE),
+        # To the list_unsubscribe address: an opt-out whatever it says.
+        samples.plain_mail(
+            sender=erin,
+            to="unsubscribe@acme.test",
+            subject="Re: list",
+            text="Take me off.",
+            message_id="<erin.1@buyer.example>",
+        ),
         samples.plain_mail(sender="stranger@elsewhere.test", text="Who is this?"),
     )
     counts = world.sync(1)
-    assert (counts["opt_outs"], counts["unmatched"]) == (1, 1)
-    [lead] = rows(world.db, "SELECT do_not_contact FROM leads WHERE email = ?", DAVE)
-    assert lead["do_not_contact"] == 1
+    assert (counts["opt_outs"], counts["unmatched"]) == (2, 1)
+    leads = rows(world.db, "SELECT email, do_not_contact FROM leads ORDER BY email")
+    assert leads == [
+        {"email": DAVE, "do_not_contact": 1},
+        {"email": erin, "do_not_contact": 1},
+    ]
     assert {"address": DAVE, "reason": "opt_out"} in rows(
         world.db, "SELECT address, reason FROM suppressions"
     )
