@@ -234,9 +234,9 @@ def test_sync_reads_a_real_mailbox_acts_once_and_clears_the_warning(
         cli("leads", "import", "leads.csv", "--account", "acme", "--pipeline", "drip").exit_code
         == 0
     )
-    # The email sender resolves the whole email channel, inbox included (see the report).
-    monkeypatch.setenv("IMAP_PASSWORD", "wrong-password-3141")
+    # Sending needs no inbox password: the inbox's ${VAR}s are read by sync only.
     assert cli("tick", "--now", SENT_AT, "--no-sync").exit_code == 0
+    monkeypatch.setenv("IMAP_PASSWORD", "wrong-password-3141")
     sent = {
         r["recipient"]: r["message_id"]
         for r in rows(db, "SELECT recipient, message_id FROM deliveries")

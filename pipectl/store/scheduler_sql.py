@@ -317,7 +317,10 @@ class SchedulerSQL:
         shared = {
             "account_key": account["key"],
             "instance": self.instance,  # type: ignore[attr-defined]
-            "channel_config": channels.get(channel, {}),
+            # What the send needs: the inbound settings (and their ${VAR}s) are sync's.
+            "channel_config": {
+                k: v for k, v in channels.get(channel, {}).items() if k not in ("inbox", "inbound")
+            },
             "concurrency": account["concurrency"],
             "account_timezone": account["timezone"],
         }
