@@ -381,3 +381,23 @@ def test_the_teams_own_mail_in_the_thread_is_no_reply(cli, db, tmp_path, mailbox
     assert rows(db, "SELECT status FROM lead_stage_actions WHERE type = 'wait_for_reply'") == [
         {"status": "awaiting_reply"}
     ]
+
+
+def test_a_message_with_odd_values_is_still_recorded_never_stalling_the_sync(cli, db, tmp_path):
+    """A fetcher's odd kind or date must not make every sync fail on that message again."""
+    from pipectl.inbound import InboundMessage
+    from pipectl.inbound.sync import _sane
+    from pipectl.store import Store
+
+    assert cli("apply", write_yaml(tmp_path, ONE_EMAIL)).exit_code == 0
+    odd = InboundMessage("email", "imap", "<odd@x>", "a@b.example", "vacation", "hi", "")
+    store = Store(db)
+    try:
+        aid = store.account_by_key("acme")["id"]
+        recorded = store.record_inbound(aid, _sane(odd, T0), None, None, T0)
+    finally:
+        store.close()
+    assert recorded.new
+    assert rows(db, "SELECT kind, received_at FROM replies") == [
+        {"kind": "reply", "received_at": T0}
+    ]

@@ -38,7 +38,8 @@ def status(
 
     Shows leads by state, actions due now, overdue (more than 2 minutes past due), awaiting
     a reply and failed, lateness p50/p95 of the last hour, each limit's use, channels that
-    keep failing, and the last tick; a WARNING when no tick ran for 5 minutes.
+    keep failing, each inbox's last successful sync, and the last tick; a WARNING when no
+    tick ran for 5 minutes, and while an inbox's last sync failed.
 
     Example: pipectl status --account acme --json
     """

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..channels import TransientError
 from ..channels.resolve import Resolved, resolve_config
-from . import Fetcher, InboundMessage, SourceError, SyncCounts
+from . import KINDS, Fetcher, InboundMessage, SourceError, SyncCounts
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 MAX_SOURCE_TIMEOUT = 30.0  # seconds a source may block on one read
 _MAILTO = re.compile(r"mailto:([^?>,\s]+)", re.IGNORECASE)
 _OFF = {"false", "no", "off", "0"}
+_STORED_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
 
 @dataclass
@@ -234,7 +235,7 @@ def _read(
     messages = source.fetcher.fetch(store.sync_cursors(source_id), now=now)
     try:
         for message, cursor in messages:
-            message = _unsubscribing(message, source.unsubscribe)
+            message = _unsubscribing(_sane(message, now), source.unsubscribe)
             if message.sender and message.sender in source.own:
                 # The team writing in the thread (a colleague, a copy of our own mail) is no
                 # answer from the lead: kept, unmatched, acting on nothing.
@@ -259,6 +260,19 @@ def _read(
             counts.failed_sends += 1
         if deadline is not None and time.monotonic() >= deadline:
             return
+
+
+def _sane(message: InboundMessage, now: str) -> InboundMessage:
+    """A message the database can hold: a fetcher's odd value (a kind it made up, a date
+    that is no date) must never stop the sync on that message forever."""
+    changes: dict[str, Any] = {}
+    if message.kind not in KINDS:
+        changes["kind"] = "reply"
+    if not _STORED_TIME.fullmatch(message.received_at or ""):
+        changes["received_at"] = now
+    if message.channel not in ("email", "sms"):
+        changes["channel"] = "sms" if message.source == "twilio" else "email"
+    return replace(message, **changes) if changes else message
 
 
 def _own_addresses(email: Mapping[str, Any]) -> frozenset[str]:
