@@ -386,3 +386,14 @@ def _count(db: Path) -> int:
 def _rfc2822(stored: str) -> str:
     when = datetime.strptime(stored, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     return when.strftime("%a, %d %b %Y %H:%M:%S +0000")
+
+
+def test_sends_never_need_the_inbox_password(world: World, monkeypatch):
+    world.enroll("outreach", (BOB, "", "Bob"))
+    monkeypatch.delenv("IMAP_PASSWORD")
+    tick = world.run("tick", "--now", at(0), "--json")
+    summary = json.loads(tick.stdout)
+    assert summary["done"] == 1 and len(world.smtp.to(BOB)) == 1
+    assert any("IMAP_PASSWORD is not set" in e for e in summary["sync_errors"])
+    result = world.run("sync", "--now", at(1), code=1)
+    assert "IMAP_PASSWORD is not set" in result.stderr and "account acme" in result.stderr
