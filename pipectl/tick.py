@@ -324,6 +324,7 @@ def _dry_run(store: Store, clock: Clock, workers: int) -> TickSummary:
             summary.admitted = store.admit_queued(clock.now())
             due = store.count_due(clock.now())
             claim = store.claim_due(clock.now(), "dry-run", Dispatch(workers))
+            suppressed = store.suppressed_sends(claim.sends)
             summary.claimed = len(claim.sends) + claim.internal
             summary.done = claim.internal
             summary.skipped = claim.skipped
@@ -336,6 +337,7 @@ def _dry_run(store: Store, clock: Clock, workers: int) -> TickSummary:
                     "type": r["type"],
                     "to": r["email"] if r["type"] == "email" else r["phone"],
                     "perform_at": r["perform_at"],
+                    "suppressed": suppressed.get(r["id"]),
                 }
                 for r in claim.sends
             ]

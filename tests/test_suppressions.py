@@ -45,6 +45,10 @@ def test_a_suppressed_address_fails_at_once_with_nothing_on_the_wire(cli, tmp_pa
         assert result.exit_code == 0, result.output
         assert "ann@example.com (email): suppressed in acme" in result.stdout
 
+        dry = cli("tick", "--now", T0, "--dry-run")
+        assert dry.exit_code == 0, dry.output
+        assert "would fail email to ann@example.com: suppressed: ann@example.com" in dry.stdout
+        assert "would send email to bob@example.com" in dry.stdout
         result = cli("tick", "--now", T0, "--no-sync", "--json")
         assert result.exit_code == 0, result.output
         assert json.loads(result.stdout)["failed"] == 1

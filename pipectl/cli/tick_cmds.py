@@ -84,6 +84,8 @@ def tick(
                 if a["to"]
                 else f"would fail {a['type']}: the lead has no address for it"
             )
+            if a.get("suppressed"):
+                what = f"would fail {a['type']} to {a['to']}: {a['suppressed'].split(';')[0]}"
             out.print(
                 f"{what} (action {a['action_id']}, account {a['account']}, due {a['perform_at']})",
                 markup=False,

@@ -556,22 +556,21 @@ class InboundSQL:
                 added.append(address)
         return added
 
-    def _fail_suppressed(
-        self, rows: list[dict[str, Any]], token: str, now: str
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Sends just started (their lead still in the stage and not do-not-contact) to a
-        suppressed address fail at once: a permanent error naming the suppression, nothing on
-        the wire, then `on_failure`. Returns (the rows to send, the rows failed); one indexed
-        lookup per send."""
+    def suppressed_sends(self, rows: list[dict[str, Any]]) -> dict[int, str]:
+        """Of these claimed sends, those to a suppressed address, with the error that names
+        the suppression: one indexed lookup per send."""
         keyed = {}
         for row in rows:
             address = row["email"] if row["channel"] == "email" else row["phone"]
             if address:
                 keyed[row["id"]] = (row["account_id"], row["channel"], address.lower())
         if not keyed:
-            return rows, []
+            return {}
         found = {
-            (r["account_id"], r["channel"], r["address"]): r
+            (r["account_id"], r["channel"], r["address"]): (
+                f"suppressed: {r['address']} is on the suppression list ({r['reason']},"
+                f" since {r['created_at']}); nothing was sent"
+            )
             for r in self.conn.execute(
                 "SELECT account_id, channel, address, reason, created_at FROM suppressions"
                 " WHERE (account_id, channel, address) IN"
@@ -579,18 +578,23 @@ class InboundSQL:
                 [v for key in keyed.values() for v in key],
             )
         }
-        if not found:
+        return {row_id: found[key] for row_id, key in keyed.items() if key in found}
+
+    def _fail_suppressed(
+        self, rows: list[dict[str, Any]], token: str, now: str
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Sends just started (their lead still in the stage and not do-not-contact) to a
+        suppressed address fail at once: a permanent error naming the suppression, nothing on
+        the wire, then `on_failure`. Returns (the rows to send, the rows failed)."""
+        errors = self.suppressed_sends(rows)
+        if not errors:
             return rows, []
         start, failed = [], []
         for row in rows:
-            s = found.get(keyed.get(row["id"]))  # type: ignore[arg-type]
-            if s is None:
+            error = errors.get(row["id"])
+            if error is None:
                 start.append(row)
                 continue
-            error = (
-                f"suppressed: {s['address']} is on the suppression list ({s['reason']},"
-                f" since {s['created_at']}); nothing was sent"
-            )
             cur = self.conn.execute(
                 "UPDATE lead_stage_actions SET status = 'failed', performed_at = ?,"
                 " last_error = ? WHERE id = ? AND claim_token = ? AND status = 'running'",
