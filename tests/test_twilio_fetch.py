@@ -158,3 +158,22 @@ def test_a_failure_on_a_later_page_yields_nothing_and_the_next_sync_reads_all(tw
 def test_name_and_kind_are_known_before_any_request():
     f = TwilioFetcher("acme", {"account_sid": "AC1", "auth_token": "t", "from": NUMBER})
     assert (f.kind, f.name) == ("twilio", f"twilio://AC1/{NUMBER}")
+
+
+def test_a_server_that_never_answers_times_out_as_a_source_error():
+    import socket
+    import time
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}"
+    started = time.monotonic()
+    try:
+        f = TwilioFetcher("acme", {"account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN,
+                                   "from": NUMBER, "base_url": url}, timeout=1)  # fmt: skip
+        with pytest.raises(SourceError, match="timed out"):
+            list(f.fetch({}, now=NOW_TEXT))
+    finally:
+        server.close()
+    assert time.monotonic() - started < 3
