@@ -265,3 +265,9 @@ def test_an_untrusted_certificate_is_refused(mailbox: Mailbox, monkeypatch):
     monkeypatch.setenv("SSL_CERT_FILE", "/nonexistent.pem")
     with pytest.raises(SourceError, match="cannot connect: .*CERTIFICATE_VERIFY_FAILED"):
         fetch(mailbox, security="ssl", port=mailbox.server.tls_port)
+
+
+def test_a_folder_with_a_non_ascii_name_is_read(mailbox: Mailbox):
+    mailbox.append(samples.postfix_dsn(), folder="R&APw-ckl&AOQ-ufer")  # Rückläufer, as IMAP has it
+    found = fetch(mailbox, folders=["Rückläufer"])
+    assert [(c.folder, m.kind) for m, c in found] == [("Rückläufer", "bounce")]

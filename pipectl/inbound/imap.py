@@ -9,6 +9,7 @@ from 14 days back (SEARCH SINCE).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import imaplib
 import re
@@ -240,7 +241,29 @@ class _FolderProblem(Exception):
 
 
 def _quote(folder: str) -> str:
-    return '"' + folder.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A folder name as IMAP wants it: modified UTF-7 (RFC 3501 5.1.3), quoted."""
+    name = _utf7(folder)
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _utf7(name: str) -> str:
+    """`Entwürfe` -> `Entw&APw-rfe`: non-ASCII runs as base64 of UTF-16, `&` as `&-`."""
+    out, run = [], []
+
+    def flush() -> None:
+        if run:
+            data = "".join(run).encode("utf-16-be")
+            out.append("&" + base64.b64encode(data).decode().rstrip("=").replace("/", ",") + "-")
+            run.clear()
+
+    for ch in name:
+        if " " <= ch <= "~":
+            flush()
+            out.append("&-" if ch == "&" else ch)
+        else:
+            run.append(ch)
+    flush()
+    return "".join(out)
 
 
 def _text(data: Any) -> str:
