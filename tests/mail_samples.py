@@ -441,6 +441,91 @@ Hi Bob,
 """)
 
 
+def gmail_dsn(
+    *, failed: str = LEAD, message_id: str = SENT_ID, to: str = OURS, returned: bool = True
+) -> bytes:
+    """Gmail's 'Delivery Status Notification (Failure)': HTML and an icon first, the DSN with
+    X-Original-Message-ID, then (with `returned`) the original message."""
+    original = (
+        f"""--00000000000022bb3305f1e2c3d4
+Content-Type: message/rfc822
+
+{_original(failed, message_id)}
+Hi Bob,
+
+"""
+        if returned
+        else ""
+    )
+    return _crlf(f"""
+Delivered-To: {to}
+Return-Path: <>
+Received: by 2002:a05:7300:5388:b0:eb:e5f0:2a5c with SMTP id f8csp1234567dyi;
+        Mon, 30 Nov 2026 09:14:07 -0800 (PST)
+From: Mail Delivery Subsystem <mailer-daemon@googlemail.com>
+To: {to}
+Auto-Submitted: auto-replied
+Subject: Delivery Status Notification (Failure)
+References: {message_id}
+In-Reply-To: {message_id}
+X-Failed-Recipients: {failed}
+Message-ID: <5f8e3c2a.170a0220.1b2c3.abcdGMR@mx.google.com>
+Date: Mon, 30 Nov 2026 09:14:07 -0800 (PST)
+MIME-Version: 1.0
+Content-Type: multipart/report; boundary="00000000000022bb3305f1e2c3d4"; report-type=delivery-status
+
+--00000000000022bb3305f1e2c3d4
+Content-Type: multipart/related; boundary="00000000000022cc3305f1e2c3e5"
+
+--00000000000022cc3305f1e2c3e5
+Content-Type: multipart/alternative; boundary="00000000000022dd3305f1e2c3f6"
+
+--00000000000022dd3305f1e2c3f6
+Content-Type: text/plain; charset="UTF-8"
+
+
+** Address not found **
+
+Your message wasn't delivered to {failed} because the address couldn't be found, or is unable to receive mail.
+
+The response from the remote server was:
+550 5.1.1 The email account that you tried to reach does not exist.
+
+--00000000000022dd3305f1e2c3f6
+Content-Type: text/html; charset="UTF-8"
+
+<html><body><h1>Address not found</h1><p>Your message wasn't delivered to <a>{failed}</a>.</p></body></html>
+
+--00000000000022dd3305f1e2c3f6--
+--00000000000022cc3305f1e2c3e5
+Content-Type: image/png; name="icon.png"
+Content-Disposition: attachment; filename="icon.png"
+Content-Transfer-Encoding: base64
+Content-ID: <icon.png>
+
+iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==
+--00000000000022cc3305f1e2c3e5--
+--00000000000022bb3305f1e2c3d4
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; googlemail.com
+Received-From-MTA: dns; {to}
+Arrival-Date: Mon, 30 Nov 2026 09:14:06 -0800 (PST)
+X-Original-Message-ID: {message_id}
+
+Final-Recipient: rfc822; {failed}
+Action: failed
+Status: 5.1.1
+Remote-MTA: dns; mx.buyer.test. (192.0.2.25, the server for the domain buyer.test.)
+Diagnostic-Code: smtp; 550-5.1.1 The email account that you tried to reach does not exist. Please try
+ 550-5.1.1 double-checking the recipient's email address for typos or
+ 550 5.1.1 unnecessary spaces. https://support.google.com/mail/?p=NoSuchUser
+Last-Attempt-Date: Mon, 30 Nov 2026 09:14:07 -0800 (PST)
+
+{original}--00000000000022bb3305f1e2c3d4--
+""")
+
+
 def unsubscribe_mail(*, sender: str = LEAD, to: str = "unsubscribe@acme.test") -> bytes:
     """What a mail client sends for a List-Unsubscribe mailto: subject 'unsubscribe'."""
     return _crlf(f"""

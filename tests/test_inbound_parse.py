@@ -80,6 +80,7 @@ def test_auto_submitted_no_is_a_person():
         (samples.postfix_dsn, "5.1.1", "550 5.1.1 <bob@buyer.test>: Recipient address rejected"),
         (samples.exim_dsn, "5.0.0", "550 5.1.1 The email account that you tried to reach"),
         (samples.microsoft_ndr, "5.1.10", "550 5.1.10 RESOLVER.ADR.RecipientNotFound"),
+        (samples.gmail_dsn, "5.1.1", "550-5.1.1 The email account that you tried to reach"),
     ],
 )
 def test_hard_bounces_name_the_original_the_recipient_and_the_status(sample, status, diagnostic):
@@ -190,3 +191,8 @@ def test_x_auto_response_suppress_with_an_ordinary_subject_is_a_person():
 def test_outlook_plain_text_header_blocks_are_removed(header):
     text = f"Yes, send me the pricing.\n\n{header}\n\nHi Bob,\nDo you have 15 minutes?\nAnn\n"
     assert parse(samples.plain_mail(text=text)).body == "Yes, send me the pricing."
+
+
+def test_a_dsn_without_the_returned_message_names_it_by_x_original_message_id():
+    m = parse(samples.gmail_dsn(returned=False))
+    assert (m.kind, m.bounced_message_id, m.failed_recipient) == ("bounce", SENT_ID, LEAD)

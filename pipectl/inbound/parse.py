@@ -187,17 +187,18 @@ def delivery_report(msg: Message) -> dict | None:
         "global-delivery-status",
     ):
         return None
-    recipients: list[dict[str, str]] = []
+    blocks: list[dict[str, str]] = []
     returned: Message | None = None
     text = ""
     for part in msg.walk():
         ctype = part.get_content_type()
         if ctype in DSN_TYPES:
-            recipients += _dsn_recipients(part)
+            blocks += _dsn_blocks(part)
         elif ctype in RETURNED_TYPES and returned is None:
             returned = _returned_headers(part)
         elif ctype == "text/plain" and not text:
             text = _decoded(part)
+    recipients = [b for b in blocks if "action" in b or "final-recipient" in b]
     failed = [r for r in recipients if _is_failure(r)]
     delayed = [r for r in recipients if _is_delay(r)]
     chosen = (failed or delayed or recipients or [{}])[0]
@@ -210,15 +211,16 @@ def delivery_report(msg: Message) -> dict | None:
     return {
         "kind": kind,
         "body": _first_lines(text),
-        "bounced_message_id": _first_id(header(returned, "Message-ID")) if returned else None,
+        "bounced_message_id": _original_id(returned, blocks),
         "failed_recipient": recipient or None,
         "status": status,
         "diagnostic": diagnostic[:MAX_DIAGNOSTIC] or None,
     }
 
 
-def _dsn_recipients(part: Message) -> list[dict[str, str]]:
-    """The per-recipient field blocks of a message/delivery-status part (lower-case names)."""
+def _dsn_blocks(part: Message) -> list[dict[str, str]]:
+    """The field blocks of a message/delivery-status part (lower-case names): the
+    per-message one first, then one per recipient."""
     payload = part.get_payload()
     if isinstance(payload, list):  # the email package splits the part into header blocks
         blocks = [{k.lower(): str(v) for k, v in block.items()} for block in payload]
@@ -229,7 +231,16 @@ def _dsn_recipients(part: Message) -> list[dict[str, str]]:
             for chunk in re.split(r"\r?\n\s*\r?\n", text)
             if chunk.strip()
         ]
-    return [b for b in blocks if "action" in b or "final-recipient" in b]
+    return blocks
+
+
+def _original_id(returned: Message | None, blocks: list[dict[str, str]]) -> str | None:
+    """The bounced message's Message-ID: from its returned headers, else the DSN's
+    X-Original-Message-ID field (Gmail and Exchange add it)."""
+    found = _first_id(header(returned, "Message-ID")) if returned is not None else None
+    for block in blocks:
+        found = found or _first_id(block.get("x-original-message-id", ""))
+    return found
 
 
 def _returned_headers(part: Message) -> Message | None:
