@@ -177,3 +177,30 @@ def test_a_server_that_never_answers_times_out_as_a_source_error():
     finally:
         server.close()
     assert time.monotonic() - started < 3
+
+
+def test_many_statuses_come_from_the_list_of_sent_texts_not_one_request_each(twilio):
+    url, state = twilio
+    api = f"{url}/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
+    with httpx.Client(auth=(ACCOUNT_SID, AUTH_TOKEN)) as client:
+        sent = [
+            client.post(api, data={"To": f"+1212555{i:04d}", "From": NUMBER, "Body": "hi"}).json()[
+                "sid"
+            ]
+            for i in range(40)
+        ]
+    for i, sid in enumerate(sent):
+        state.finish(
+            sid, "undelivered" if i % 10 == 0 else "delivered", 30003 if i % 10 == 0 else None
+        )
+    other = "SM" + "e" * 32  # sent from another number (a messaging service): asked one by one
+    state.requests.clear()
+
+    found = {s.provider_id: s for s in fetcher(url).statuses([*sent, other])}
+
+    assert set(found) == set(sent)
+    assert [found[sid].error_code for sid in sent[::10]] == ["30003"] * 4
+    assert found[sent[1]].status == "delivered"
+    gets = [path for method, path in state.requests if method == "GET"]
+    assert len(gets) == 2  # one page of the list, then the one it did not hold (404)
+    assert "From=%2B15550100000" in gets[0] and gets[1].endswith(f"/Messages/{other}.json")
