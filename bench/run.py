@@ -1,4 +1,4 @@
-"""`make bench`: import, idle and due ticks, pool, noisy neighbour, and the naive loop.
+"""`make bench`: import, idle and due ticks, pool, noisy neighbour, the naive loop, and sync.
 
 Prints a table and writes bench/results.json. Every measurement runs in its own child
 process (wall time, and peak RSS from wait4). Sizes: the issue's by default (under ten
@@ -25,6 +25,7 @@ from typing import Any
 from import_bench import side_by_side
 from startup import lines as startup_lines
 from startup import startup_measurement
+from sync_bench import measure as sync_measurements
 from workload import (
     BENCH,
     DUE_AT,
@@ -65,6 +66,8 @@ class Plan:
     cli_runs: int = 3
     due_runs: int = 3  # each from a copy of the same database; the median is reported
     startup_runs: int = 5  # whole processes per command; the median CPU is reported
+    sync_sizes: tuple[int, ...] = (100, 10_000)  # messages in the mailbox (Dovecot, loopback)
+    sync_runs: int = 10
 
 
 QUICK = Plan(
@@ -83,6 +86,8 @@ QUICK = Plan(
     idle_runs=3,
     cli_runs=1,
     startup_runs=1,
+    sync_sizes=(20, 100),
+    sync_runs=3,
 )
 
 
@@ -386,6 +391,34 @@ def table(results: dict[str, Any]) -> str:
         )
     for what, figure, target, met in startup_lines(m["startup"]) if "startup" in m else ():
         add(what, figure, target, met, {})
+    sync = m.get("sync") or {}
+    if sync.get("skipped"):
+        add("7 inbound sync: skipped", sync["skipped"][:18], "", None, {})
+    for f in sync.get("first", []):
+        add(
+            f"7 first sync, {f['messages']:,} messages",
+            f"{f['messages_per_s']:,} msg/s",
+            "",
+            None,
+            f["process"],
+        )
+    for i in sync.get("incremental", []):
+        add(
+            f"  sync, nothing new, {i['messages']:,} in mailbox",
+            f"{i['median_ms']:.0f} ms, {i['uid_searches']} search",
+            "< 200 ms",
+            i["median_ms"] < 200 and i["uid_searches"] == 1,
+            i["process"],
+        )
+    if sync.get("idle_tick"):
+        t = sync["idle_tick"]
+        add(
+            "  idle tick with inbox / --no-sync",
+            f"{t['with_sync_median_ms']:.0f} / {t['without_sync_median_ms']:.0f} ms",
+            "",
+            None,
+            t["process"],
+        )
     head = (
         f"{'measurement':<44} {'figure':>18} {'target':>14} {'met':>4} {'wall s':>8} {'RSS MiB':>8}"
     )
@@ -414,6 +447,7 @@ def main() -> None:
         measurements["noisy"] = noisy_measurement(plan, workdir, log)
         measurements["compare"] = compare(plan, measurements)
         measurements["startup"] = startup_measurement(workdir, plan.startup_runs, log)
+        measurements["sync"] = sync_measurements(plan.sync_sizes, plan.sync_runs, workdir, log)
     finally:
         if opts.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)

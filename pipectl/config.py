@@ -124,13 +124,19 @@ WAIT_FOR_REPLY_KEYS = ("timeout", "on_reply", "on_timeout")
 CHANNEL_KEYS = {
     "email": (
         "transport", "host", "port", "security", "username", "password", "timeout", "from",
-        "reply_to", "list_unsubscribe", "list_unsubscribe_post",
+        "reply_to", "list_unsubscribe", "list_unsubscribe_post", "inbox",
     ),
     "sms": (
         "transport", "account_sid", "auth_token", "messaging_service_sid", "from", "base_url",
-        "url", "headers", "timeout", "connect_timeout",
+        "url", "headers", "timeout", "connect_timeout", "inbound",
     ),
 }  # fmt: skip
+INBOX_KEYS = ("host", "port", "security", "username", "password", "folders")
+# Folders where the team's own mail lies (by their usual names; the server's \Sent, \Drafts
+# and \All flags are checked again at sync): reading them would count follow-ups as replies.
+OUTGOING_FOLDERS = (
+    "sent", "sent items", "sent mail", "sent messages", "drafts", "all mail", "outbox",
+)  # fmt: skip
 TRANSPORTS = {"email": ("smtp", "outbox"), "sms": ("twilio", "webhook", "outbox")}
 REQUIRED_SETTINGS = {
     "smtp": ("host", "from"),
@@ -302,6 +308,10 @@ class _Reader(NodeReader):
     def setting(self, node: Node, what: str, channel: str, name: str) -> Any:
         if name == "headers":
             return self.headers(node, what)
+        if name == "inbox":
+            return self.inbox(node, what)
+        if name == "inbound":
+            return self.flag(node, what)
         if name in NUMBER_SETTINGS and isinstance(node, ScalarNode):
             value = self.value(node)
             if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
@@ -331,6 +341,53 @@ class _Reader(NodeReader):
                 f'{what} {value!r} is not an email address like "Acme Sales <sales@acme.example>"',
             )
         return value
+
+    def inbox(self, node: Node, what: str) -> dict[str, Any] | None:
+        """The IMAP mailbox where replies and bounces arrive; secrets stay ${VAR} references."""
+        fields = self.mapping(node, INBOX_KEYS, what)
+        if not isinstance(node, MappingNode):
+            return None
+        inbox: dict[str, Any] = {}
+        for name, value_node in fields.items():
+            if name == "folders":
+                inbox["folders"] = self.folders(value_node, f"{what}.folders")
+                continue
+            value = self.setting(value_node, f"{what}.{name}", "email", name)
+            if name == "port" and isinstance(value, int | float):
+                if value != int(value) or not 0 < value < 65536:
+                    self.problem(value_node, f"{what}.port must be a port number, not {value}")
+                    continue
+                value = int(value)
+            if value is not None:
+                inbox[name] = value
+        missing = [k for k in ("host", "username", "password") if k not in fields]
+        if missing:
+            self.problem(node, f"{what} needs {', '.join(missing)}")
+        return inbox
+
+    def folders(self, node: Node, what: str) -> list[str]:
+        names = self.sequence(node, what) if not isinstance(node, ScalarNode) else [node]
+        folders = []
+        for name_node in names:
+            name = self.text(name_node, what)
+            if not name:
+                continue
+            if name.strip().lower().rsplit("/", 1)[-1].rsplit(".", 1)[-1] in OUTGOING_FOLDERS:
+                self.problem(
+                    name_node,
+                    f"{what}: {name!r} holds the team's own mail, and reading it would count"
+                    " follow-ups as replies; list only folders where replies arrive (INBOX)",
+                )
+                continue
+            folders.append(name)
+        return folders or ["INBOX"]
+
+    def flag(self, node: Node, what: str) -> bool | None:
+        value = self.value(node) if isinstance(node, ScalarNode) else None
+        if isinstance(value, bool):
+            return value
+        self.problem(node, f"{what} must be true or false, not {kind(node)}")
+        return None
 
     def headers(self, node: Node, what: str) -> dict[str, str]:
         """Webhook headers; an Authorization header must come from the environment."""
@@ -363,6 +420,12 @@ class _Reader(NodeReader):
                 node,
                 f"{what}: {channel} transport {transport} needs {', '.join(missing)}"
                 f" (under channels.{channel})",
+            )
+        if channel == "sms" and settings.get("inbound") and transport != "twilio":
+            self.problem(
+                node,
+                f"{what}: channels.sms.inbound reads texts from Twilio; transport {transport}"
+                " has no inbound messages to read (remove inbound or use transport twilio)",
             )
 
     # -- send windows and retries --------------------------------------------------------------

@@ -69,6 +69,7 @@ class TickSummary:
     would_send: list[dict[str, Any]] = field(default_factory=list)
     # Channels failing for reasons that are not the leads' (their sends are held back).
     failing_channels: list[dict[str, Any]] = field(default_factory=list)
+    sync_errors: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         return (
@@ -92,24 +93,42 @@ def tick(
     outbox_dir: Path | None = None,
     senders: SenderPool | None = None,
     locked: bool = False,
+    sync_seconds: float = 15,
 ) -> TickSummary:
     """Run one pass; raises LockHeld (exit 75) when another tick holds the lock.
 
     `locked`: the caller already holds the lock. `senders` replaces the channels
-    (benchmarks pass one that only sleeps)."""
+    (benchmarks pass one that only sleeps). `sync_seconds`: time for the inbound sync that
+    runs first (0: none)."""
     clock = Clock(now)
     if dry_run:
         return _dry_run(Store(db_path), clock, workers)
     with contextlib.nullcontext() if locked else TickLock(db_path):
         store = Store(db_path)
         try:
+            sync_errors = _sync_first(store, clock, sync_seconds) if sync_seconds > 0 else []
             senders = senders or SenderPool(outbox_dir or Path(db_path).resolve().parent / "outbox")
             try:
-                return _run(store, clock, workers, max_seconds, stop or threading.Event(), senders)
+                summary = _run(
+                    store, clock, workers, max_seconds, stop or threading.Event(), senders
+                )
+                summary.sync_errors = sync_errors
+                return summary
             finally:
                 senders.close()
         finally:
             store.close()
+
+
+def _sync_first(store: Store, clock: Clock, seconds: float) -> list[str]:
+    """Read what arrived before claiming, so a reply stops the follow-up this tick would send.
+    A source that fails never stops the sends: its error is kept for `status`."""
+    from .inbound.sync import sync
+
+    try:
+        return [e for a in sync(store, now=clock.now(), seconds=seconds) for e in a.total().errors]
+    except Exception as e:  # even the database: the tick itself reports that when it claims
+        return [f"inbound sync: {type(e).__name__}: {e}"]
 
 
 def _run(
@@ -356,6 +375,7 @@ def _dry_run(store: Store, clock: Clock, workers: int) -> TickSummary:
             summary.admitted = store.admit_queued(clock.now())
             due = store.count_due(clock.now())
             claim = store.claim_due(clock.now(), "dry-run", Dispatch(workers))
+            suppressed = store.suppressed_sends(claim.sends)
             summary.claimed = len(claim.sends) + claim.internal
             summary.done = claim.internal
             summary.skipped = claim.skipped
@@ -368,6 +388,7 @@ def _dry_run(store: Store, clock: Clock, workers: int) -> TickSummary:
                     "type": r["type"],
                     "to": r["email"] if r["type"] == "email" else r["phone"],
                     "perform_at": r["perform_at"],
+                    "suppressed": suppressed.get(r["id"]),
                 }
                 for r in claim.sends
             ]

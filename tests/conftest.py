@@ -59,3 +59,7 @@ def dump(db: Path) -> str:
         return "\n".join(conn.iterdump())
     finally:
         conn.close()
+
+
+# A real Dovecot for the inbound tests: one server per session, a fresh mailbox per test.
+from tests.imap_server import dovecot, mailbox  # noqa: E402, F401

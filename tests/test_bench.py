@@ -75,5 +75,15 @@ def test_quick_bench_writes_every_measurement(tmp_path: Path) -> None:
         "python -c pass",
     }
     assert all(c["cpu_s"] > 0 and c["wall_s"] > 0 for c in startup.values())
+    # 7. inbound sync against Dovecot: the first sync read every message; with nothing new,
+    # one UID SEARCH and no FETCH (skipped, with its reason, where Dovecot is missing)
+    sync = m["sync"]
+    if not sync.get("skipped"):
+        assert [f["counts"]["fetched"] for f in sync["first"]] == list(plan["sync_sizes"])
+        assert all(f["messages_per_s"] > 0 for f in sync["first"])
+        assert [(i["uid_searches"], i["uid_fetches"]) for i in sync["incremental"]] == [
+            (1, 0)
+        ] * len(plan["sync_sizes"])
+        assert sync["idle_tick"]["with_sync_median_ms"] > 0
 
     assert "measurement" in proc.stdout and "naive loop" in proc.stdout

@@ -253,6 +253,9 @@ def test_leads_show_gives_the_timeline_of_stages_actions_deliveries_and_replies(
         {
             "received_at": "2027-03-01T16:00:00Z",
             "channel": "email",
+            "kind": "reply",
+            "sender": "lead0@acme.example",
+            "source": "manual",
             "body": "Call me",
             "opt_out": False,
             "effect": "recorded; no automation was waiting for it",

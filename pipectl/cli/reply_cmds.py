@@ -13,7 +13,9 @@ from ..wording import counted
 from .app import app, open_store, out, print_json
 from .leads_cmds import leads_app
 
-replies_app = typer.Typer(help="Record many inbound replies at once.", no_args_is_help=True)
+replies_app = typer.Typer(
+    help="What arrived (list), or record many replies at once (import).", no_args_is_help=True
+)
 app.add_typer(replies_app, name="replies")
 
 AccountOpt = Annotated[str, typer.Option("--account", help="The account the leads belong to.")]

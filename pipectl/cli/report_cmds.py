@@ -38,8 +38,9 @@ def status(
 
     Shows leads by state, actions due now, overdue (more than 2 minutes past due), awaiting
     a reply and failed, lateness p50/p95 of the last hour, each limit's use, channels that
-    are failing (their sends held back), and the last tick; a WARNING when no tick ran for
-    5 minutes, when actions are overdue and while a channel is failing.
+    are failing (their sends held back), each inbox's last successful sync, and the last
+    tick; a WARNING when no tick ran for 5 minutes, when actions are overdue, while a
+    channel is failing and while an inbox's last sync failed.
 
     Example: pipectl status --account acme --json
     """
@@ -127,6 +128,12 @@ def _lines(entry: dict[str, Any]) -> list[tuple[str, str]]:
                 f" {f['last_probe_at']}: {f['error']}",
             )
         )
+    for s in entry.get("inbound", []):
+        synced = f"last synced {s['last_success_at'] or 'never'}"
+        state = (
+            f"FAILING since {s['failing_since']}: {s['last_error']}" if s["last_error"] else "ok"
+        )
+        lines.append((f"inbound {s['kind']}", f"{s['name']}: {synced}; {state}"))
     return lines
 
 

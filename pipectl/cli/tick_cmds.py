@@ -47,6 +47,12 @@ def tick(
         bool, typer.Option("-q", "--quiet", help="Print nothing unless something failed.")
     ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="The summary as JSON.")] = False,
+    sync_seconds: Annotated[
+        float, typer.Option(min=0, help="Time for reading inboxes and SMS replies first.")
+    ] = 15,
+    no_sync: Annotated[
+        bool, typer.Option("--no-sync", help="Skip reading inboxes and SMS replies.")
+    ] = False,
 ) -> None:
     """One scheduler pass: perform the actions that are due. Run it from cron every minute.
 
@@ -67,6 +73,7 @@ def tick(
             dry_run=dry_run,
             stop=None if dry_run else _stop_on_signals(),
             locked=True,
+            sync_seconds=0 if no_sync else sync_seconds,
         )
     if json_out:
         print_json(summary.as_dict())
@@ -78,6 +85,8 @@ def tick(
                 if a["to"]
                 else f"would fail {a['type']}: the lead has no address for it"
             )
+            if a.get("suppressed"):
+                what = f"would fail {a['type']} to {a['to']}: {a['suppressed'].split(';')[0]}"
             out.print(
                 f"{what} (action {a['action_id']}, account {a['account']}, due {a['perform_at']})",
                 markup=False,
@@ -102,6 +111,9 @@ def _print_summary(summary, quiet: bool) -> None:  # noqa: ANN001  (TickSummary 
             " (its sends are held back; one is tried each tick)",
             markup=False,
         )
+    if not quiet:  # a failing source is shown by `status` until it works again
+        for error in summary.sync_errors:
+            err.print(f"warning: sync: {error}", markup=False)
 
 
 @app.command()

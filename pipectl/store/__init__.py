@@ -16,6 +16,7 @@ from pathlib import Path
 from ..errors import DiskFull, PipectlError
 from .config_sql import ConfigSQL
 from .health_sql import HealthSQL
+from .inbound_sql import InboundSQL
 from .leads_sql import LeadsSQL
 from .migrations import migrate
 from .operator_sql import OperatorSQL
@@ -57,7 +58,15 @@ def default_db_path() -> Path:
 
 
 class Store(
-    ConfigSQL, LeadsSQL, SchedulerSQL, HealthSQL, StagesSQL, ReportsSQL, RepliesSQL, OperatorSQL
+    ConfigSQL,
+    LeadsSQL,
+    SchedulerSQL,
+    HealthSQL,
+    StagesSQL,
+    ReportsSQL,
+    RepliesSQL,
+    OperatorSQL,
+    InboundSQL,
 ):
     """One SQLite file in WAL mode; writes go through `transaction()` (BEGIN IMMEDIATE)."""
 

@@ -198,24 +198,45 @@ class RepliesSQL:
         received_at: str,
         *,
         source: str,
-    ) -> dict[str, Any]:
-        opt_out = is_opt_out(body)
-        kind = "opt_out" if opt_out else "reply"
-        created_at = format_time(utcnow())
+        kind: str | None = None,
+        sender: str | None = None,
+        subject: str | None = None,
+        external_id: str | None = None,
+        delivery_id: int | None = None,
+        enrollment_id: int | None = None,
+    ) -> dict[str, Any] | None:
+        """Record a reply of each lead and let it act: a reply steers (only `enrollment_id`'s
+        run when it names the send it answers), an opt-out stops, an auto-reply changes
+        nothing. None when `external_id` was recorded before (then nothing acts again)."""
+        kind = kind or ("opt_out" if is_opt_out(body) else "reply")
+        opt_out = kind == "opt_out"
         replies = []
-        for lead in leads:
+        for i, lead in enumerate(leads):
+            reply_id = self._insert_reply(
+                account_id,
+                lead["id"],
+                channel,
+                body,
+                received_at,
+                source=source,
+                kind=kind,
+                sender=sender or (lead["phone"] if channel == "sms" else lead["email"]),
+                subject=subject,
+                # A number shared by several leads: the first row carries the message's id.
+                external_id=external_id if i == 0 else None,
+                delivery_id=delivery_id,
+            )
+            if reply_id is None:
+                return None
             if opt_out:
                 effect = self._opt_out(lead["id"], received_at)
+            elif kind == "auto_reply":
+                effect = "auto-reply: recorded; changes nothing"
+            elif self._same_reply_recorded(lead["id"], channel, body, received_at, source):  # type: ignore[attr-defined]
+                effect = "the same reply was recorded before; not acted on again"
             else:
-                effect = self._steer(lead["id"], received_at)
-            reply_id = self.conn.execute(
-                "INSERT INTO replies (account_id, lead_id, channel, sender, kind, body,"
-                " received_at, source, opt_out, effect, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (account_id, lead["id"], channel,
-                 lead["phone"] if channel == "sms" else lead["email"], kind, body, received_at,
-                 source, int(opt_out), effect, created_at),
-            ).lastrowid  # fmt: skip
+                effect = self._steer(lead["id"], received_at, enrollment_id)
+            self.conn.execute("UPDATE replies SET effect = ? WHERE id = ?", (effect, reply_id))
             replies.append(
                 {
                     "reply_id": reply_id,
@@ -231,15 +252,44 @@ class RepliesSQL:
             "replies": replies,
         }
 
+    def _insert_reply(
+        self,
+        account_id: int,
+        lead_id: int | None,
+        channel: str,
+        body: str,
+        received_at: str,
+        *,
+        source: str,
+        kind: str,
+        sender: str | None,
+        subject: str | None = None,
+        external_id: str | None = None,
+        delivery_id: int | None = None,
+    ) -> int | None:
+        """One replies row; None when this source's `external_id` is already recorded."""
+        row = self.conn.execute(
+            "INSERT INTO replies (account_id, lead_id, channel, sender, kind, subject, body,"
+            " received_at, source, external_id, delivery_id, opt_out, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (account_id, source, external_id) WHERE external_id IS NOT NULL"
+            " DO NOTHING RETURNING id",
+            (account_id, lead_id, channel, sender, kind, subject, body, received_at, source,
+             external_id, delivery_id, int(kind == "opt_out"), format_time(utcnow())),
+        ).fetchone()  # fmt: skip
+        return None if row is None else row[0]
+
     def _opt_out(self, lead_id: int, now: str) -> str:
         """Do-not-contact from now on, and every running enrollment stopped."""
         self.conn.execute(
             "UPDATE leads SET do_not_contact = 1, updated_at = ? WHERE id = ?", (now, lead_id)
         )
         stopped = self._stop_all(lead_id, now)
+        suppressed = self._suppress_lead(lead_id, "opt_out", now)  # type: ignore[attr-defined]
+        also = f"; suppressed {', '.join(suppressed)}" if suppressed else ""
         if not stopped:
-            return "opt-out: marked do-not-contact; no automation was running"
-        return f"opt-out: marked do-not-contact; stopped {', '.join(stopped)}"
+            return f"opt-out: marked do-not-contact; no automation was running{also}"
+        return f"opt-out: marked do-not-contact; stopped {', '.join(stopped)}{also}"
 
     def _stop_all(self, lead_id: int, now: str) -> list[str]:
         """End every queued, active, idle or failed enrollment of the lead; returns their
@@ -253,7 +303,7 @@ class RepliesSQL:
             self._stop_enrollment(enrollment["id"], lead_id, "stopped", now)  # type: ignore[attr-defined]
         return [e["key"] for e in enrollments]
 
-    def _steer(self, lead_id: int, received_at: str) -> str:
+    def _steer(self, lead_id: int, received_at: str, enrollment_id: int | None = None) -> str:
         """A reply completes the open wait_for_reply, or takes the pipeline's `on_reply`."""
         effects = []
         enrollments = self.conn.execute(
@@ -262,8 +312,9 @@ class RepliesSQL:
             " JOIN pipelines p ON p.id = e.pipeline_id"
             " JOIN lead_stages ls ON ls.enrollment_id = e.id AND ls.exited_at IS NULL"
             " JOIN pipeline_stages s ON s.id = ls.pipeline_stage_id"
-            " WHERE e.lead_id = ? AND e.status IN ('active', 'idle') ORDER BY e.id",
-            (lead_id,),
+            " WHERE e.lead_id = ? AND e.status IN ('active', 'idle')"
+            " AND (? IS NULL OR e.id = ?) ORDER BY e.id",
+            (lead_id, enrollment_id, enrollment_id),
         ).fetchall()
         for e in enrollments:
             if e["started_at"] and received_at < e["started_at"]:

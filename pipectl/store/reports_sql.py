@@ -7,6 +7,7 @@ in proportion to the work in flight, never to the number of leads stored.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from typing import Any
 
@@ -24,6 +25,8 @@ STATUS_INDEX = {
     "awaiting_reply": "lsa_awaiting_account",
     "failed": "lsa_failed",
 }
+KIND_NAMES = {"opt_out": "opt-out", "auto_reply": "auto-reply", "soft_bounce": "soft bounce"}
+_GAVE_UP = re.compile(r"^gave up after \d+ attempts?: ")
 
 
 def percentile(values: list[float], p: float) -> float | None:
@@ -136,7 +139,8 @@ class ReportsSQL:
             "lateness": lateness,
             "limits": limits,
             "failing_channels": failing,
-            "warnings": warnings,
+            "inbound": (inbound := self.inbound_status(account_id)),  # type: ignore[attr-defined]
+            "warnings": warnings + [w for s in inbound if (w := s["warning"])],
         }
 
     def _pending_count(self, account_id: int, before: str) -> int:
@@ -334,7 +338,8 @@ class ReportsSQL:
         result["replies"] = [
             {**dict(r), "opt_out": bool(r["opt_out"])}
             for r in self.conn.execute(
-                "SELECT received_at, channel, body, opt_out, effect FROM replies"
+                "SELECT received_at, channel, kind, sender, source, body, opt_out, effect"
+                " FROM replies"
                 " WHERE lead_id = ? ORDER BY received_at, id",
                 (lead["id"],),
             )
@@ -398,7 +403,7 @@ def _timeline(lead: dict[str, Any]) -> list[dict[str, Any]]:
         if e["finished_at"]:
             add(e["finished_at"], p, f"finished: {e['state']}")
     for r in lead["replies"]:
-        kind = "opt-out" if r["opt_out"] else "reply"
+        kind = KIND_NAMES.get(r["kind"], r["kind"])
         add(r["received_at"], None, f"{kind} by {r['channel']}: {r['effect']}")
     events.sort(key=lambda ev: ev["at"])  # stable: same-time events keep their order
     return events

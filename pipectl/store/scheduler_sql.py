@@ -241,6 +241,9 @@ class SchedulerSQL:
                 self._skip_opted_out(row, now)
             else:  # marked do-not-contact (by an import) since the claim
                 self._stop_enrollment(row["enrollment_id"], row["lead_id"], "stopped", now)
+        claim.started, suppressed = self._fail_suppressed(claim.started, token, now)  # type: ignore[attr-defined]
+        claim.dropped += suppressed
+        claim.failed += len(suppressed)
 
     def _opted_out_of(self, action: dict[str, Any]) -> bool:
         """The lead opted out of this action's channel only (an import since the claim)."""
@@ -404,7 +407,10 @@ class SchedulerSQL:
         shared = {
             "account_key": account["key"],
             "instance": self.instance,  # type: ignore[attr-defined]
-            "channel_config": channels.get(channel, {}),
+            # What the send needs: the inbound settings (and their ${VAR}s) are sync's.
+            "channel_config": {
+                k: v for k, v in channels.get(channel, {}).items() if k not in ("inbox", "inbound")
+            },
             "concurrency": account["concurrency"],
             "account_timezone": account["timezone"],
         }
