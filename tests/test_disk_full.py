@@ -13,12 +13,12 @@ import pytest
 from .conftest import dump, rows
 from .scenario import ONE_EMAIL, T0, outbox, pipectl, write_csv, write_yaml
 
-DISK_KB = 4096
+DISK_KB = 16384  # room for a tick's WAL once the filler is gone, however the tick batches
 
 
 @pytest.fixture
 def disk(tmp_path: Path) -> Iterator[Path]:
-    """A 4 MiB tmpfs mounted in tmp_path (needs root, as a full disk is not faked)."""
+    """A 16 MiB tmpfs mounted in tmp_path (needs root, as a full disk is not faked)."""
     mount = tmp_path / "disk"
     mount.mkdir()
     made = subprocess.run(
