@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..errors import PipectlError
 from .config_sql import ConfigSQL
+from .funnel_sql import FunnelSQL
 from .leads_sql import LeadsSQL
 from .migrations import migrate
 from .operator_sql import OperatorSQL
@@ -36,7 +37,9 @@ def default_db_path() -> Path:
     return Path(os.environ.get("PIPECTL_DB", "pipectl.db"))
 
 
-class Store(ConfigSQL, LeadsSQL, SchedulerSQL, StagesSQL, ReportsSQL, RepliesSQL, OperatorSQL):
+class Store(
+    ConfigSQL, LeadsSQL, SchedulerSQL, StagesSQL, ReportsSQL, RepliesSQL, OperatorSQL, FunnelSQL
+):
     """One SQLite file in WAL mode; writes go through `transaction()` (BEGIN IMMEDIATE)."""
 
     def __init__(self, path: str | os.PathLike[str]):
