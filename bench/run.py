@@ -37,6 +37,7 @@ from workload import (
     pipectl,
     probe,
     release,
+    run_child,
     stamp,
 )
 
@@ -60,6 +61,8 @@ class Plan:
     idle_runs: int = 10
     cli_runs: int = 3
     due_runs: int = 3  # each from a copy of the same database; the median is reported
+    report_leads: int = 1_000_000  # a pipeline with this many leads and their history
+    report_runs: int = 5
 
 
 QUICK = Plan(
@@ -76,6 +79,8 @@ QUICK = Plan(
     noisy_latency=0.005,
     idle_runs=3,
     cli_runs=1,
+    report_leads=2_000,
+    report_runs=2,
 )
 
 
@@ -216,6 +221,46 @@ def noisy_measurement(plan: Plan, workdir: Path, log: Any) -> dict[str, Any]:
     }
 
 
+def report_measurement(plan: Plan, workdir: Path, log: Any) -> dict[str, Any]:
+    """`pipectl report` over one pipeline of `report_leads` leads with their history
+    (bench/report_workload.py): in-process, and as the CLI writing JSON and HTML."""
+    log(f"report: building a pipeline of {plan.report_leads:,} leads with history")
+    db = workdir / "report.db"
+    built = run_child(
+        [
+            sys.executable,
+            str(BENCH / "report_workload.py"),
+            str(db),
+            "--leads",
+            str(plan.report_leads),
+        ]
+    )
+    log("  timing the report")
+    timed = run_child(
+        [
+            sys.executable,
+            str(BENCH / "report_workload.py"),
+            str(db),
+            "--time",
+            str(plan.report_runs),
+        ]
+    )
+    cli_json = pipectl(db, "report", "--pipeline", "outreach", "--json")
+    cli_html = pipectl(db, "report", "--pipeline", "outreach", "--html", str(workdir / "r.html"))
+    result = {
+        "leads": plan.report_leads,
+        "rows": json.loads(built.stdout.strip().splitlines()[-1]),
+        "db_mib": round(db.stat().st_size / 2**20, 1),
+        "build": built.figures(),
+        **json.loads(timed.stdout.strip().splitlines()[-1]),
+        "cli_json": cli_json.figures(),
+        "cli_html": cli_html.figures(),
+    }
+    for p in db.parent.glob(f"{db.name}*"):
+        p.unlink()
+    return result
+
+
 def compare(plan: Plan, measurements: dict[str, Any]) -> list[dict[str, Any]]:
     """The naive loop against pipectl's find-and-claim (its time in _claim) and its whole
     tick, with the same sends due in the same database."""
@@ -347,6 +392,28 @@ def table(results: dict[str, Any]) -> str:
             c["tick_x"] >= 100,
             {},
         )
+    r = m["report"]
+    add(
+        f"7 report, pipeline of {r['leads']:,} leads (in-process)",
+        f"{r['median_ms']:.0f} ms (best {r['best_ms']:.0f})",
+        "< 2 s",
+        r["median_ms"] < 2000,
+        r["cli_json"],
+    )
+    add(
+        "  report --json / --html as a CLI process",
+        f"{r['cli_json']['wall_s']:.2f} / {r['cli_html']['wall_s']:.2f} s",
+        "< 2 s",
+        r["cli_json"]["wall_s"] < 2,
+        r["cli_html"],
+    )
+    add(
+        "  backfill of the counters (migration)",
+        f"{r['rows']['backfill_s']:.1f} s",
+        "",
+        None,
+        r["build"],
+    )
     head = (
         f"{'measurement':<44} {'figure':>18} {'target':>14} {'met':>4} {'wall s':>8} {'RSS MiB':>8}"
     )
@@ -371,6 +438,7 @@ def main() -> None:
         measurements = leads_measurements(plan, workdir, log)
         measurements["pool"] = pool_measurement(plan, workdir, log)
         measurements["noisy"] = noisy_measurement(plan, workdir, log)
+        measurements["report"] = report_measurement(plan, workdir, log)
         measurements["compare"] = compare(plan, measurements)
     finally:
         if opts.workdir is None:
