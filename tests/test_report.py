@@ -429,3 +429,37 @@ def test_report_html_opens_in_a_browser_with_its_figures_and_charts(
     assert taken.returncode == 0, taken.stderr[-2000:]
     png = shot.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_report_on_a_terminal_draws_the_funnel_and_the_activity_as_bars(campaign, db: Path) -> None:
+    """A real pseudo-terminal, as a person at a shell sees it."""
+    import pty
+    import sys
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: pipectl on the terminal
+        env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+        env.update(COLUMNS="120", TERM="xterm")
+        os.execvpe(
+            sys.executable,
+            [sys.executable, "-m", "pipectl", "--db", str(db), "report", "--pipeline", "drip"],
+            env,
+        )
+    chunks = []
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    _, status = os.waitpid(pid, 0)
+    screen = b"".join(chunks).decode("utf-8", errors="replace")
+    assert os.waitstatus_to_exitcode(status) == 0, screen
+    assert "funnel: leads that entered each stage" in screen
+    assert "activity per day: sent / replies" in screen
+    bars = [line for line in screen.splitlines() if "█" in line]
+    assert any("intro" in line for line in bars) and any("lost" in line for line in bars)
+    assert any("2027-03-01" in line for line in bars)
+    assert "16.7%" in screen and "\x1b[" in screen  # coloured
