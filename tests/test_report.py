@@ -105,7 +105,7 @@ def test_report_json_has_every_figure_of_the_campaign(campaign) -> None:
     assert (p["account"], p["pipeline"], p["name"]) == ("acme", "drip", "Spring <Drip> & Co")
     assert p["period"] == {"since": None, "until": None, "timezone": "America/New_York"}
     assert p["enrolled"] == 6
-    assert p["leads_now"] == {"failed": 1, "lost": 3, "stopped": 1, "won": 1}
+    assert p["queued"] == 0
     stages = {s["stage"]: s for s in p["stages"]}
     assert list(stages) == ["intro", "follow-up", "responded", "won", "lost"]
     assert {k: stages["intro"][k] for k in ("entered", "in_stage_now", "left", "ended")} == {
@@ -206,10 +206,14 @@ def test_report_lists_every_pipeline_and_counts_unmatched_replies_apart(campaign
             " '2027-03-02T12:00:00Z', 'imap', '2027-03-02T12:00:00Z')"
         )
     conn.close()
+    (Path(os.getcwd()) / "quiet.csv").write_text("Email\nq1@x.example\nq2@x.example\n")
+    imported = campaign("leads", "import", "quiet.csv", "--account", "beta", "--pipeline", "quiet")
+    assert imported.exit_code == 0, imported.output
     report = report_json(campaign)
     assert [p["pipeline"] for p in report["pipelines"]] == ["drip", "quiet"]
     quiet = report["pipelines"][1]
-    assert (quiet["enrolled"], quiet["activity"], quiet["rates"]["reply_rate"]) == (0, [], None)
+    assert (quiet["enrolled"], quiet["queued"]) == (0, 2)  # no tick has admitted them yet
+    assert (quiet["activity"], quiet["rates"]["reply_rate"]) == ([], None)
     assert report["unmatched"][0] == {
         "account": "acme",
         "reply": 1,
@@ -290,7 +294,7 @@ def test_report_csv_has_one_figure_a_row(campaign) -> None:
     }
     assert ["acme", "", "", "", "unmatched_replies", "", "reply", "0"] in table
     assert got[("pipeline", "", "enrolled")] == "6"
-    assert got[("leads_now", "", "lost")] == "3"
+    assert got[("pipeline", "", "queued")] == "0"
     assert got[("stage", "intro", "entered")] == "6"
     assert got[("stage", "intro", "left_for:follow-up")] == "4"
     assert got[("stage", "follow-up", "ended")] == "1"
@@ -308,6 +312,7 @@ def test_report_piped_prints_plain_lines(campaign) -> None:
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert "acme/drip (Spring <Drip> & Co): the start to now (days in America/New_York)" in out
+    assert "  enrolled: 6 (0 queued now)" in out
     assert "  stage intro: entered 6, now 0, left 6 (to follow-up 4, to responded 1, ended 1)" in (
         out
     )
@@ -352,11 +357,10 @@ def test_counters_kept_by_triggers_equal_a_recount_from_the_rows(campaign, db: P
     queries = [
         "SELECT * FROM report_counts WHERE n != 0 ORDER BY 1, 2, 3, 4, 5, 6, 7",
         "SELECT * FROM report_firsts ORDER BY 1, 2",
-        "SELECT * FROM report_states WHERE n != 0 ORDER BY 1, 2",
     ]
     kept = [conn.execute(q).fetchall() for q in queries]
     conn.execute("BEGIN")
-    for table in ("report_counts", "report_firsts", "report_states"):
+    for table in ("report_counts", "report_firsts"):
         conn.execute(f"DELETE FROM {table}")
     run_script(conn, REPORT_BACKFILL)
     recounted = [conn.execute(q).fetchall() for q in queries]

@@ -53,7 +53,7 @@ def build_report(
 
 def _pipeline(store: Store, p: ReportPipeline, period: Period, by: str) -> dict[str, Any]:
     counts = store.report_totals(p.account_id, p.id, *period.slots())
-    states, in_stage = store.report_now(p.account_id, p.id)
+    queued, in_stage = store.report_now(p.account_id, p.id)
     stages = store.report_stages(p.id)
     outcome = {s.id: s.outcome for s in stages}
     total: Counter[tuple[str, str]] = Counter()
@@ -86,7 +86,7 @@ def _pipeline(store: Store, p: ReportPipeline, period: Period, by: str) -> dict[
         "name": p.name,
         "period": period.as_json(),
         "enrolled": total[("enrolled", "")],
-        "leads_now": states,
+        "queued": queued,
         "stages": _stages(stages, entered, exited, moved, in_stage),
         "sends": sends,
         "replies": replies,

@@ -62,7 +62,7 @@ def _pipeline(e: dict[str, Any], by: str) -> str:
         f"{escape(e['pipeline'])})</span></h2>",
         f'<p class="dim">{escape(period_label(e))}</p>',
         '<div class="cards">',
-        _card("leads enrolled", str(e["enrolled"])),
+        _card("leads enrolled", str(e["enrolled"]), f"{e['queued']} queued now"),
         _card("won / lost", f"{e['won']} / {e['lost']}"),
     ]
     for label, value in rate_lines(e):

@@ -24,8 +24,7 @@ def rows(report: dict[str, Any]) -> Iterator[tuple[Any, ...]]:
     for e in report["pipelines"]:
         head = (e["account"], e["pipeline"], e["period"]["since"] or "", e["period"]["until"] or "")
         yield (*head, "pipeline", "", "enrolled", e["enrolled"])
-        for state, n in e["leads_now"].items():
-            yield (*head, "leads_now", "", state, n)
+        yield (*head, "pipeline", "", "queued", e["queued"])
         for s in e["stages"]:
             for figure in ("entered", "in_stage_now", "left", "ended"):
                 yield (*head, "stage", s["stage"], figure, s[figure])

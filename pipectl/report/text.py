@@ -41,8 +41,7 @@ def rate_lines(entry: dict[str, Any]) -> list[tuple[str, str]]:
 
 def summary_lines(entry: dict[str, Any]) -> list[tuple[str, str]]:
     """The pipeline as (label, value) pairs: plain lines, or a table's rows."""
-    now = ", ".join(f"{state} {n}" for state, n in entry["leads_now"].items()) or "none"
-    lines = [("enrolled", str(entry["enrolled"])), ("leads now", now)]
+    lines = [("enrolled", f"{entry['enrolled']} ({entry['queued']} queued now)")]
     for s in entry["stages"]:
         where = [f"to {to} {n}" for to, n in s["left_for"].items()]
         where += [f"ended {s['ended']}"] if s["ended"] else []

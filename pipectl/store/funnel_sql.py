@@ -138,18 +138,14 @@ class FunnelSQL:
             ),
         ).fetchall()
 
-    def report_now(
-        self, account_id: int, pipeline_id: int
-    ) -> tuple[dict[str, int], dict[int, int]]:
-        """What is open now: the pipeline's enrollments by state, and leads in each stage
-        (all the entries into it less all the exits from it)."""
-        states = dict(
-            self.conn.execute(
-                "SELECT status, n FROM report_states WHERE pipeline_id = ? AND n != 0"
-                " ORDER BY status",
-                (pipeline_id,),
-            ).fetchall()
-        )
+    def report_now(self, account_id: int, pipeline_id: int) -> tuple[int, dict[int, int]]:
+        """What is open now: leads queued for the pipeline (not in a stage yet), and leads
+        in each stage (all the entries into it less all the exits from it)."""
+        queued = self.conn.execute(
+            "SELECT count(*) FROM enrollments WHERE status = 'queued' AND account_id = ?"
+            " AND pipeline_id = ?",
+            (account_id, pipeline_id),
+        ).fetchone()[0]
         in_stage = dict(
             self.conn.execute(
                 "SELECT stage_id, sum(CASE metric WHEN 'entered' THEN n ELSE -n END)"
@@ -158,4 +154,4 @@ class FunnelSQL:
                 (account_id, pipeline_id),
             ).fetchall()
         )
-        return states, in_stage
+        return queued, in_stage

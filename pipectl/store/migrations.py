@@ -313,7 +313,26 @@ _COUNT = (
     " from_stage_id, n) "
 )
 _UPSERT = " ON CONFLICT DO UPDATE SET n = n + excluded.n"
-_FIRST = "INSERT INTO report_firsts (enrollment_id, what) "
+
+
+def _first_send(what: str, when: str = "true") -> str:
+    """Count a lead (its enrollment) once per `what`, at its first send: `changes()` says
+    whether the INSERT OR IGNORE added the row, so a later send costs one index probe."""
+    return f"""
+    INSERT OR IGNORE INTO report_firsts (enrollment_id, what)
+    SELECT a.enrollment_id, '{what}' FROM lead_stage_actions a
+    WHERE a.id = NEW.lead_stage_action_id AND {when};
+    {_COUNT} SELECT e.account_id, e.pipeline_id, '{what}', '', {_slot("NEW.sent_at")}, 0, 0, 1
+    FROM enrollments e WHERE changes() = 1 AND e.id = (SELECT a.enrollment_id
+        FROM lead_stage_actions a WHERE a.id = NEW.lead_stage_action_id){_UPSERT};"""
+
+
+# A reply's enrollments: that of the send it answers, else every one of the lead's.
+_REPLY_ENROLLMENTS = (
+    "enrollments e0 WHERE e0.lead_id = NEW.lead_id AND (NEW.delivery_id IS NULL OR e0.id ="
+    " (SELECT a.enrollment_id FROM deliveries d JOIN lead_stage_actions a"
+    " ON a.id = d.lead_stage_action_id WHERE d.id = NEW.delivery_id))"
+)
 
 REPORT_SCHEMA = f"""
 -- What happened per pipeline and 15-minute slot: enrolled, entered / exited / moved per stage,
@@ -335,28 +354,6 @@ CREATE TABLE report_firsts (
     what TEXT NOT NULL,                     -- emailed, contacted, replied, opted_out
     PRIMARY KEY (enrollment_id, what)
 ) WITHOUT ROWID;
--- Enrollments by state now, per pipeline.
-CREATE TABLE report_states (
-    pipeline_id INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    n INTEGER NOT NULL,
-    PRIMARY KEY (pipeline_id, status)
-) WITHOUT ROWID;
-
-CREATE TRIGGER report_state_new AFTER INSERT ON enrollments
-BEGIN
-    INSERT INTO report_states (pipeline_id, status, n) VALUES (NEW.pipeline_id, NEW.status, 1)
-    {_UPSERT};
-END;
-
-CREATE TRIGGER report_state AFTER UPDATE OF status ON enrollments
-WHEN NEW.status IS NOT OLD.status
-BEGIN
-    INSERT INTO report_states (pipeline_id, status, n) VALUES (NEW.pipeline_id, NEW.status, 1)
-    {_UPSERT};
-    UPDATE report_states SET n = n - 1 WHERE pipeline_id = OLD.pipeline_id
-    AND status = OLD.status;
-END;
 
 CREATE TRIGGER report_enrolled AFTER UPDATE OF started_at ON enrollments
 WHEN NEW.started_at IS NOT NULL AND NEW.started_at IS NOT OLD.started_at
@@ -375,20 +372,13 @@ BEGIN
     FROM enrollments e WHERE e.id = NEW.enrollment_id{_UPSERT};
 END;
 
+-- An exit; `pipectl retry` reopening a stage the lead had left takes it back.
 CREATE TRIGGER report_exited AFTER UPDATE OF exited_at ON lead_stages
-WHEN OLD.exited_at IS NULL AND NEW.exited_at IS NOT NULL
+WHEN (OLD.exited_at IS NULL) != (NEW.exited_at IS NULL)
 BEGIN
-    {_COUNT} SELECT e.account_id, e.pipeline_id, 'exited', '', {_slot("NEW.exited_at")},
-        NEW.pipeline_stage_id, 0, 1
-    FROM enrollments e WHERE e.id = NEW.enrollment_id{_UPSERT};
-END;
-
--- `pipectl retry` reopens a stage the lead had left: that exit did not stick.
-CREATE TRIGGER report_reopened AFTER UPDATE OF exited_at ON lead_stages
-WHEN OLD.exited_at IS NOT NULL AND NEW.exited_at IS NULL
-BEGIN
-    {_COUNT} SELECT e.account_id, e.pipeline_id, 'exited', '', {_slot("OLD.exited_at")},
-        NEW.pipeline_stage_id, 0, -1
+    {_COUNT} SELECT e.account_id, e.pipeline_id, 'exited', '',
+        {_slot("coalesce(NEW.exited_at, OLD.exited_at)")}, NEW.pipeline_stage_id, 0,
+        CASE WHEN NEW.exited_at IS NULL THEN -1 ELSE 1 END
     FROM enrollments e WHERE e.id = NEW.enrollment_id{_UPSERT};
 END;
 
@@ -398,16 +388,8 @@ BEGIN
         0, 0, 1
     FROM lead_stage_actions a JOIN enrollments e ON e.id = a.enrollment_id
     WHERE a.id = NEW.lead_stage_action_id{_UPSERT};
-    {_COUNT} SELECT NEW.account_id, e.pipeline_id, w.what, '', {_slot("NEW.sent_at")}, 0, 0, 1
-    FROM lead_stage_actions a JOIN enrollments e ON e.id = a.enrollment_id
-    JOIN (SELECT 'contacted' AS what UNION ALL SELECT 'emailed' WHERE NEW.channel = 'email') w
-    WHERE a.id = NEW.lead_stage_action_id AND NOT EXISTS
-        (SELECT 1 FROM report_firsts f WHERE f.enrollment_id = e.id AND f.what = w.what)
-    {_UPSERT};
-    INSERT OR IGNORE INTO report_firsts (enrollment_id, what)
-    SELECT a.enrollment_id, w.what FROM lead_stage_actions a
-    JOIN (SELECT 'contacted' AS what UNION ALL SELECT 'emailed' WHERE NEW.channel = 'email') w
-    WHERE a.id = NEW.lead_stage_action_id;
+    {_first_send("contacted")}
+    {_first_send("emailed", "NEW.channel = 'email'")}
 END;
 
 -- A send's later status (delivered, bounced, undelivered) counts in the slot it was sent in.
@@ -421,9 +403,10 @@ BEGIN
 END;
 
 -- A send that failed with nothing sent (a bounce is counted as bounced, not here); a retry
--- takes it back.
+-- takes it back. Every other change of an action's status stops at the first test.
 CREATE TRIGGER report_failed AFTER UPDATE OF status ON lead_stage_actions
-WHEN NEW.channel IN ('email', 'sms') AND (NEW.status = 'failed') != (OLD.status = 'failed')
+WHEN (NEW.status = 'failed' OR OLD.status = 'failed') AND NEW.status IS NOT OLD.status
+    AND NEW.channel IN ('email', 'sms')
     AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.lead_stage_action_id = NEW.id)
 BEGIN
     {_COUNT} SELECT NEW.account_id, e.pipeline_id, 'failed', NEW.channel,
@@ -446,25 +429,24 @@ BEGIN
           UNION ALL SELECT e.pipeline_id FROM enrollments e
           WHERE e.lead_id = NEW.lead_id AND NEW.delivery_id IS NULL) p
     WHERE p.pipeline_id IS NOT NULL{_UPSERT};
-    {_COUNT} SELECT NEW.account_id, e.pipeline_id, w.what, '', {_slot("NEW.received_at")},
-        0, 0, 1
-    FROM enrollments e
-    JOIN (SELECT 'replied' AS what WHERE NEW.kind = 'reply'
-          UNION ALL SELECT 'opted_out' WHERE NEW.kind = 'opt_out') w
-    WHERE e.lead_id = NEW.lead_id
-    AND (NEW.delivery_id IS NULL OR e.id = (SELECT a.enrollment_id FROM deliveries d
-         JOIN lead_stage_actions a ON a.id = d.lead_stage_action_id WHERE d.id = NEW.delivery_id))
-    AND NOT EXISTS (SELECT 1 FROM report_firsts f WHERE f.enrollment_id = e.id
-                    AND f.what = w.what){_UPSERT};
+END;
+
+-- The first human reply and the first opt-out of each of those enrollments.
+CREATE TRIGGER report_replied AFTER INSERT ON replies
+WHEN NEW.kind IN ('reply', 'opt_out') AND NEW.lead_id IS NOT NULL
+BEGIN
+    {_COUNT} SELECT e.account_id, e.pipeline_id,
+        CASE NEW.kind WHEN 'reply' THEN 'replied' ELSE 'opted_out' END, '',
+        {_slot("NEW.received_at")}, 0, 0, 1
+    FROM {_REPLY_ENROLLMENTS.replace("e0", "e")} AND NOT EXISTS
+        (SELECT 1 FROM report_firsts f WHERE f.enrollment_id = e.id
+         AND f.what = CASE NEW.kind WHEN 'reply' THEN 'replied' ELSE 'opted_out' END){_UPSERT};
     INSERT OR IGNORE INTO report_firsts (enrollment_id, what)
-    SELECT e.id, w.what FROM enrollments e
-    JOIN (SELECT 'replied' AS what WHERE NEW.kind = 'reply'
-          UNION ALL SELECT 'opted_out' WHERE NEW.kind = 'opt_out') w
-    WHERE e.lead_id = NEW.lead_id
-    AND (NEW.delivery_id IS NULL OR e.id = (SELECT a.enrollment_id FROM deliveries d
-         JOIN lead_stage_actions a ON a.id = d.lead_stage_action_id WHERE d.id = NEW.delivery_id));
+    SELECT e0.id, CASE NEW.kind WHEN 'reply' THEN 'replied' ELSE 'opted_out' END
+    FROM {_REPLY_ENROLLMENTS};
 END;
 """
+
 
 # The same counts from the rows already there (a database from before this migration).
 _ATTRIBUTED_REPLIES = """
@@ -490,8 +472,6 @@ _FIRSTS = f"""
     AND r.enrollment_id IS NOT NULL GROUP BY 1, 2
 """
 REPORT_BACKFILL = f"""
-INSERT INTO report_states (pipeline_id, status, n)
-SELECT pipeline_id, status, count(*) FROM enrollments WHERE true GROUP BY 1, 2{_UPSERT};
 {_COUNT} SELECT account_id, pipeline_id, 'enrolled', '', {_slot("started_at")}, 0, 0, count(*)
 FROM enrollments WHERE started_at IS NOT NULL GROUP BY 1, 2, 5{_UPSERT};
 {_COUNT} SELECT e.account_id, e.pipeline_id, 'entered', '', {_slot("s.entered_at")},
