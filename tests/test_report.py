@@ -317,6 +317,7 @@ def test_report_piped_prints_plain_lines(campaign) -> None:
         out
     )
     assert "  sms: sent 3, delivered 0, bounced 0, undelivered 0, failed 1" in out
+    assert "  inbound: replies 1, auto-replies 0, opt-outs 1, bounces 0, soft bounces 0" in out
     assert "  reply rate: 16.7% (1 of 6 leads emailed replied)" in out
     assert "  win rate: 25.0% (1 won of 4 closed)" in out
     assert "  day 2027-03-04: enrolled 0, sent 0, replies 0, opt-outs 0, bounced 0," in out

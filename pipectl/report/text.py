@@ -60,9 +60,9 @@ def summary_lines(entry: dict[str, Any]) -> list[tuple[str, str]]:
     rp = entry["replies"]
     lines.append(
         (
-            "replies",
-            f"{rp['reply']} replies, {rp['auto_reply']} auto-replies, {rp['opt_out']} opt-outs,"
-            f" {rp['bounce']} bounces, {rp['soft_bounce']} soft bounces",
+            "inbound",
+            f"replies {rp['reply']}, auto-replies {rp['auto_reply']}, opt-outs {rp['opt_out']},"
+            f" bounces {rp['bounce']}, soft bounces {rp['soft_bounce']}",
         )
     )
     lines.append(("outcomes", f"won {entry['won']}, lost {entry['lost']}"))
