@@ -62,8 +62,8 @@ def _pipeline(e: dict[str, Any], by: str) -> str:
         f"{escape(e['pipeline'])})</span></h2>",
         f'<p class="dim">{escape(period_label(e))}</p>',
         '<div class="cards">',
-        _card("leads enrolled", str(e["enrolled"]), f"{e['queued']} queued now"),
-        _card("won / lost", f"{e['won']} / {e['lost']}"),
+        _card("leads enrolled", f"{e['enrolled']:,}", f"{e['queued']:,} queued now"),
+        _card("won / lost", f"{e['won']:,} / {e['lost']:,}"),
     ]
     for label, value in rate_lines(e):
         figure, _, detail = value.partition(" ")
@@ -74,7 +74,7 @@ def _pipeline(e: dict[str, Any], by: str) -> str:
     out.append("<table>")
     out.append(_row(["stage", "entered", "in it now", "left", "went to", "ended"], "th"))
     for s in e["stages"]:
-        went = ", ".join(f"{to} {n}" for to, n in s["left_for"].items()) or "-"
+        went = ", ".join(f"{to} {n:,}" for to, n in s["left_for"].items()) or "-"
         name = s["stage"] + (f" ({s['outcome']})" if s["outcome"] else "")
         out.append(_row([name, s["entered"], s["in_stage_now"], s["left"], went, s["ended"]]))
     out.append("</table>")
@@ -109,7 +109,9 @@ def _card(label: str, figure: str, detail: str = "") -> str:
 
 
 def _row(cells: list[Any], tag: str = "td") -> str:
-    return "<tr>" + "".join(f"<{tag}>{escape(str(c))}</{tag}>" for c in cells) + "</tr>"
+    """A table row; counts with thousands separators."""
+    text = [f"{c:,}" if isinstance(c, int) else str(c) for c in cells]
+    return "<tr>" + "".join(f"<{tag}>{escape(t)}</{tag}>" for t in text) + "</tr>"
 
 
 def _funnel_svg(stages: list[dict[str, Any]]) -> str:
@@ -128,7 +130,7 @@ def _funnel_svg(stages: list[dict[str, Any]]) -> str:
             f'<text x="0" y="{y + 17}">{escape(s["stage"])}</text>'
             f'<rect x="{label_w}" y="{y + 3}" width="{w}" height="{row_h - 8}"'
             f' fill="{FUNNEL_COLOR}" rx="2"/>'
-            f'<text x="{label_w + w + 6}" y="{y + 17}">{s["entered"]}</text>'
+            f'<text x="{label_w + w + 6}" y="{y + 17}">{s["entered"]:,}</text>'
         )
     parts.append("</svg>")
     return "".join(parts)
@@ -138,7 +140,7 @@ def _activity_svg(activity: list[dict[str, Any]]) -> str:
     """Sent and replies per bucket as pairs of columns, with a legend."""
     chart_h, bottom, left = 160, 40, 40
     slot = max(14, min(48, 860 // max(len(activity), 1)))
-    width = left + slot * len(activity) + 10
+    width = left + slot * len(activity) + 40  # room for the last label
     top = max((max(r["sent"], r["replies"]) for r in activity), default=0) or 1
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{chart_h + bottom + 20}"'
@@ -147,7 +149,7 @@ def _activity_svg(activity: list[dict[str, Any]]) -> str:
         f'<text x="{left + 14}" y="13">sent</text>'
         f'<rect x="{left + 60}" y="4" width="10" height="10" fill="{REPLY_COLOR}"/>'
         f'<text x="{left + 74}" y="13">replies</text>',
-        f'<text x="0" y="{20 + 12}">{top}</text><text x="0" y="{20 + chart_h}">0</text>',
+        f'<text x="0" y="{20 + 12}">{top:,}</text><text x="0" y="{20 + chart_h}">0</text>',
         f'<line x1="{left}" y1="{20 + chart_h}" x2="{width}" y2="{20 + chart_h}"'
         ' stroke="#9aa5b1"/>',
     ]

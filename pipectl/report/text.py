@@ -30,12 +30,12 @@ def rate_lines(entry: dict[str, Any]) -> list[tuple[str, str]]:
     bounced = sum(s["bounced"] + s["undelivered"] for s in entry["sends"].values())
     closed = entry["won"] + entry["lost"]
     return [
-        ("reply rate", f"{percent(r['reply_rate'])} ({leads['replied']} of {leads['emailed']}"
-         " leads emailed replied)"),
-        ("bounce rate", f"{percent(r['bounce_rate'])} ({bounced} of {sent} sends)"),
-        ("opt-out rate", f"{percent(r['opt_out_rate'])} ({leads['opted_out']} of"
-         f" {leads['contacted']} leads contacted)"),
-        ("win rate", f"{percent(r['win_rate'])} ({entry['won']} won of {closed} closed)"),
+        ("reply rate", f"{percent(r['reply_rate'])} ({leads['replied']:,} of"
+         f" {leads['emailed']:,} leads emailed replied)"),
+        ("bounce rate", f"{percent(r['bounce_rate'])} ({bounced:,} of {sent:,} sends)"),
+        ("opt-out rate", f"{percent(r['opt_out_rate'])} ({leads['opted_out']:,} of"
+         f" {leads['contacted']:,} leads contacted)"),
+        ("win rate", f"{percent(r['win_rate'])} ({entry['won']:,} won of {closed:,} closed)"),
     ]  # fmt: skip
 
 
