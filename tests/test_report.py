@@ -59,6 +59,15 @@ pipelines:
       - key: only
         actions:
           - email: {subject: "Hi", body: "Hello"}
+  - key: texts
+    account: beta
+    name: Text first
+    stages:
+      - key: only
+        actions:
+          - sms: "Hi"
+          - email: {subject: "Hi", body: "Hello"}
+          - sms: "Bye"
 """
 LEADS = """\
 Email,First Name,Phone
@@ -210,7 +219,7 @@ def test_report_lists_every_pipeline_and_counts_unmatched_replies_apart(campaign
     imported = campaign("leads", "import", "quiet.csv", "--account", "beta", "--pipeline", "quiet")
     assert imported.exit_code == 0, imported.output
     report = report_json(campaign)
-    assert [p["pipeline"] for p in report["pipelines"]] == ["drip", "quiet"]
+    assert [p["pipeline"] for p in report["pipelines"]] == ["drip", "quiet", "texts"]
     quiet = report["pipelines"][1]
     assert (quiet["enrolled"], quiet["queued"]) == (0, 2)  # no tick has admitted them yet
     assert (quiet["activity"], quiet["rates"]["reply_rate"]) == ([], None)
@@ -224,7 +233,8 @@ def test_report_lists_every_pipeline_and_counts_unmatched_replies_apart(campaign
     }
     assert report["pipelines"][0]["replies"]["reply"] == 1  # still only l1's
     assert [p["pipeline"] for p in report_json(campaign, "--account", "beta")["pipelines"]] == [
-        "quiet"
+        "quiet",
+        "texts",
     ]
 
 
@@ -349,6 +359,20 @@ def test_report_bad_input_says_why_and_changes_nothing(
     assert dump(db) == before
 
 
+def test_a_lead_counts_once_as_contacted_and_once_as_emailed_whatever_the_order(
+    campaign, tmp_path: Path
+) -> None:
+    (tmp_path / "texts.csv").write_text("Email,Phone\nt1@x.example,+12125550201\n"
+                                        "t2@x.example,+12125550202\n")  # fmt: skip
+    assert campaign("leads", "import", "texts.csv", "--account", "beta", "--pipeline",
+                    "texts").exit_code == 0  # fmt: skip
+    assert campaign("tick", "--now", "2027-03-10T14:00:00Z").exit_code == 0  # text, email, text
+    (p,) = report_json(campaign, "--pipeline", "texts")["pipelines"]
+    assert (p["sends"]["sms"]["sent"], p["sends"]["email"]["sent"]) == (4, 2)
+    assert p["leads"] == {"emailed": 2, "contacted": 2, "replied": 0, "opted_out": 0}
+    test_counters_kept_by_triggers_equal_a_recount_from_the_rows(campaign, tmp_path / "pipectl.db")
+
+
 def test_counters_kept_by_triggers_equal_a_recount_from_the_rows(campaign, db: Path) -> None:
     """The migration's backfill (for databases from before it) and the triggers (as the tick
     writes) agree: recount everything from the rows and compare."""
@@ -411,7 +435,7 @@ def test_report_html_opens_in_a_browser_with_its_figures_and_charts(
     # Self-contained: no script, nothing fetched; special characters escaped.
     assert "<script" not in source and "<link" not in source and "src=" not in source
     assert "Spring &lt;Drip&gt; &amp; Co" in source
-    assert source.count("<svg") == 3  # drip: funnel and activity; quiet: a funnel, no activity
+    assert source.count("<svg") == 4  # drip: funnel and activity; quiet, texts: a funnel each
 
     dom = _browser(chromium, tmp_path, "--dump-dom", page.as_uri())
     assert dom.returncode == 0, dom.stderr[-2000:]

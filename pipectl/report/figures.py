@@ -10,7 +10,15 @@ from typing import Any
 
 from ..store import Store
 from ..store.funnel_sql import ReportPipeline, ReportStage
-from .period import Bound, Period, bucket_of, buckets_between, local_day_of, resolve
+from .period import (
+    Bound,
+    Period,
+    bucket_of,
+    buckets_between,
+    local_day_of,
+    resolve,
+    slot_of,
+)
 
 CHANNELS = ("email", "sms")
 SEND_FIGURES = ("sent", "delivered", "bounced", "undelivered", "failed")
@@ -56,7 +64,8 @@ def _pipeline(store: Store, p: ReportPipeline, period: Period, by: str) -> dict[
     queued, in_stage = store.report_now(p.account_id, p.id)
     stages = store.report_stages(p.id)
     outcome = {s.id: s.outcome for s in stages}
-    total: Counter[tuple[str, str]] = Counter()
+    failed = store.report_failed_sends(p.account_id, p.id, *period.times())
+    total: Counter[tuple[str, str]] = Counter(("failed", channel) for channel, _ in failed)
     entered: Counter[int] = Counter()
     exited: Counter[int] = Counter()
     moved: dict[int, Counter[int]] = defaultdict(Counter)
@@ -102,7 +111,8 @@ def _pipeline(store: Store, p: ReportPipeline, period: Period, by: str) -> dict[
         "activity": _activity(
             store.report_activity(
                 p.account_id, p.id, *period.slots(), [sid for sid, o in outcome.items() if o]
-            ),
+            )
+            + [(slot_of(at), "failed", 0, 1) for _, at in failed],
             outcome,
             period,
             by,

@@ -59,6 +59,13 @@ class Period:
             _slot_text(self.until) if self.until else None,
         )
 
+    def times(self) -> tuple[str | None, str | None]:
+        """The bounds in the stored time format, for rows read directly."""
+        return (
+            format_time(self.since) if self.since else None,
+            format_time(self.until) if self.until else None,
+        )
+
     def as_json(self) -> dict[str, str | None]:
         return {
             "since": format_time(self.since) if self.since else None,
@@ -80,6 +87,11 @@ def resolve(since: Bound | None, until: Bound | None, timezone: str) -> Period:
             _ceil(until.at) if until.at else _midnight(until.day + timedelta(days=1), zone)  # type: ignore[operator]
         )
     return Period(start, end, timezone)
+
+
+def slot_of(stored: str) -> str:
+    """The 15-minute slot of a stored time, as the counters have it."""
+    return _slot_text(_floor(parse_time(stored)))
 
 
 def bucket_of(slot: str, by: str, timezone: str) -> str:

@@ -49,7 +49,7 @@ class Count:
 
 
 # What the activity per day or week shows; `entered` only for outcome stages (won, lost).
-ACTIVITY_METRICS = ("enrolled", "sent", "failed", "bounced", "undelivered", "reply", "opt_out")
+ACTIVITY_METRICS = ("enrolled", "sent", "bounced", "undelivered", "reply", "opt_out")
 
 
 class FunnelSQL:
@@ -117,7 +117,7 @@ class FunnelSQL:
         outcome_stages: list[int],
     ) -> list[tuple[str, str, int, int]]:
         """(slot, metric, stage id, n) per 15-minute slot, for the activity per day or week:
-        sends, replies, opt-outs, bounces, failures, and entries into `outcome_stages`."""
+        sends, replies, opt-outs, bounces, and entries into `outcome_stages`."""
         wanted = [*ACTIVITY_METRICS, "entered"]
         return self.conn.execute(
             "SELECT slot, metric, stage_id, sum(n) FROM report_counts"
@@ -136,6 +136,22 @@ class FunnelSQL:
                 until,
                 json.dumps(outcome_stages),
             ),
+        ).fetchall()
+
+    def report_failed_sends(
+        self, account_id: int, pipeline_id: int, since: str | None, until: str | None
+    ) -> list[tuple[str, str]]:
+        """(channel, performed_at) of the pipeline's sends that failed with nothing sent, in
+        the period (stored times): through the index of failed actions, few by nature. A
+        bounce (its message went out) is counted as bounced instead."""
+        return self.conn.execute(
+            "SELECT a.channel, a.performed_at FROM lead_stage_actions a"
+            " JOIN enrollments e ON e.id = a.enrollment_id"
+            " WHERE a.account_id = ? AND a.status = 'failed' AND a.channel IN ('email', 'sms')"
+            " AND e.pipeline_id = ? AND a.performed_at IS NOT NULL"
+            " AND (? IS NULL OR a.performed_at >= ?) AND (? IS NULL OR a.performed_at < ?)"
+            " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.lead_stage_action_id = a.id)",
+            (account_id, pipeline_id, since, since, until, until),
         ).fetchall()
 
     def report_now(self, account_id: int, pipeline_id: int) -> tuple[int, dict[int, int]]:

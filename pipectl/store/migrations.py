@@ -315,18 +315,6 @@ _COUNT = (
 _UPSERT = " ON CONFLICT DO UPDATE SET n = n + excluded.n"
 
 
-def _first_send(what: str, when: str = "true") -> str:
-    """Count a lead (its enrollment) once per `what`, at its first send: `changes()` says
-    whether the INSERT OR IGNORE added the row, so a later send costs one index probe."""
-    return f"""
-    INSERT OR IGNORE INTO report_firsts (enrollment_id, what)
-    SELECT a.enrollment_id, '{what}' FROM lead_stage_actions a
-    WHERE a.id = NEW.lead_stage_action_id AND {when};
-    {_COUNT} SELECT e.account_id, e.pipeline_id, '{what}', '', {_slot("NEW.sent_at")}, 0, 0, 1
-    FROM enrollments e WHERE changes() = 1 AND e.id = (SELECT a.enrollment_id
-        FROM lead_stage_actions a WHERE a.id = NEW.lead_stage_action_id){_UPSERT};"""
-
-
 # A reply's enrollments: that of the send it answers, else every one of the lead's.
 _REPLY_ENROLLMENTS = (
     "enrollments e0 WHERE e0.lead_id = NEW.lead_id AND (NEW.delivery_id IS NULL OR e0.id ="
@@ -336,7 +324,7 @@ _REPLY_ENROLLMENTS = (
 
 REPORT_SCHEMA = f"""
 -- What happened per pipeline and 15-minute slot: enrolled, entered / exited / moved per stage,
--- sent / delivered / bounced / undelivered / failed per channel, replies by kind, and the
+-- sent / delivered / bounced / undelivered per channel, replies by kind, and the
 -- first email, send, reply and opt-out of each enrollment (leads, not messages).
 CREATE TABLE report_counts (
     account_id INTEGER NOT NULL,
@@ -382,14 +370,23 @@ BEGIN
     FROM enrollments e WHERE e.id = NEW.enrollment_id{_UPSERT};
 END;
 
+-- A send, and its lead's first send and first email: the INSERT OR IGNORE adds a row per
+-- first (contacted: any channel; emailed), and `changes()` says how many it added (for an
+-- email, 2 means both, 1 means only emailed), so a later send costs one index probe.
 CREATE TRIGGER report_sent AFTER INSERT ON deliveries
 BEGIN
-    {_COUNT} SELECT NEW.account_id, e.pipeline_id, 'sent', NEW.channel, {_slot("NEW.sent_at")},
+    INSERT OR IGNORE INTO report_firsts (enrollment_id, what)
+    SELECT a.enrollment_id, w.what FROM lead_stage_actions a
+    JOIN (SELECT 'contacted' AS what UNION ALL SELECT 'emailed' WHERE NEW.channel = 'email') w
+    WHERE a.id = NEW.lead_stage_action_id;
+    {_COUNT} SELECT NEW.account_id, e.pipeline_id, w.metric, w.detail, {_slot("NEW.sent_at")},
         0, 0, 1
     FROM lead_stage_actions a JOIN enrollments e ON e.id = a.enrollment_id
+    JOIN (SELECT 'sent' AS metric, NEW.channel AS detail
+          UNION ALL SELECT 'contacted', '' WHERE changes() = 2
+              OR (changes() = 1 AND NEW.channel != 'email')
+          UNION ALL SELECT 'emailed', '' WHERE changes() >= 1 AND NEW.channel = 'email') w
     WHERE a.id = NEW.lead_stage_action_id{_UPSERT};
-    {_first_send("contacted")}
-    {_first_send("emailed", "NEW.channel = 'email'")}
 END;
 
 -- A send's later status (delivered, bounced, undelivered) counts in the slot it was sent in.
@@ -400,21 +397,6 @@ BEGIN
         s.status, NEW.channel, {_slot("NEW.sent_at")}, 0, 0, s.n
     FROM (SELECT NEW.status AS status, 1 AS n UNION ALL SELECT OLD.status, -1) s
     WHERE s.status != 'sent'{_UPSERT};
-END;
-
--- A send that failed with nothing sent (a bounce is counted as bounced, not here); a retry
--- takes it back. Every other change of an action's status stops at the first test.
-CREATE TRIGGER report_failed AFTER UPDATE OF status ON lead_stage_actions
-WHEN (NEW.status = 'failed' OR OLD.status = 'failed') AND NEW.status IS NOT OLD.status
-    AND NEW.channel IN ('email', 'sms')
-    AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.lead_stage_action_id = NEW.id)
-BEGIN
-    {_COUNT} SELECT NEW.account_id, e.pipeline_id, 'failed', NEW.channel,
-        CASE NEW.status WHEN 'failed' THEN {_slot("NEW.performed_at")}
-        ELSE {_slot("OLD.performed_at")} END,
-        0, 0, CASE NEW.status WHEN 'failed' THEN 1 ELSE -1 END
-    FROM enrollments e WHERE e.id = NEW.enrollment_id
-    AND coalesce(NEW.performed_at, OLD.performed_at) IS NOT NULL{_UPSERT};
 END;
 
 -- A reply counts for the pipeline of the send it answers; else for every pipeline the lead
@@ -494,12 +476,6 @@ JOIN enrollments e ON e.id = a.enrollment_id
 JOIN (SELECT 'sent' AS metric UNION ALL SELECT 'status') s
 WHERE s.metric = 'sent' OR d.status != 'sent'
 GROUP BY 1, 2, 3, 4, 5{_UPSERT};
-{_COUNT} SELECT a.account_id, e.pipeline_id, 'failed', a.channel, {_slot("a.performed_at")},
-    0, 0, count(*)
-FROM lead_stage_actions a JOIN enrollments e ON e.id = a.enrollment_id
-WHERE a.status = 'failed' AND a.channel IN ('email', 'sms') AND a.performed_at IS NOT NULL
-AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.lead_stage_action_id = a.id)
-GROUP BY 1, 2, 4, 5{_UPSERT};
 {_COUNT} SELECT r.account_id, r.pipeline_id, r.kind, r.channel, {_slot("r.received_at")}, 0, 0,
     count(*)
 FROM ({_ATTRIBUTED_REPLIES}) r WHERE true GROUP BY 1, 2, 3, 4, 5{_UPSERT};
