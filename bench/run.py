@@ -394,7 +394,7 @@ def table(results: dict[str, Any]) -> str:
         )
     r = m["report"]
     add(
-        f"7 report, pipeline of {r['leads']:,} leads (in-process)",
+        f"8 report, pipeline of {r['leads']:,} leads (in-process)",
         f"{r['median_ms']:.0f} ms (best {r['best_ms']:.0f})",
         "< 2 s",
         r["median_ms"] < 2000,

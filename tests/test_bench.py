@@ -58,7 +58,7 @@ def test_quick_bench_writes_every_measurement(tmp_path: Path) -> None:
     (row,) = m["compare"]
     assert row["naive_s"] > 0 and row["find_and_claim_s"] > 0 and row["tick_s"] > 0
 
-    # 7. the report over a pipeline with history read the workload's figures back
+    # 8. the report over a pipeline with history read the workload's figures back
     report = m["report"]
     leads = plan["report_leads"]
     assert report["enrolled"] == report["emailed"] == report["rows"]["leads"] == leads
@@ -67,4 +67,4 @@ def test_quick_bench_writes_every_measurement(tmp_path: Path) -> None:
     assert report["cli_json"]["wall_s"] > 0 and report["cli_html"]["wall_s"] > 0
 
     assert "measurement" in proc.stdout and "naive loop" in proc.stdout
-    assert "7 report" in proc.stdout
+    assert "8 report" in proc.stdout
