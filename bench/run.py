@@ -41,6 +41,7 @@ from workload import (
     pipectl,
     probe,
     release,
+    run_child,
     stamp,
 )
 
@@ -68,6 +69,8 @@ class Plan:
     startup_runs: int = 5  # whole processes per command; the median CPU is reported
     sync_sizes: tuple[int, ...] = (100, 10_000)  # messages in the mailbox (Dovecot, loopback)
     sync_runs: int = 10
+    report_leads: int = 1_000_000  # a pipeline with this many leads and their history
+    report_runs: int = 5
 
 
 QUICK = Plan(
@@ -88,6 +91,8 @@ QUICK = Plan(
     startup_runs=1,
     sync_sizes=(20, 100),
     sync_runs=3,
+    report_leads=2_000,
+    report_runs=2,
 )
 
 
@@ -226,6 +231,46 @@ def noisy_measurement(plan: Plan, workdir: Path, log: Any) -> dict[str, Any]:
         "latency_s": plan.noisy_latency,
         "process": run.figures(),
     }
+
+
+def report_measurement(plan: Plan, workdir: Path, log: Any) -> dict[str, Any]:
+    """`pipectl report` over one pipeline of `report_leads` leads with their history
+    (bench/report_workload.py): in-process, and as the CLI writing JSON and HTML."""
+    log(f"report: building a pipeline of {plan.report_leads:,} leads with history")
+    db = workdir / "report.db"
+    built = run_child(
+        [
+            sys.executable,
+            str(BENCH / "report_workload.py"),
+            str(db),
+            "--leads",
+            str(plan.report_leads),
+        ]
+    )
+    log("  timing the report")
+    timed = run_child(
+        [
+            sys.executable,
+            str(BENCH / "report_workload.py"),
+            str(db),
+            "--time",
+            str(plan.report_runs),
+        ]
+    )
+    cli_json = pipectl(db, "report", "--pipeline", "outreach", "--json")
+    cli_html = pipectl(db, "report", "--pipeline", "outreach", "--html", str(workdir / "r.html"))
+    result = {
+        "leads": plan.report_leads,
+        "rows": json.loads(built.stdout.strip().splitlines()[-1]),
+        "db_mib": round(db.stat().st_size / 2**20, 1),
+        "build": built.figures(),
+        **json.loads(timed.stdout.strip().splitlines()[-1]),
+        "cli_json": cli_json.figures(),
+        "cli_html": cli_html.figures(),
+    }
+    for p in db.parent.glob(f"{db.name}*"):
+        p.unlink()
+    return result
 
 
 def compare(plan: Plan, measurements: dict[str, Any]) -> list[dict[str, Any]]:
@@ -419,6 +464,28 @@ def table(results: dict[str, Any]) -> str:
             None,
             t["process"],
         )
+    r = m["report"]
+    add(
+        f"8 report, pipeline of {r['leads']:,} leads (in-process)",
+        f"{r['median_ms']:.0f} ms (best {r['best_ms']:.0f})",
+        "< 2 s",
+        r["median_ms"] < 2000,
+        r["cli_json"],
+    )
+    add(
+        "  report --json / --html as a CLI process",
+        f"{r['cli_json']['wall_s']:.2f} / {r['cli_html']['wall_s']:.2f} s",
+        "< 2 s",
+        r["cli_json"]["wall_s"] < 2,
+        r["cli_html"],
+    )
+    add(
+        "  backfill of the counters (migration)",
+        f"{r['rows']['backfill_s']:.1f} s",
+        "",
+        None,
+        r["build"],
+    )
     head = (
         f"{'measurement':<44} {'figure':>18} {'target':>14} {'met':>4} {'wall s':>8} {'RSS MiB':>8}"
     )
@@ -445,6 +512,7 @@ def main() -> None:
         measurements.update(leads_measurements(plan, workdir, log))
         measurements["pool"] = pool_measurement(plan, workdir, log)
         measurements["noisy"] = noisy_measurement(plan, workdir, log)
+        measurements["report"] = report_measurement(plan, workdir, log)
         measurements["compare"] = compare(plan, measurements)
         measurements["startup"] = startup_measurement(workdir, plan.startup_runs, log)
         measurements["sync"] = sync_measurements(plan.sync_sizes, plan.sync_runs, workdir, log)

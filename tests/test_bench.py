@@ -37,7 +37,7 @@ def test_quick_bench_writes_every_measurement(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(out.read_text())
     m = results["measurements"]
-    assert set(m) >= {"build", "idle", "due", "pool", "noisy", "naive", "compare"}
+    assert set(m) >= {"build", "idle", "due", "pool", "noisy", "naive", "compare", "report"}
     assert results["machine"]["sqlite"] and results["plan"]["quick"] is True
 
     # 1. import and admission, with wall time and peak RSS of the child process
@@ -85,5 +85,13 @@ def test_quick_bench_writes_every_measurement(tmp_path: Path) -> None:
             (1, 0)
         ] * len(plan["sync_sizes"])
         assert sync["idle_tick"]["with_sync_median_ms"] > 0
+    # 8. the report over a pipeline with history read the workload's figures back
+    report = m["report"]
+    leads = plan["report_leads"]
+    assert report["enrolled"] == report["emailed"] == report["rows"]["leads"] == leads
+    assert report["sent"] == report["rows"]["deliveries"]
+    assert report["replies"] == leads // 10 and report["median_ms"] > 0
+    assert report["cli_json"]["wall_s"] > 0 and report["cli_html"]["wall_s"] > 0
 
     assert "measurement" in proc.stdout and "naive loop" in proc.stdout
+    assert "8 report" in proc.stdout

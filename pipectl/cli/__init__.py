@@ -11,6 +11,7 @@ from . import (  # noqa: F401  (register commands)
     leads_cmds,
     operator_cmds,
     reply_cmds,
+    report_cmd,
     report_cmds,
     show_cmds,
     tick_cmds,

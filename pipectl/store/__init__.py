@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..errors import DiskFull, PipectlError
 from .config_sql import ConfigSQL
+from .funnel_sql import FunnelSQL
 from .health_sql import HealthSQL
 from .inbound_sql import InboundSQL
 from .leads_sql import LeadsSQL
@@ -67,6 +68,7 @@ class Store(
     RepliesSQL,
     OperatorSQL,
     InboundSQL,
+    FunnelSQL,
 ):
     """One SQLite file in WAL mode; writes go through `transaction()` (BEGIN IMMEDIATE)."""
 

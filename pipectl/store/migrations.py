@@ -325,6 +325,207 @@ def m004_import(conn: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m008_report(conn: sqlite3.Connection) -> None:
+    """`pipectl report`: counters kept by triggers as the run-state rows are written, so a
+    report over a million leads reads a few thousand counter rows, never the rows themselves."""
+    run_script(conn, REPORT_SCHEMA)
+    run_script(conn, REPORT_BACKFILL)
+
+
+# A 15-minute UTC slot of a stored time ('2027-03-01T14:15'): fine enough to fold into days
+# of any time zone (offsets are whole quarter hours), coarse enough to stay small.
+def _slot(column: str) -> str:
+    return (
+        f"substr({column}, 1, 14) || "
+        f"printf('%02d', CAST(substr({column}, 15, 2) AS INTEGER) / 15 * 15)"
+    )
+
+
+# The pipeline of a send (its action's enrollment).
+_SEND_PIPELINE = (
+    "(SELECT e.pipeline_id FROM lead_stage_actions a JOIN enrollments e ON e.id = a.enrollment_id"
+    " WHERE a.id = {action})"
+)
+_COUNT = (
+    "INSERT INTO report_counts (account_id, pipeline_id, metric, detail, slot, stage_id,"
+    " from_stage_id, n) "
+)
+_UPSERT = " ON CONFLICT DO UPDATE SET n = n + excluded.n"
+
+
+# A reply's enrollments: that of the send it answers, else every one of the lead's.
+_REPLY_ENROLLMENTS = (
+    "enrollments e0 WHERE e0.lead_id = NEW.lead_id AND (NEW.delivery_id IS NULL OR e0.id ="
+    " (SELECT a.enrollment_id FROM deliveries d JOIN lead_stage_actions a"
+    " ON a.id = d.lead_stage_action_id WHERE d.id = NEW.delivery_id))"
+)
+
+REPORT_SCHEMA = f"""
+-- What happened per pipeline and 15-minute slot: enrolled, entered / exited / moved per stage,
+-- sent / delivered / bounced / undelivered per channel, replies by kind, and the
+-- first email, send, reply and opt-out of each enrollment (leads, not messages).
+CREATE TABLE report_counts (
+    account_id INTEGER NOT NULL,
+    pipeline_id INTEGER NOT NULL,           -- 0: a reply that matched no lead
+    metric TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '',        -- the channel, where the metric has one
+    slot TEXT NOT NULL,                     -- UTC, 15 minutes: 2027-03-01T14:15
+    stage_id INTEGER NOT NULL DEFAULT 0,    -- entered, exited, moved: the stage
+    from_stage_id INTEGER NOT NULL DEFAULT 0,   -- moved: the stage it left
+    n INTEGER NOT NULL,
+    PRIMARY KEY (account_id, pipeline_id, metric, slot, detail, stage_id, from_stage_id)
+) WITHOUT ROWID;
+CREATE TABLE report_firsts (
+    enrollment_id INTEGER NOT NULL,
+    what TEXT NOT NULL,                     -- emailed, contacted, replied, opted_out
+    PRIMARY KEY (enrollment_id, what)
+) WITHOUT ROWID;
+
+CREATE TRIGGER report_enrolled AFTER UPDATE OF started_at ON enrollments
+WHEN NEW.started_at IS NOT NULL AND NEW.started_at IS NOT OLD.started_at
+BEGIN
+    {_COUNT} VALUES (NEW.account_id, NEW.pipeline_id, 'enrolled', '',
+        {_slot("NEW.started_at")}, 0, 0, 1){_UPSERT};
+END;
+
+CREATE TRIGGER report_entered AFTER INSERT ON lead_stages
+BEGIN
+    {_COUNT} SELECT e.account_id, e.pipeline_id, 'entered', '', {_slot("NEW.entered_at")},
+        NEW.pipeline_stage_id,
+        coalesce((SELECT p.pipeline_stage_id FROM lead_stages p
+                  WHERE p.enrollment_id = NEW.enrollment_id AND p.id < NEW.id
+                  AND p.exited_at = NEW.entered_at ORDER BY p.id DESC LIMIT 1), 0), 1
+    FROM enrollments e WHERE e.id = NEW.enrollment_id{_UPSERT};
+END;
+
+-- An exit; `pipectl retry` reopening a stage the lead had left takes it back.
+CREATE TRIGGER report_exited AFTER UPDATE OF exited_at ON lead_stages
+WHEN (OLD.exited_at IS NULL) != (NEW.exited_at IS NULL)
+BEGIN
+    {_COUNT} SELECT e.account_id, e.pipeline_id, 'exited', '',
+        {_slot("coalesce(NEW.exited_at, OLD.exited_at)")}, NEW.pipeline_stage_id, 0,
+        CASE WHEN NEW.exited_at IS NULL THEN -1 ELSE 1 END
+    FROM enrollments e WHERE e.id = NEW.enrollment_id{_UPSERT};
+END;
+
+-- A send, and its lead's first send and first email: the INSERT OR IGNORE adds a row per
+-- first (contacted: any channel; emailed), and `changes()` says how many it added (for an
+-- email, 2 means both, 1 means only emailed), so a later send costs one index probe.
+CREATE TRIGGER report_sent AFTER INSERT ON deliveries
+BEGIN
+    INSERT OR IGNORE INTO report_firsts (enrollment_id, what)
+    SELECT a.enrollment_id, w.what FROM lead_stage_actions a
+    JOIN (SELECT 'contacted' AS what UNION ALL SELECT 'emailed' WHERE NEW.channel = 'email') w
+    WHERE a.id = NEW.lead_stage_action_id;
+    {_COUNT} SELECT NEW.account_id, e.pipeline_id, w.metric, w.detail, {_slot("NEW.sent_at")},
+        0, 0, 1
+    FROM lead_stage_actions a JOIN enrollments e ON e.id = a.enrollment_id
+    JOIN (SELECT 'sent' AS metric, NEW.channel AS detail
+          UNION ALL SELECT 'contacted', '' WHERE changes() = 2
+              OR (changes() = 1 AND NEW.channel != 'email')
+          UNION ALL SELECT 'emailed', '' WHERE changes() >= 1 AND NEW.channel = 'email') w
+    WHERE a.id = NEW.lead_stage_action_id{_UPSERT};
+END;
+
+-- A send's later status (delivered, bounced, undelivered) counts in the slot it was sent in.
+CREATE TRIGGER report_delivery_status AFTER UPDATE OF status ON deliveries
+WHEN NEW.status IS NOT OLD.status
+BEGIN
+    {_COUNT} SELECT NEW.account_id, {_SEND_PIPELINE.format(action="NEW.lead_stage_action_id")},
+        s.status, NEW.channel, {_slot("NEW.sent_at")}, 0, 0, s.n
+    FROM (SELECT NEW.status AS status, 1 AS n UNION ALL SELECT OLD.status, -1) s
+    WHERE s.status != 'sent'{_UPSERT};
+END;
+
+-- A reply counts for the pipeline of the send it answers; else for every pipeline the lead
+-- is in (as `pipectl reply` acts on each); one that matched no lead, under pipeline 0.
+CREATE TRIGGER report_reply AFTER INSERT ON replies
+BEGIN
+    {_COUNT} SELECT NEW.account_id, p.pipeline_id, NEW.kind, NEW.channel,
+        {_slot("NEW.received_at")}, 0, 0, 1
+    FROM (SELECT 0 AS pipeline_id WHERE NEW.lead_id IS NULL
+          UNION ALL SELECT {_SEND_PIPELINE.format(action="d.lead_stage_action_id")}
+          FROM deliveries d WHERE d.id = NEW.delivery_id AND NEW.lead_id IS NOT NULL
+          UNION ALL SELECT e.pipeline_id FROM enrollments e
+          WHERE e.lead_id = NEW.lead_id AND NEW.delivery_id IS NULL) p
+    WHERE p.pipeline_id IS NOT NULL{_UPSERT};
+END;
+
+-- The first human reply and the first opt-out of each of those enrollments.
+CREATE TRIGGER report_replied AFTER INSERT ON replies
+WHEN NEW.kind IN ('reply', 'opt_out') AND NEW.lead_id IS NOT NULL
+BEGIN
+    {_COUNT} SELECT e.account_id, e.pipeline_id,
+        CASE NEW.kind WHEN 'reply' THEN 'replied' ELSE 'opted_out' END, '',
+        {_slot("NEW.received_at")}, 0, 0, 1
+    FROM {_REPLY_ENROLLMENTS.replace("e0", "e")} AND NOT EXISTS
+        (SELECT 1 FROM report_firsts f WHERE f.enrollment_id = e.id
+         AND f.what = CASE NEW.kind WHEN 'reply' THEN 'replied' ELSE 'opted_out' END){_UPSERT};
+    INSERT OR IGNORE INTO report_firsts (enrollment_id, what)
+    SELECT e0.id, CASE NEW.kind WHEN 'reply' THEN 'replied' ELSE 'opted_out' END
+    FROM {_REPLY_ENROLLMENTS};
+END;
+"""
+
+
+# The same counts from the rows already there (a database from before this migration).
+_ATTRIBUTED_REPLIES = """
+    SELECT r.*, coalesce(
+        (SELECT e.pipeline_id FROM deliveries d JOIN lead_stage_actions a
+         ON a.id = d.lead_stage_action_id JOIN enrollments e ON e.id = a.enrollment_id
+         WHERE d.id = r.delivery_id), e.pipeline_id, 0) AS pipeline_id,
+        coalesce((SELECT a.enrollment_id FROM deliveries d JOIN lead_stage_actions a
+         ON a.id = d.lead_stage_action_id WHERE d.id = r.delivery_id), e.id) AS enrollment_id
+    FROM replies r LEFT JOIN enrollments e
+    ON e.lead_id = r.lead_id AND r.delivery_id IS NULL
+"""
+_FIRSTS = f"""
+    SELECT a.enrollment_id, w.what, min(d.sent_at) AS at FROM deliveries d
+    JOIN lead_stage_actions a ON a.id = d.lead_stage_action_id
+    JOIN (SELECT 'contacted' AS what, NULL AS channel UNION ALL SELECT 'emailed', 'email') w
+    ON w.channel IS NULL OR w.channel = d.channel
+    GROUP BY a.enrollment_id, w.what
+    UNION ALL
+    SELECT r.enrollment_id, CASE r.kind WHEN 'reply' THEN 'replied' ELSE 'opted_out' END,
+        min(r.received_at)
+    FROM ({_ATTRIBUTED_REPLIES}) r WHERE r.kind IN ('reply', 'opt_out')
+    AND r.enrollment_id IS NOT NULL GROUP BY 1, 2
+"""
+REPORT_BACKFILL = f"""
+{_COUNT} SELECT account_id, pipeline_id, 'enrolled', '', {_slot("started_at")}, 0, 0, count(*)
+FROM enrollments WHERE started_at IS NOT NULL GROUP BY 1, 2, 5{_UPSERT};
+{_COUNT} SELECT e.account_id, e.pipeline_id, 'entered', '', {_slot("s.entered_at")},
+    s.pipeline_stage_id,
+    coalesce((SELECT p.pipeline_stage_id FROM lead_stages p
+              WHERE p.enrollment_id = s.enrollment_id AND p.id < s.id
+              AND p.exited_at = s.entered_at ORDER BY p.id DESC LIMIT 1), 0) AS from_stage,
+    count(*)
+FROM lead_stages s JOIN enrollments e ON e.id = s.enrollment_id
+WHERE true GROUP BY 1, 2, 5, 6, 7{_UPSERT};
+{_COUNT} SELECT e.account_id, e.pipeline_id, 'exited', '', {_slot("s.exited_at")},
+    s.pipeline_stage_id, 0, count(*)
+FROM lead_stages s JOIN enrollments e ON e.id = s.enrollment_id
+WHERE s.exited_at IS NOT NULL GROUP BY 1, 2, 5, 6{_UPSERT};
+{_COUNT} SELECT d.account_id, e.pipeline_id,
+    CASE s.metric WHEN 'sent' THEN 'sent' ELSE d.status END, d.channel, {_slot("d.sent_at")}, 0, 0,
+    count(*)
+FROM deliveries d JOIN lead_stage_actions a ON a.id = d.lead_stage_action_id
+JOIN enrollments e ON e.id = a.enrollment_id
+JOIN (SELECT 'sent' AS metric UNION ALL SELECT 'status') s
+WHERE s.metric = 'sent' OR d.status != 'sent'
+GROUP BY 1, 2, 3, 4, 5{_UPSERT};
+{_COUNT} SELECT r.account_id, r.pipeline_id, r.kind, r.channel, {_slot("r.received_at")}, 0, 0,
+    count(*)
+FROM ({_ATTRIBUTED_REPLIES}) r WHERE true GROUP BY 1, 2, 3, 4, 5{_UPSERT};
+INSERT OR IGNORE INTO report_firsts (enrollment_id, what)
+SELECT enrollment_id, what FROM ({_FIRSTS}) WHERE true;
+{_COUNT} SELECT e.account_id, e.pipeline_id, f.what, '', {_slot("f.at")}, 0, 0, count(*)
+FROM ({_FIRSTS}) f JOIN enrollments e ON e.id = f.enrollment_id
+WHERE true GROUP BY 1, 2, 3, 5{_UPSERT};
+"""
+
+
 def run_script(conn: sqlite3.Connection, script: str) -> None:
     """Run statements one by one: `executescript` would commit the migration's transaction."""
     statement = ""
