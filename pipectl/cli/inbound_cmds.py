@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from ..inbound import KINDS
 from ..store.inbound_sql import REASONS
@@ -221,6 +220,8 @@ def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]], empty: str) -> 
         for row in (header, *rows):
             typer.echo("\t".join(row))
         return
+    from rich.table import Table  # only when a table is drawn
+
     table = Table(*header)
     for row in rows:
         table.add_row(*row)

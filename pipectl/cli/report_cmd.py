@@ -11,11 +11,7 @@ import typer
 
 from ..durations import format_time, utcnow
 from ..errors import PipectlError
-from ..report.figures import build_report
-from ..report.html import html_page
 from ..report.period import Bound, PeriodError, parse_bound
-from ..report.tabular import csv_text
-from ..report.text import render_plain, render_terminal
 from .app import app, err, is_terminal, open_store, out, print_json
 
 
@@ -77,6 +73,12 @@ def report(
     if start and end and _sorts_after(start, end):
         raise typer.BadParameter(f"--since {since} is after --until {until}", param_hint="--until")
     store = open_store(ctx)
+    # Loaded here, not at import: rich and the renderers cost every other command's start.
+    from ..report.figures import build_report
+    from ..report.html import html_page
+    from ..report.tabular import csv_text
+    from ..report.text import render_plain, render_terminal
+
     result = build_report(
         store,
         account=account,
