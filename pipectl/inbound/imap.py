@@ -18,11 +18,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from .. import defaults
 from ..durations import format_time, parse_time
 from . import Cursor, InboundMessage, SourceError, TextStatus
 from .parse import parse_message
 
-DEFAULT_PORTS = {"ssl": 993, "starttls": 143, "none": 143}
+DEFAULT_PORTS = defaults.IMAP_PORTS
 REREAD_DAYS = 14
 BATCH = 50  # messages per UID FETCH
 BATCH_BYTES = 16 * 1024 * 1024  # and at most this much mail (one larger message goes alone)
@@ -68,11 +69,14 @@ class ImapFetcher:
     def __init__(self, account: str, config: Mapping[str, Any], *, timeout: float = MAX_TIMEOUT):
         self.account = account
         self.host = str(config.get("host") or "")
-        self.security = str(config.get("security") or "ssl")
-        self.port = int(config.get("port") or DEFAULT_PORTS.get(self.security, 993))
+        self.security = str(config.get("security") or defaults.IMAP_SECURITY)
+        self.port = int(
+            config.get("port")
+            or DEFAULT_PORTS.get(self.security, DEFAULT_PORTS[defaults.IMAP_SECURITY])
+        )
         self.username = str(config.get("username") or "")
         self.password = str(config.get("password") or "")
-        folders = config.get("folders") or ["INBOX"]
+        folders = config.get("folders") or list(defaults.IMAP_FOLDERS)
         self.folders = [str(f) for f in ([folders] if isinstance(folders, str) else folders)]
         self.timeout = max(1.0, min(float(timeout), MAX_TIMEOUT))
         self.name = f"imap://{self.username}@{self.host}:{self.port}"
