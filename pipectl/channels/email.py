@@ -112,7 +112,7 @@ class SmtpSender:
             self.timeout = float(cfg.get("timeout") or defaults.SEND_TIMEOUT)
         except (TypeError, ValueError):
             raise ChannelError("channel email: port and timeout must be numbers") from None
-        self.conn: smtplib.SMTP | None = None
+        self.conn: _SMTP | _SMTPSSL | None = None
 
     def send(self, message: Message) -> str | None:
         """Send one message; reconnects once if the server closed a reused connection."""
@@ -180,12 +180,13 @@ class SmtpSender:
         match = _QUEUED_AS.search(conn.last_data_reply or b"")
         return match.group(1).decode("ascii", "replace") if match else None
 
-    def _connect(self) -> smtplib.SMTP:
+    def _connect(self) -> _SMTP | _SMTPSSL:
         if not self.host:
             raise ChannelError("channel email: no SMTP host configured")
         if not str(self.resolved.config.get("from") or "").strip():  # e.g. ${SMTP_FROM} empty
             raise ChannelError("channel email: no from address configured")
         name = _local_hostname()
+        conn: _SMTP | _SMTPSSL
         if self.security == "ssl":
             conn = _SMTPSSL(
                 self.host, self.port, local_hostname=name, timeout=self.timeout, context=self._tls()

@@ -84,7 +84,7 @@ class PipelinesReader:
                 f"{what}: unknown account '{account_key}';"
                 f" accounts: {', '.join(accounts) or 'none'}",
             )
-        lines = {
+        lines: dict[str, int] = {
             name: line_of(fields[name]) for name in ("on_failure", "on_reply") if name in fields
         }
         window = self.windows.send_window(fields.get("send_window"), what)
@@ -128,7 +128,7 @@ class PipelinesReader:
             return None
         what = f"{pipeline.what} stage '{key}'"
         on_failure = None
-        lines = {}
+        lines: dict[str, int] = {}
         if "on_failure" in fields:
             on_failure = nodes.text(fields["on_failure"], f"{what} on_failure")
             lines["on_failure"] = line_of(fields["on_failure"])
