@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -13,6 +15,12 @@ from .durations import DurationError, parse_duration
 from .errors import ConfigError
 
 MAX_COUNT = 1_000_000_000  # a limit or count in the YAML; larger is a typo, not a plan
+KEY_PATTERN = re.compile(r"[A-Za-z0-9_-]+")
+
+
+class Keyed(Protocol):
+    @property
+    def key(self) -> str: ...
 
 
 def compose(path: Path) -> Node | None:
@@ -135,6 +143,31 @@ class NodeReader:
                 inherited.setdefault(key_node.value, set()).add(id(key_node))
         return inherited
 
+    def key(self, fields: dict[str, Node], node: Node, what: str) -> str | None:
+        """The required `key` of an account, pipeline or stage."""
+        if "key" not in fields:
+            if isinstance(node, MappingNode):
+                self.problem(node, f"{what} needs a key (letters, digits, '-' and '_')")
+            return None
+        key = self.text(fields["key"], f"{what} key")
+        if key is not None and not KEY_PATTERN.fullmatch(key):
+            self.problem(
+                fields["key"], f"{what} key {key!r} may use only letters, digits, '-' and '_'"
+            )
+            return None
+        return key
+
+    def unique(self, items: Sequence[Keyed], nodes: Sequence[Node], what: str) -> None:
+        """Reports a second item with the key of an earlier one."""
+        seen: dict[str, int] = {}
+        for item, node in zip(items, nodes, strict=True):
+            if item.key in seen:
+                self.problem(
+                    node, f"duplicate {what} key '{item.key}' (first at line {seen[item.key]})"
+                )
+            else:
+                seen[item.key] = line_of(node)
+
     def sequence(self, node: Node, what: str) -> list[Node]:
         if isinstance(node, SequenceNode):
             return list(node.value)
@@ -163,6 +196,13 @@ class NodeReader:
             self.problem(node, f"{what} must be at most {MAX_COUNT:,}")
             return None
         self.problem(node, f"{what} must be a whole number greater than 0, not {kind(node)}")
+        return None
+
+    def flag(self, node: Node, what: str) -> bool | None:
+        value = self.value(node) if isinstance(node, ScalarNode) else None
+        if isinstance(value, bool):
+            return value
+        self.problem(node, f"{what} must be true or false, not {kind(node)}")
         return None
 
     def duration(self, node: Node, what: str) -> int | None:

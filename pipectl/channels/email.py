@@ -12,12 +12,13 @@ from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
 from functools import lru_cache
 
+from .. import defaults
 from . import ChannelError, Message, PermanentError, TransientError
 from .addresses import ascii_domains
 from .resolve import Resolved, single_line
 
-DEFAULT_FROM = "pipectl@pipectl.local"
-DEFAULT_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
+DEFAULT_FROM = defaults.EMAIL_FROM
+DEFAULT_PORTS = defaults.SMTP_PORTS
 _QUEUED_AS = re.compile(rb"queued as ([^\s;]+)", re.IGNORECASE)
 # A reused connection the server has closed: worth one reconnect.
 _STALE = (
@@ -103,15 +104,15 @@ class SmtpSender:
         self.resolved = resolved
         cfg = resolved.config
         self.host = str(cfg.get("host") or "")
-        self.security = str(cfg.get("security") or "starttls").lower()
+        self.security = str(cfg.get("security") or defaults.SMTP_SECURITY).lower()
         if self.security not in DEFAULT_PORTS:
             raise ChannelError(f"channel email: unknown security {self.security!r}")
         try:
             self.port = int(cfg.get("port") or DEFAULT_PORTS[self.security])
-            self.timeout = float(cfg.get("timeout") or 30)
+            self.timeout = float(cfg.get("timeout") or defaults.SEND_TIMEOUT)
         except (TypeError, ValueError):
             raise ChannelError("channel email: port and timeout must be numbers") from None
-        self.conn: smtplib.SMTP | None = None
+        self.conn: _SMTP | _SMTPSSL | None = None
 
     def send(self, message: Message) -> str | None:
         """Send one message; reconnects once if the server closed a reused connection."""
@@ -179,12 +180,13 @@ class SmtpSender:
         match = _QUEUED_AS.search(conn.last_data_reply or b"")
         return match.group(1).decode("ascii", "replace") if match else None
 
-    def _connect(self) -> smtplib.SMTP:
+    def _connect(self) -> _SMTP | _SMTPSSL:
         if not self.host:
             raise ChannelError("channel email: no SMTP host configured")
         if not str(self.resolved.config.get("from") or "").strip():  # e.g. ${SMTP_FROM} empty
             raise ChannelError("channel email: no from address configured")
         name = _local_hostname()
+        conn: _SMTP | _SMTPSSL
         if self.security == "ssl":
             conn = _SMTPSSL(
                 self.host, self.port, local_hostname=name, timeout=self.timeout, context=self._tls()

@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote
 
+from .. import defaults
 from . import ChannelError
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-SECRET_KEYS = frozenset({"password", "auth_token", "api_key", "token", "secret"})
-SECRET_SUFFIXES = ("password", "token", "secret", "_key")
+SECRET_KEYS = frozenset(defaults.SECRET_KEYS)
+SECRET_SUFFIXES = defaults.SECRET_SUFFIXES
 MIN_PART = 4  # shorter parts (a port, a flag) would mangle messages when scrubbed
 
 

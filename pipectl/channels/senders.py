@@ -10,10 +10,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from .. import defaults
 from . import ChannelError, Message, PermanentError, TransientError
 from .resolve import Resolved, resolve_config
 
-TRANSPORTS = {"email": ("outbox", "smtp"), "sms": ("outbox", "twilio", "webhook")}
+TRANSPORTS = defaults.TRANSPORTS
 
 
 class Sender(Protocol):
@@ -85,7 +86,7 @@ class SenderPool:
         return entry
 
     def _new_sender(self, channel: str, resolved: Resolved) -> Sender:
-        transport = str(resolved.config.get("transport") or "outbox").lower()
+        transport = str(resolved.config.get("transport") or defaults.TRANSPORT).lower()
         if transport not in TRANSPORTS.get(channel, ()):
             raise ChannelError(f"channel {channel}: unknown transport {transport!r}")
         # Each transport loads with its first message (httpx alone costs more than an idle tick).

@@ -11,6 +11,7 @@ from urllib.parse import quote
 
 import httpx
 
+from .. import defaults
 from . import ChannelError, Message, PermanentError, TransientError
 from .resolve import Resolved, single_line
 
@@ -35,8 +36,10 @@ class HttpSmsSender:
         self.transport = transport
         cfg = resolved.config
         try:
-            read = float(cfg.get("timeout") or 30)
-            self.timeout = httpx.Timeout(read, connect=float(cfg.get("connect_timeout") or 10))
+            read = float(cfg.get("timeout") or defaults.SEND_TIMEOUT)
+            self.timeout = httpx.Timeout(
+                read, connect=float(cfg.get("connect_timeout") or defaults.CONNECT_TIMEOUT)
+            )
         except (TypeError, ValueError):
             raise ChannelError("channel sms: timeout must be a number of seconds") from None
         self.client: httpx.Client | None = None

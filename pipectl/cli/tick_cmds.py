@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from .. import defaults
 from ..durations import parse_user_time
 from ..errors import DurationError, LockHeld
 from ..lock import TickLock
@@ -38,10 +39,10 @@ def tick(
     now: Annotated[
         str | None, typer.Option(help="Run as if at this UTC time, e.g. 2027-03-01T14:00:00Z.")
     ] = None,
-    workers: Annotated[int, typer.Option(min=1, max=256, help="Send threads.")] = 16,
+    workers: Annotated[int, typer.Option(min=1, max=256, help="Send threads.")] = defaults.WORKERS,
     max_seconds: Annotated[
         float, typer.Option(min=0, help="Stop claiming new work after this many seconds.")
-    ] = 50,
+    ] = defaults.MAX_SECONDS,
     dry_run: Annotated[bool, typer.Option(help="Show what would be done; change nothing.")] = False,
     quiet: Annotated[
         bool, typer.Option("-q", "--quiet", help="Print nothing unless something failed.")
@@ -49,7 +50,7 @@ def tick(
     json_out: Annotated[bool, typer.Option("--json", help="The summary as JSON.")] = False,
     sync_seconds: Annotated[
         float, typer.Option(min=0, help="Time for reading inboxes and SMS replies first.")
-    ] = 15,
+    ] = defaults.SYNC_SECONDS,
     no_sync: Annotated[
         bool, typer.Option("--no-sync", help="Skip reading inboxes and SMS replies.")
     ] = False,
@@ -119,8 +120,10 @@ def _print_summary(summary, quiet: bool) -> None:  # noqa: ANN001  (TickSummary 
 @app.command()
 def run(
     ctx: typer.Context,
-    interval: Annotated[float, typer.Option(min=1, max=86400, help="Seconds between ticks.")] = 60,
-    workers: Annotated[int, typer.Option(min=1, max=256, help="Send threads.")] = 16,
+    interval: Annotated[
+        float, typer.Option(min=1, max=86400, help="Seconds between ticks.")
+    ] = defaults.RUN_INTERVAL,
+    workers: Annotated[int, typer.Option(min=1, max=256, help="Send threads.")] = defaults.WORKERS,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only failures.")] = False,
 ) -> None:
     """Tick in a loop, for a systemd service; stops cleanly on SIGTERM.

@@ -18,11 +18,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from .. import defaults
 from ..durations import format_time, parse_time
 from . import Cursor, InboundMessage, SourceError, TextStatus
 from .parse import parse_message
 
-DEFAULT_PORTS = {"ssl": 993, "starttls": 143, "none": 143}
+DEFAULT_PORTS = defaults.IMAP_PORTS
 REREAD_DAYS = 14
 BATCH = 50  # messages per UID FETCH
 BATCH_BYTES = 16 * 1024 * 1024  # and at most this much mail (one larger message goes alone)
@@ -68,11 +69,14 @@ class ImapFetcher:
     def __init__(self, account: str, config: Mapping[str, Any], *, timeout: float = MAX_TIMEOUT):
         self.account = account
         self.host = str(config.get("host") or "")
-        self.security = str(config.get("security") or "ssl")
-        self.port = int(config.get("port") or DEFAULT_PORTS.get(self.security, 993))
+        self.security = str(config.get("security") or defaults.IMAP_SECURITY)
+        self.port = int(
+            config.get("port")
+            or DEFAULT_PORTS.get(self.security, DEFAULT_PORTS[defaults.IMAP_SECURITY])
+        )
         self.username = str(config.get("username") or "")
         self.password = str(config.get("password") or "")
-        folders = config.get("folders") or ["INBOX"]
+        folders = config.get("folders") or list(defaults.IMAP_FOLDERS)
         self.folders = [str(f) for f in ([folders] if isinstance(folders, str) else folders)]
         self.timeout = max(1.0, min(float(timeout), MAX_TIMEOUT))
         self.name = f"imap://{self.username}@{self.host}:{self.port}"
@@ -154,17 +158,17 @@ class ImapFetcher:
         """EXAMINE the folder; the UIDs to read, ascending, with one UID SEARCH."""
         quoted = _quote(folder)
         try:
-            typ, data = imap.list('""', quoted)
-            flags = b" ".join(d for d in data if isinstance(d, bytes)).decode(errors="replace")
+            typ, listed = imap.list('""', quoted)
+            flags = b" ".join(d for d in listed if isinstance(d, bytes)).decode(errors="replace")
             outgoing = [f for f in OUTGOING_FLAGS if f in flags.lower()]
             if typ == "OK" and outgoing:
                 raise _FolderProblem(
                     f"folder {folder!r} holds the team's own mail ({outgoing[0][1:]}); read only"
                     " the folders where replies arrive (channels.email.inbox.folders)"
                 )
-            typ, data = imap.select(quoted, readonly=True)  # EXAMINE
+            typ, opened = imap.select(quoted, readonly=True)  # EXAMINE
             if typ != "OK":
-                raise _FolderProblem(f"cannot open folder {folder!r}: {_text(data)}")
+                raise _FolderProblem(f"cannot open folder {folder!r}: {_text(opened)}")
             uidvalidity = int(_text(imap.response("UIDVALIDITY")[1]) or 0)
             if cursor and cursor.uidvalidity == uidvalidity and cursor.last_uid is not None:
                 last = cursor.last_uid
@@ -194,9 +198,9 @@ class ImapFetcher:
                 raise self._error(f"folder {folder!r}: fetch failed: {_describe(e)}") from None
             for item in data if typ == "OK" else []:
                 head = item[0] if isinstance(item, tuple) else item
-                uid, size = _UID.search(head or b""), _SIZE.search(head or b"")
-                if uid and size:
-                    sizes[int(uid.group(1))] = int(size.group(1))
+                uid_match, size_match = _UID.search(head or b""), _SIZE.search(head or b"")
+                if uid_match and size_match:
+                    sizes[int(uid_match.group(1))] = int(size_match.group(1))
         batch: list[int] = []
         total = 0
         for uid in uids:
@@ -248,7 +252,8 @@ def _quote(folder: str) -> str:
 
 def _utf7(name: str) -> str:
     """`Entwürfe` -> `Entw&APw-rfe`: non-ASCII runs as base64 of UTF-16, `&` as `&-`."""
-    out, run = [], []
+    out: list[str] = []
+    run: list[str] = []
 
     def flush() -> None:
         if run:

@@ -13,8 +13,9 @@ from email import policy
 from email.header import decode_header
 from email.message import Message
 from email.parser import HeaderParser
-from email.utils import getaddresses, parsedate_to_datetime
+from email.utils import collapse_rfc2231_value, getaddresses, parsedate_to_datetime
 from html.parser import HTMLParser
+from typing import Any
 
 from mailparser_reply import EmailReplyParser
 
@@ -76,7 +77,7 @@ def _parse(raw: bytes, fallback_id: str, internal_date: str | None) -> InboundMe
     recipients = tuple(
         a for name in ("To", "Cc", "Delivered-To", "X-Original-To") for a in _addresses(msg, name)
     )
-    fields = {
+    fields: dict[str, Any] = {
         "channel": "email",
         "source": "imap",
         "external_id": message_id or fallback_id,
@@ -182,7 +183,8 @@ def delivery_report(msg: Message) -> dict | None:
     """A DSN (RFC 3464) as kind/status/recipient/original Message-ID; None if not a DSN."""
     if msg.get_content_type() != "multipart/report":
         return None
-    if msg.get_param("report-type", "", header="content-type").lower() not in (
+    report_type = collapse_rfc2231_value(msg.get_param("report-type", "", header="content-type"))
+    if report_type.lower() not in (
         "delivery-status",
         "global-delivery-status",
     ):
@@ -221,7 +223,7 @@ def delivery_report(msg: Message) -> dict | None:
 def _dsn_blocks(part: Message) -> list[dict[str, str]]:
     """The field blocks of a message/delivery-status part (lower-case names): the
     per-message one first, then one per recipient."""
-    payload = part.get_payload()
+    payload: Any = part.get_payload()  # Messages, or text when the email package left it whole
     if isinstance(payload, list):  # the email package splits the part into header blocks
         blocks = [{k.lower(): str(v) for k, v in block.items()} for block in payload]
     else:
@@ -334,13 +336,13 @@ class _HtmlText(HTMLParser):
     BLOCKS = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "table", "hr"}
     QUOTE_MARKERS = ("gmail_quote", "divrplyfwdmsg", "appendonsend", "moz-cite-prefix")
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
         self.skip = 0  # depth inside an element whose text is left out
         self.stopped = False
 
-    def handle_starttag(self, tag, attrs):
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         marks = " ".join(str(v) for k, v in attrs if k in ("class", "id")).lower()
         if any(m in marks for m in self.QUOTE_MARKERS):
             self.stopped = True  # everything after the quote marker is history
@@ -349,13 +351,13 @@ class _HtmlText(HTMLParser):
         if tag in self.BLOCKS:
             self.parts.append("\n")
 
-    def handle_endtag(self, tag):
+    def handle_endtag(self, tag: str) -> None:
         if tag in ("script", "style", "blockquote", "head") and self.skip:
             self.skip -= 1
         if tag in self.BLOCKS:
             self.parts.append("\n")
 
-    def handle_data(self, data):
+    def handle_data(self, data: str) -> None:
         if not self.skip and not self.stopped:
             self.parts.append(data)
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from email.utils import parseaddr
 from typing import TYPE_CHECKING, Any
 
+from .. import defaults
 from ..channels import TransientError
 from ..channels.resolve import Resolved, resolve_config
 from . import KINDS, Fetcher, InboundMessage, SourceError, SyncCounts
@@ -136,7 +137,7 @@ def _configs(channels: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     if isinstance(email.get("inbox"), Mapping):
         found.append(("imap", dict(email["inbox"])))
     sms = channels.get("sms") or {}
-    inbound = sms.get("inbound", True)
+    inbound = sms.get("inbound", defaults.SMS_INBOUND)
     if sms.get("transport") == "twilio" and str(inbound).strip().lower() not in _OFF:
         found.append(("twilio", dict(sms)))
     return found

@@ -1,0 +1,53 @@
+"""Every default the product applies, in one place: read by config and code alike.
+
+Plain values only, no imports from the rest of pipectl, so the tick can read them without
+loading the YAML reader.
+"""
+
+from __future__ import annotations
+
+# -- accounts and limits ------------------------------------------------------------------------
+
+TIMEZONE = "UTC"  # an account's send windows, when it names none
+CONCURRENCY = 8  # an account's actions in flight at once (also the column's DEFAULT in m001)
+ACTIVE_LEADS: int | None = None  # no limit: every enrolled lead is active
+
+# -- actions ------------------------------------------------------------------------------------
+
+ON_FAILURE = "stop"  # a failed action's stage and pipeline say nothing else
+RETRY_ATTEMPTS = 5
+RETRY_BACKOFF = 60  # seconds before the first retry; doubled each time, with jitter
+RETRY_MAX_BACKOFF = 3600
+RETRY = {"attempts": RETRY_ATTEMPTS, "backoff": RETRY_BACKOFF, "max_backoff": RETRY_MAX_BACKOFF}
+SEND_WINDOW_START, SEND_WINDOW_END = "00:00", "24:00"  # a window that names no hours
+
+# -- channels -----------------------------------------------------------------------------------
+
+TRANSPORT = "outbox"  # files on disk: nothing configured never reaches a real person
+TRANSPORTS = {"email": ("smtp", "outbox"), "sms": ("twilio", "webhook", "outbox")}
+SECURITY = ("starttls", "ssl", "none")
+SMTP_SECURITY = "starttls"
+SMTP_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
+SEND_TIMEOUT = 30.0  # seconds: SMTP and HTTP reads
+CONNECT_TIMEOUT = 10.0  # seconds: an HTTP provider's connect
+EMAIL_FROM = "pipectl@pipectl.local"  # the outbox's sender when none is configured
+
+# Secrets: settings whose value must be a ${VAR} in the YAML and is hidden from every message.
+# Channels today have two (`password` of email and inbox, `auth_token` of Twilio); the rest are
+# the usual names of other providers' and hooks' secrets, and names ending like them.
+SECRET_KEYS = ("password", "auth_token", "api_key", "token", "secret")
+SECRET_SUFFIXES = ("password", "token", "secret", "_key")
+
+# -- inbound ------------------------------------------------------------------------------------
+
+IMAP_SECURITY = "ssl"
+IMAP_PORTS = {"ssl": 993, "starttls": 143, "none": 143}
+IMAP_FOLDERS = ("INBOX",)
+SMS_INBOUND = True  # twilio: poll for inbound texts and delivery reports unless told not to
+
+# -- the tick -----------------------------------------------------------------------------------
+
+WORKERS = 16  # send threads
+MAX_SECONDS = 50  # a tick keeps claiming while work is due, up to this long
+SYNC_SECONDS = 15  # the inbound sync a tick runs first
+RUN_INTERVAL = 60  # `pipectl run`: seconds between ticks
