@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-fast lint schema-doc bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -15,12 +15,18 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	./examples/demo.sh
 
+# Everything, slow tests included: what CI runs.
 test: $(STAMP)
 	$(BIN)/pytest
+
+# The tests not marked slow (crashes, busy locks, real processes, IMAP, benchmarks): while you work.
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipectl tests bench
 	$(BIN)/ruff format --check pipectl tests bench
+	$(BIN)/mypy pipectl
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
