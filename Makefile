@@ -24,9 +24,13 @@ test-fast: $(STAMP)
 	$(BIN)/pytest -m "not slow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check pipectl tests bench
-	$(BIN)/ruff format --check pipectl tests bench
+	$(BIN)/ruff check pipectl tests bench tools
+	$(BIN)/ruff format --check pipectl tests bench tools
 	$(BIN)/mypy pipectl
+
+# docs/SCHEMA.md from a freshly migrated database: run it after adding a migration.
+schema-doc: $(STAMP)
+	$(BIN)/python tools/schema_doc.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
