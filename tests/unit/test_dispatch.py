@@ -34,9 +34,12 @@ def test_choose_starts_no_more_than_free_workers_and_each_accounts_concurrency()
 
 def test_the_account_served_longest_ago_goes_first():
     dispatch = Dispatch(workers=1)
-    a, b = send(1, account=1), send(2, account=2)
-    dispatch.update([a, b], started=[a], dropped=[])  # account 1 was served this turn
-    dispatch.finished(a)
+    first, second, other = send(1, account=1), send(2, account=1), send(3, account=2)
+    dispatch.update([first, second, other], started=[first], dropped=[])  # account 1 served
+    dispatch.finished(first)
+    assert [r["id"] for r in dispatch.choose([])] == [3]
+    dispatch.update([], started=[other], dropped=[])  # now account 2 was served last
+    dispatch.finished(other)
     assert [r["id"] for r in dispatch.choose([])] == [2]
 
 
