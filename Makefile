@@ -26,7 +26,7 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check pipectl tests bench tools
 	$(BIN)/ruff format --check pipectl tests bench tools
-	$(BIN)/mypy pipectl
+	$(BIN)/mypy pipectl tools tests/unit tests/test_docs.py
 
 # docs/SCHEMA.md from a freshly migrated database: run it after adding a migration.
 schema-doc: $(STAMP)
