@@ -19,9 +19,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest
 
-# The tests not marked slow (crashes, busy locks, real processes, IMAP, benchmarks): while you work.
+# The tests not marked slow (crashes, busy locks, real processes, IMAP, fuzzing, benchmarks), on
+# two cores: while you work.
 test-fast: $(STAMP)
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -m "not slow" -n 2
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipectl tests bench tools
