@@ -4,7 +4,6 @@ while any other undefined name is an error, caught by `validate` before a lead i
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
 
@@ -82,25 +81,28 @@ def check_template(source: str) -> list[tuple[int, str]]:
         )
         if node.name not in known:
             problems.append((node.lineno, f"template uses an unknown {kind} '{node.name}'"))
-    for loader in ast.find_all((nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)):
-        problems.append((loader.lineno, "templates cannot load other templates"))
+    for node in ast.find_all((nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)):
+        problems.append((node.lineno, "templates cannot load other templates"))
     if problems:
         return sorted(problems)
     try:
         undeclared = meta.find_undeclared_variables(ast) - {"lead"}
     except TemplateError as e:
         return [(getattr(e, "lineno", None) or 1, f"template error: {e.message}")]
-    holders = {n.node.name for n in ast.find_all(nodes.Getattr) if isinstance(n.node, nodes.Name)}
-    holders |= {n.node.name for n in ast.find_all(nodes.Getitem) if isinstance(n.node, nodes.Name)}
+    holders = {
+        n.node.name
+        for n in ast.find_all((nodes.Getattr, nodes.Getitem))
+        if isinstance(n.node, nodes.Name)
+    }
     reported: set[str] = set()
-    for used in ast.find_all(nodes.Name):
-        if used.name in undeclared and used.name not in reported:
-            reported.add(used.name)
-            problems.append((used.lineno, _unknown_name(used.name, used.name in holders)))
-    for field_node, name in _lead_fields_used(ast):
+    for node in ast.find_all(nodes.Name):
+        if node.name in undeclared and node.name not in reported:
+            reported.add(node.name)
+            problems.append((node.lineno, _unknown_name(node.name, node.name in holders)))
+    for node, name in _lead_fields_used(ast):
         problem = _impossible_field(name)
         if problem:
-            problems.append((field_node.lineno, problem))
+            problems.append((node.lineno, problem))
     return sorted(problems)
 
 
@@ -115,16 +117,16 @@ def _unknown_name(name: str, has_fields: bool) -> str:
     return f"template uses '{name}', which is not defined (templates see lead and its fields){hint}"
 
 
-def _lead_fields_used(ast: nodes.Template) -> Iterator[tuple[nodes.Node, str]]:
+def _lead_fields_used(ast: nodes.Template):
     """Each `lead.x` and `lead['x']` in the template, with its field name."""
-    for attr in ast.find_all(nodes.Getattr):
-        if isinstance(attr.node, nodes.Name) and attr.node.name == "lead":
-            yield attr, attr.attr
-    for item in ast.find_all(nodes.Getitem):
-        target, arg = item.node, item.arg
-        is_lead = isinstance(target, nodes.Name) and target.name == "lead"
-        if is_lead and isinstance(arg, nodes.Const) and isinstance(arg.value, str):
-            yield item, arg.value
+    for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
+        target = node.node
+        if not (isinstance(target, nodes.Name) and target.name == "lead"):
+            continue
+        if isinstance(node, nodes.Getattr):
+            yield node, node.attr
+        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            yield node, node.arg.value
 
 
 def _impossible_field(name: str) -> str | None:
