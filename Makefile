@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-fast lint schema-doc bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -15,12 +15,23 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	./examples/demo.sh
 
+# Everything, slow tests included: what CI runs.
 test: $(STAMP)
 	$(BIN)/pytest
 
+# The tests not marked slow (crashes, busy locks, real processes, IMAP, fuzzing, benchmarks), on
+# two cores: while you work.
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "not slow" -n 2
+
 lint: $(STAMP)
-	$(BIN)/ruff check pipectl tests bench
-	$(BIN)/ruff format --check pipectl tests bench
+	$(BIN)/ruff check pipectl tests bench tools
+	$(BIN)/ruff format --check pipectl tests bench tools
+	$(BIN)/mypy pipectl tools tests/unit tests/test_docs.py
+
+# docs/SCHEMA.md from a freshly migrated database: run it after adding a migration.
+schema-doc: $(STAMP)
+	$(BIN)/python tools/schema_doc.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

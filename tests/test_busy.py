@@ -30,6 +30,8 @@ from .scenario import (
     write_yaml,
 )
 
+pytestmark = pytest.mark.slow  # waits out busy timeouts on a locked database
+
 HOLD_WRITE = """\
 import sqlite3, sys, time
 conn = sqlite3.connect(sys.argv[1], isolation_level=None)

@@ -322,6 +322,7 @@ class SlowRefusal(SmtpRecorder):
         return "250 OK"
 
 
+@pytest.mark.slow  # kills a real tick process
 def test_a_tick_killed_during_a_probe_loses_nothing(cli, db, tmp_path):
     recorder = SlowRefusal()
     recorder.mail_reply = "553 5.7.1 Sender address rejected"

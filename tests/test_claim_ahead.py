@@ -17,6 +17,8 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
+
 from .conftest import rows
 from .scenario import (
     ONE_EMAIL,
@@ -29,6 +31,8 @@ from .scenario import (
     spawn,
     wait_for,
 )
+
+pytestmark = pytest.mark.slow  # real ticks against slow servers, timing-sensitive
 
 
 class CountingSmtp(SlowSmtp):

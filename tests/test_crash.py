@@ -26,6 +26,8 @@ from .scenario import (
     write_csv,
 )
 
+pytestmark = pytest.mark.slow  # kills real processes mid-work
+
 PIPELINE = """\
   - key: drip
     account: acme

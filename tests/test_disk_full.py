@@ -13,6 +13,8 @@ import pytest
 from .conftest import dump, rows
 from .scenario import ONE_EMAIL, T0, outbox, pipectl, write_csv, write_yaml
 
+pytestmark = pytest.mark.slow  # fills a real (small) filesystem
+
 DISK_KB = 16384  # room for a tick's WAL once the filler is gone, however the tick batches
 
 

@@ -21,6 +21,8 @@ from pipectl.leads import InvalidRow, LeadRecord, open_leads
 from .conftest import dump
 from .scenario import T0, write_csv, write_yaml
 
+pytestmark = pytest.mark.slow  # hypothesis generates hundreds of files per test
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = (ROOT / "pipelines.example.yaml").read_text(encoding="utf-8")
 FAST = settings(

@@ -15,6 +15,8 @@ from pipectl.inbound.imap import ImapFetcher
 from tests import mail_samples as samples
 from tests.imap_server import Mailbox
 
+pytestmark = pytest.mark.slow  # starts a real Dovecot IMAP server
+
 NOW = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

@@ -12,6 +12,8 @@ from pipectl.store.leads_sql import IMPORT_BATCH
 from .conftest import dump, rows
 from .test_import import YAML, imported, write
 
+pytestmark = pytest.mark.slow  # imports large generated files
+
 SIZE = 2 * IMPORT_BATCH + 1_500  # three batches
 
 

@@ -18,6 +18,8 @@ from tests.imap_server import Mailbox
 from tests.scenario import pipectl, spawn, wait_for
 from tests.twilio_server import ACCOUNT_SID, AUTH_TOKEN, NUMBER, twilio_server
 
+pytestmark = pytest.mark.slow  # starts a real Dovecot IMAP server and kills syncs
+
 START = datetime.now(UTC).replace(microsecond=0)
 OURS = "ann@acme.test"
 BOB, CAROL, DAVE = "bob@buyer.example", "carol@buyer.example", "dave@buyer.example"

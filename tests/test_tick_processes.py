@@ -9,6 +9,8 @@ import sys
 import time
 from collections import Counter
 
+import pytest
+
 from .conftest import rows
 from .scenario import (
     ONE_EMAIL,
@@ -21,6 +23,8 @@ from .scenario import (
     statuses,
     wait_for,
 )
+
+pytestmark = pytest.mark.slow  # real tick processes, signals and kill -9
 
 
 def test_second_tick_exits_75_at_once_and_names_the_holder(db, cli, tmp_path):

@@ -48,9 +48,9 @@ def _flag_type(self: TyperOption, ctx: Any) -> str | None:
     return None if self.is_flag else _option_type(self, ctx)
 
 
-_option_type = getattr(TyperOption, "display_type_rich", None)
+_option_type: Any = getattr(TyperOption, "display_type_rich", None)
 if _option_type is not None:  # typer 0.29 and later; earlier versions print no <bool>
-    TyperOption.display_type_rich = _flag_type  # type: ignore[method-assign]
+    TyperOption.display_type_rich = _flag_type  # type: ignore[attr-defined, method-assign, unused-ignore]
 
 
 class Group(TyperGroup):
@@ -76,7 +76,7 @@ class Group(TyperGroup):
         except OSError as e:
             if not is_no_space(e):
                 raise
-            err.print(f"error: {DiskFull(e.filename, e.strerror)}", markup=False)
+            err.print(f"error: {DiskFull(e.filename, e.strerror or '')}", markup=False)
             raise typer.Exit(1) from None
 
 

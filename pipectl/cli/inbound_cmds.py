@@ -95,7 +95,16 @@ def list_replies(
     if as_json:
         print_json(replies)
         return
-    header = ("id", "received_at", "account", "lead", "channel", "kind", "from", "source")
+    header: tuple[str, ...] = (
+        "id",
+        "received_at",
+        "account",
+        "lead",
+        "channel",
+        "kind",
+        "from",
+        "source",
+    )
     header += ("text", "effect")
     rows = [
         (

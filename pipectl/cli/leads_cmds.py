@@ -7,7 +7,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
@@ -188,10 +188,11 @@ def _with_progress(leads_file: LeadsFile) -> Iterable[LeadRecord | InvalidRow]:
 
 
 def _progress(leads_file: LeadsFile) -> Iterator[LeadRecord | InvalidRow]:
+    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (TextColumn("importing {task.description}"), BarColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=err, transient=True) as progress:
+    with Progress(*columns, console=cast(Console, err), transient=True) as progress:
         task = progress.add_task(leads_file.name, total=leads_file.size)
         for n, item in enumerate(leads_file):
             if n % 2000 == 0:

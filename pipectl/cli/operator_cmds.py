@@ -53,7 +53,16 @@ def list_actions(
     if as_json:
         print_json(actions)
         return
-    header = ("id", "account", "lead", "pipeline/stage", "#", "type", "status", "perform_at")
+    header: tuple[str, ...] = (
+        "id",
+        "account",
+        "lead",
+        "pipeline/stage",
+        "#",
+        "type",
+        "status",
+        "perform_at",
+    )
     header += ("tries", "last error")
     rows = [
         (
