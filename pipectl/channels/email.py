@@ -80,7 +80,8 @@ class _Replies:
     last_data_reply = b""
 
     def data(self, msg):
-        code, reply = super().data(msg)
+        # A mixin for smtplib.SMTP and SMTP_SSL: the `data` it extends is theirs.
+        code, reply = super().data(msg)  # type: ignore[misc]
         self.last_data_reply = reply
         return code, reply
 

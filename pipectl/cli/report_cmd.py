@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
@@ -13,6 +13,9 @@ from ..durations import format_time, utcnow
 from ..errors import PipectlError
 from ..report.period import Bound, PeriodError, parse_bound
 from .app import app, err, is_terminal, open_store, out, print_json
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 class By(StrEnum):
@@ -99,7 +102,7 @@ def report(
     elif as_csv:
         sys.stdout.write(csv_text(result))
     elif html is None:
-        (render_terminal if is_terminal() else render_plain)(result, out)
+        (render_terminal if is_terminal() else render_plain)(result, cast("Console", out))
 
 
 def _sorts_after(since: Bound, until: Bound) -> bool:

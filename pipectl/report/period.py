@@ -81,12 +81,16 @@ def resolve(since: Bound | None, until: Bound | None, timezone: str) -> Period:
     zone = zone_of(timezone)
     start = end = None
     if since is not None:
-        start = _floor(since.at) if since.at else _midnight(since.day, zone)  # type: ignore[arg-type]
+        start = _floor(since.at) if since.at else _midnight(_day(since), zone)
     if until is not None:
-        end = (
-            _ceil(until.at) if until.at else _midnight(until.day + timedelta(days=1), zone)  # type: ignore[operator]
-        )
+        end = _ceil(until.at) if until.at else _midnight(_day(until) + timedelta(days=1), zone)
     return Period(start, end, timezone)
+
+
+def _day(bound: Bound) -> date:
+    """The day of a bound given as a date (a bound is a time or a day)."""
+    assert bound.day is not None
+    return bound.day
 
 
 def slot_of(stored: str) -> str:

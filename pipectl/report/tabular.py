@@ -23,29 +23,35 @@ def rows(report: dict[str, Any]) -> Iterator[tuple[Any, ...]]:
     a rate with nothing to divide by is an empty cell."""
     for e in report["pipelines"]:
         head = (e["account"], e["pipeline"], e["period"]["since"] or "", e["period"]["until"] or "")
-        yield (*head, "pipeline", "", "enrolled", e["enrolled"])
-        yield (*head, "pipeline", "", "queued", e["queued"])
-        for s in e["stages"]:
-            for figure in ("entered", "in_stage_now", "left", "ended"):
-                yield (*head, "stage", s["stage"], figure, s[figure])
-            for to, n in s["left_for"].items():
-                yield (*head, "stage", s["stage"], f"left_for:{to}", n)
-        for channel, figures in e["sends"].items():
-            for figure, n in figures.items():
-                yield (*head, "sends", channel, figure, n)
-        for kind, n in e["replies"].items():
-            yield (*head, "replies", "", kind, n)
-        for figure, n in e["leads"].items():
-            yield (*head, "leads", "", figure, n)
-        yield (*head, "outcomes", "", "won", e["won"])
-        yield (*head, "outcomes", "", "lost", e["lost"])
-        for rate, value in e["rates"].items():
-            yield (*head, "rates", "", rate, "" if value is None else value)
-        for row in e["activity"]:
-            for figure, n in row.items():
-                if figure != "period":
-                    yield (*head, f"activity_{report['by']}", row["period"], figure, n)
+        for row in _pipeline_rows(e, report["by"]):
+            yield (*head, *row)
     for u in report["unmatched"]:
         for kind, n in u.items():
             if kind != "account":
                 yield (u["account"], "", "", "", "unmatched_replies", "", kind, n)
+
+
+def _pipeline_rows(e: dict[str, Any], by: str) -> Iterator[tuple[Any, ...]]:
+    """(section, name, figure, value) for one pipeline."""
+    yield ("pipeline", "", "enrolled", e["enrolled"])
+    yield ("pipeline", "", "queued", e["queued"])
+    for s in e["stages"]:
+        for figure in ("entered", "in_stage_now", "left", "ended"):
+            yield ("stage", s["stage"], figure, s[figure])
+        for to, n in s["left_for"].items():
+            yield ("stage", s["stage"], f"left_for:{to}", n)
+    for channel, figures in e["sends"].items():
+        for figure, n in figures.items():
+            yield ("sends", channel, figure, n)
+    for kind, n in e["replies"].items():
+        yield ("replies", "", kind, n)
+    for figure, n in e["leads"].items():
+        yield ("leads", "", figure, n)
+    yield ("outcomes", "", "won", e["won"])
+    yield ("outcomes", "", "lost", e["lost"])
+    for rate, value in e["rates"].items():
+        yield ("rates", "", rate, "" if value is None else value)
+    for row in e["activity"]:
+        for figure, n in row.items():
+            if figure != "period":
+                yield (f"activity_{by}", row["period"], figure, n)
