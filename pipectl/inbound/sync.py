@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..channels import TransientError
 from ..channels.resolve import Resolved, resolve_config
+from ..statuses import DeliveryStatus
 from . import KINDS, Fetcher, InboundMessage, SourceError, SyncCounts
 
 if TYPE_CHECKING:
@@ -256,7 +257,7 @@ def _read(
     if not sids:
         return
     for status in source.fetcher.statuses(sids):
-        if store.record_text_status(account["id"], status, now) == "undelivered":
+        if store.record_text_status(account["id"], status, now) == DeliveryStatus.UNDELIVERED:
             counts.failed_sends += 1
         if deadline is not None and time.monotonic() >= deadline:
             return

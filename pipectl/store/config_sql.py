@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..durations import format_time, utcnow
 from ..errors import NotFound, PipectlError
+from ..statuses import EnrollmentStatus
 
 if TYPE_CHECKING:
     from ..config import Account, Config, Pipeline, Stage
@@ -316,7 +317,7 @@ class ConfigSQL:
             f"SELECT id, lead_id FROM enrollments WHERE {where} AND status = 'queued'", config_id
         )
         stopped = [(r["id"], r["lead_id"], now) for r in queued]
-        self._set_enrollments(stopped, "stopped")  # type: ignore[attr-defined]
+        self._set_enrollments(stopped, EnrollmentStatus.STOPPED)  # type: ignore[attr-defined]
         if not stopped:
             return ""
         return f"; {_leads(len(stopped))} queued for it will not start (stopped)"

@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 from ..durations import add_seconds
 from ..errors import NotFound, PipectlError
+from ..statuses import ActionStatus, DeliveryStatus, EnrollmentStatus, ReplyKind
 
 if TYPE_CHECKING:
     from ..inbound import Cursor, InboundMessage, TextStatus
 
 REASONS = ("bounce", "opt_out", "provider", "manual", "complaint")
 STATUS_DAYS = 3  # texts sent this recently, still `sent`, are asked for their final status
-FAILED_TEXT = ("undelivered", "failed")
+FAILED_TEXT = (DeliveryStatus.UNDELIVERED, "failed")  # the provider's words
 PROVIDER_OPT_OUT = "21610"  # Twilio: the person replied STOP to the provider
 # A reply typed by hand and the same reply read from the mailbox: one steers, not both.
 SAME_REPLY_SECONDS = 86400
@@ -160,7 +161,7 @@ class InboundSQL:
             account = self.conn.execute(
                 "SELECT * FROM accounts WHERE id = ?", (account_id,)
             ).fetchone()
-            if message.kind in ("bounce", "soft_bounce"):
+            if message.kind in (ReplyKind.BOUNCE, ReplyKind.SOFT_BOUNCE):
                 return self._record_bounce(account, message, now)
             delivery = self._answered_delivery(account_id, message.references)
             if delivery is not None:
@@ -278,7 +279,7 @@ class InboundSQL:
         if reply_id is None:
             return Recorded(False, message.kind, False)
         if (
-            message.kind == "opt_out"
+            message.kind == ReplyKind.OPT_OUT
             and message.sender
             and self._suppress_quietly(account, message.channel, message.sender, "opt_out", now)
         ):
@@ -322,7 +323,7 @@ class InboundSQL:
             return Recorded(False, message.kind, delivery is not None)
         if delivery is None:
             effect = "unmatched: returns no send of the account"
-        elif message.kind == "soft_bounce":
+        elif message.kind == ReplyKind.SOFT_BOUNCE:
             effect = f"delayed ({_status_text(message)}): recorded; nothing changes"
         else:
             effect = self._bounced(account, delivery, message, now)
@@ -335,7 +336,7 @@ class InboundSQL:
         detail = _status_text(message)
         address = delivery["recipient"] or message.failed_recipient or ""
         effects = []
-        if delivery["status"] == "bounced":
+        if delivery["status"] == DeliveryStatus.BOUNCED:
             effects.append("the send had already bounced")
         else:
             self.conn.execute(
@@ -356,7 +357,7 @@ class InboundSQL:
         action = self.conn.execute(
             "SELECT * FROM lead_stage_actions WHERE id = ?", (delivery["lead_stage_action_id"],)
         ).fetchone()
-        if action["status"] != "done":
+        if action["status"] != ActionStatus.DONE:
             return f"action {action['id']} is {action['status']}: left as it is"
         self.conn.execute(
             "UPDATE lead_stage_actions SET status = 'failed', last_error = ? WHERE id = ?",
@@ -368,7 +369,7 @@ class InboundSQL:
         enrollment = self.conn.execute(
             "SELECT status FROM enrollments WHERE id = ?", (action["enrollment_id"],)
         ).fetchone()
-        if enrollment["status"] not in ("active", "idle"):
+        if enrollment["status"] not in (EnrollmentStatus.ACTIVE, EnrollmentStatus.IDLE):
             return f"action {action['id']} failed; the run had ended ({enrollment['status']})"
         self._on_failure(row, now)  # type: ignore[attr-defined]
         policy = json.loads(action["params"]).get("on_failure") or "stop"
@@ -401,12 +402,12 @@ class InboundSQL:
             ).fetchone()
             if delivery is None or delivery["status"] != "sent":
                 return None
-            if status.status == "delivered":
+            if status.status == DeliveryStatus.DELIVERED:
                 self.conn.execute(
                     "UPDATE deliveries SET status = 'delivered', status_at = ? WHERE id = ?",
                     (now, delivery["id"]),
                 )
-                return "delivered"
+                return DeliveryStatus.DELIVERED
             if status.status not in FAILED_TEXT:
                 return None
             code = status.error_code or "none"
@@ -427,7 +428,7 @@ class InboundSQL:
                     account, "sms", delivery["recipient"], "provider", now, detail
                 )
             self._fail_sent(delivery, f"sms {detail}", now)
-            return "undelivered"
+            return DeliveryStatus.UNDELIVERED
 
     # --- suppressions -------------------------------------------------------------------
 

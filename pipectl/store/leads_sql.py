@@ -9,17 +9,16 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import NotFound, PipectlError
+from ..statuses import NOT_ENROLLED, ActionStatus, EnrollmentStatus, sql_list, values
 
 if TYPE_CHECKING:
     from ..leads import LeadRecord
 
-RESTARTABLE = ("won", "lost", "idle")
-RESTARTABLE_SQL = "('won', 'lost', 'idle')"
+RESTARTABLE = (EnrollmentStatus.WON, EnrollmentStatus.LOST, EnrollmentStatus.IDLE)
+RESTARTABLE_SQL = sql_list(RESTARTABLE)
 IMPORT_BATCH = 5000  # rows merged and written at a time
-LEAD_STATES = ("queued", "active", "idle", "won", "lost", "stopped", "failed")
-# A lead in no pipeline (imported without --pipeline, or do-not-contact): `status` counts it.
-NOT_ENROLLED = "not_enrolled"
-OPEN_ACTIONS = "('waiting', 'pending', 'awaiting_reply')"
+LEAD_STATES = values(EnrollmentStatus)
+OPEN_ACTIONS = sql_list((ActionStatus.WAITING, ActionStatus.PENDING, ActionStatus.AWAITING_REPLY))
 IMPORT_CACHE_KIB = 64 * 1024  # page cache while importing: bounded, whatever the file size
 _quote = json.encoder.encode_basestring  # type: ignore[attr-defined]  (C; no ASCII escaping)
 
@@ -130,7 +129,9 @@ class _Merge:
 
     def __init__(self, conn: sqlite3.Connection, account_id: int, now: str, queue: bool):
         self.conn, self.account_id, self.now = conn, account_id, now
-        self.status = "queued" if queue else None  # new leads of an import with --pipeline
+        self.status = (
+            EnrollmentStatus.QUEUED.value if queue else None
+        )  # new leads of an import with --pipeline
         # Ids above this are this import's new leads (ids are given under the write lock).
         self.stored_max = conn.execute("SELECT COALESCE(MAX(id), 0) FROM leads").fetchone()[0]
         self.next_id = self.stored_max

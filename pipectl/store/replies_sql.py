@@ -16,10 +16,18 @@ from typing import Any
 
 from ..durations import add_seconds, format_time, utcnow
 from ..errors import NotFound, PipectlError
+from ..statuses import EnrollmentStatus, ReplyKind, sql_list
 
 OPT_OUT = re.compile(r"[\W_]*(stop|stopall|unsubscribe|cancel|end|quit)[\W_]*", re.IGNORECASE)
 # A stop (by hand or by an opt-out) ends these; a failed run too, so `retry` cannot restart it.
-STOPPABLE_STATES = ("queued", "active", "idle", "failed")
+STOPPABLE_STATES = sql_list(
+    (
+        EnrollmentStatus.QUEUED,
+        EnrollmentStatus.ACTIVE,
+        EnrollmentStatus.IDLE,
+        EnrollmentStatus.FAILED,
+    )
+)
 
 
 def is_opt_out(body: str | None) -> bool:
@@ -208,8 +216,8 @@ class RepliesSQL:
         """Record a reply of each lead and let it act: a reply steers (only `enrollment_id`'s
         run when it names the send it answers), an opt-out stops, an auto-reply changes
         nothing. None when `external_id` was recorded before (then nothing acts again)."""
-        kind = kind or ("opt_out" if is_opt_out(body) else "reply")
-        opt_out = kind == "opt_out"
+        kind = kind or (ReplyKind.OPT_OUT if is_opt_out(body) else ReplyKind.REPLY)
+        opt_out = kind == ReplyKind.OPT_OUT
         replies = []
         for i, lead in enumerate(leads):
             reply_id = self._insert_reply(
@@ -230,7 +238,7 @@ class RepliesSQL:
                 return None
             if opt_out:
                 effect = self._opt_out(lead["id"], received_at)
-            elif kind == "auto_reply":
+            elif kind == ReplyKind.AUTO_REPLY:
                 effect = "auto-reply: recorded; changes nothing"
             elif self._same_reply_recorded(lead["id"], channel, body, received_at, source):  # type: ignore[attr-defined]
                 effect = "the same reply was recorded before; not acted on again"
@@ -275,7 +283,7 @@ class RepliesSQL:
             " ON CONFLICT (account_id, source, external_id) WHERE external_id IS NOT NULL"
             " DO NOTHING RETURNING id",
             (account_id, lead_id, channel, sender, kind, subject, body, received_at, source,
-             external_id, delivery_id, int(kind == "opt_out"), format_time(utcnow())),
+             external_id, delivery_id, int(kind == ReplyKind.OPT_OUT), format_time(utcnow())),
         ).fetchone()  # fmt: skip
         return None if row is None else row[0]
 
@@ -300,7 +308,7 @@ class RepliesSQL:
             (lead_id,),
         ).fetchall()
         for enrollment in enrollments:
-            self._stop_enrollment(enrollment["id"], lead_id, "stopped", now)  # type: ignore[attr-defined]
+            self._stop_enrollment(enrollment["id"], lead_id, EnrollmentStatus.STOPPED, now)  # type: ignore[attr-defined]
         return [e["key"] for e in enrollments]
 
     def _steer(self, lead_id: int, received_at: str, enrollment_id: int | None = None) -> str:
@@ -372,5 +380,5 @@ class RepliesSQL:
                 "UPDATE lead_stage_actions SET status = 'failed', last_error = ? WHERE id = ?",
                 (error, wait["id"]),
             )
-        self._stop_enrollment(e["id"], lead_id, "failed", received_at)  # type: ignore[attr-defined]
+        self._stop_enrollment(e["id"], lead_id, EnrollmentStatus.FAILED, received_at)  # type: ignore[attr-defined]
         return f"failed: {error}"

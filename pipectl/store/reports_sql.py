@@ -13,17 +13,17 @@ from typing import Any
 
 from ..durations import add_seconds, parse_time
 from ..errors import PipectlError
+from ..statuses import NOT_ENROLLED, ActionStatus, values
 from ..wording import counted
-from .leads_sql import NOT_ENROLLED
 
 SLA_SECONDS = 120  # an action more than this past its perform_at is overdue
 STALE_TICK_SECONDS = 300  # no tick for longer than this: cron is not running it
 LATENESS_WINDOW = 3600
-ACTION_STATUSES = ("waiting", "pending", "running", "awaiting_reply", "done", "failed", "skipped")
+ACTION_STATUSES = values(ActionStatus)
 STATUS_INDEX = {
-    "running": "lsa_running",
-    "awaiting_reply": "lsa_awaiting_account",
-    "failed": "lsa_failed",
+    ActionStatus.RUNNING: "lsa_running",
+    ActionStatus.AWAITING_REPLY: "lsa_awaiting_account",
+    ActionStatus.FAILED: "lsa_failed",
 }
 KIND_NAMES = {"opt_out": "opt-out", "auto_reply": "auto-reply", "soft_bounce": "soft bounce"}
 _GAVE_UP = re.compile(r"^gave up after \d+ attempts?: ")
@@ -110,9 +110,9 @@ class ReportsSQL:
             "due_now": self._pending_count(account_id, now),
             "overdue": self._pending_count(account_id, overdue_before) + late_in_tick,
             "oldest_due": min(oldest, default=None),
-            "running": self._count_status(account_id, "running"),
-            "awaiting_reply": self._count_status(account_id, "awaiting_reply"),
-            "failed": self._count_status(account_id, "failed"),
+            "running": self._count_status(account_id, ActionStatus.RUNNING),
+            "awaiting_reply": self._count_status(account_id, ActionStatus.AWAITING_REPLY),
+            "failed": self._count_status(account_id, ActionStatus.FAILED),
         }
         lateness = self._lateness(account_id, now)
         limits = self._limit_use(account, now, self._sending_now(account_id))
@@ -395,9 +395,9 @@ def _timeline(lead: dict[str, Any]) -> list[dict[str, Any]]:
                     if d["provider_id"]:
                         sent += f", provider id {d['provider_id']}"
                     add(d["sent_at"], p, sent)
-                if a["status"] == "failed":
+                if a["status"] == ActionStatus.FAILED:
                     add(a["performed_at"], p, f"{what}: failed: {a['last_error']}")
-                elif a["status"] == "done" and not a["deliveries"]:
+                elif a["status"] == ActionStatus.DONE and not a["deliveries"]:
                     add(a["performed_at"], p, f"{what}: done")
             add(s["exited_at"], p, f"left stage {s['stage']}")
         if e["finished_at"]:

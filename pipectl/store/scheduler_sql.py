@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..durations import add_seconds, format_time, parse_time
 from ..limits import next_opening, rate_room, share
+from ..statuses import ActionStatus, EnrollmentStatus
 from .stages_sql import marks, snapshot
 
 if TYPE_CHECKING:
@@ -155,7 +156,9 @@ class SchedulerSQL:
             ).fetchall()
             for enrollment in queued:
                 if enrollment["removed"]:  # removed from the YAML (apply --force): never starts
-                    self._set_enrollment(enrollment["id"], enrollment["lead_id"], "stopped", now)
+                    self._set_enrollment(
+                        enrollment["id"], enrollment["lead_id"], EnrollmentStatus.STOPPED, now
+                    )
                     continue
                 self._start_enrollment(enrollment, now)
                 admitted += 1
@@ -240,7 +243,9 @@ class SchedulerSQL:
             elif self._opted_out_of(row):  # of this channel only: the next action goes on
                 self._skip_opted_out(row, now)
             else:  # marked do-not-contact (by an import) since the claim
-                self._stop_enrollment(row["enrollment_id"], row["lead_id"], "stopped", now)
+                self._stop_enrollment(
+                    row["enrollment_id"], row["lead_id"], EnrollmentStatus.STOPPED, now
+                )
         claim.started, suppressed = self._fail_suppressed(claim.started, token, now)  # type: ignore[attr-defined]
         claim.dropped += suppressed
         claim.failed += len(suppressed)
@@ -293,7 +298,9 @@ class SchedulerSQL:
             "AND claim_token = ? AND status = 'running' RETURNING enrollment_id, status",
             (perform_at, *ids, token),
         ).fetchall()
-        skipped = [enrollment_id for enrollment_id, status in left if status == "skipped"]
+        skipped = [
+            enrollment_id for enrollment_id, status in left if status == ActionStatus.SKIPPED
+        ]
         for enrollment_id in skipped:
             self._resume_enrollment(enrollment_id, now)
         return len(skipped)
@@ -420,7 +427,9 @@ class SchedulerSQL:
             row.update(shared)
             row["params"] = snapshot(row["params"])
             if row["do_not_contact"]:
-                self._stop_enrollment(row["enrollment_id"], row["lead_id"], "stopped", now)
+                self._stop_enrollment(
+                    row["enrollment_id"], row["lead_id"], EnrollmentStatus.STOPPED, now
+                )
                 claim.skipped += 1
                 continue
             if row[f"{channel}_opt_out"]:
@@ -480,7 +489,9 @@ class SchedulerSQL:
                     (error, row["id"]),
                 )
                 claim.failed += 1
-                self._stop_enrollment(row["enrollment_id"], row["lead_id"], "failed", now)
+                self._stop_enrollment(
+                    row["enrollment_id"], row["lead_id"], EnrollmentStatus.FAILED, now
+                )
         else:
             self._advance(row, now)
 
@@ -608,7 +619,9 @@ class SchedulerSQL:
                 "WHERE id = ?",
                 (error, action["id"]),
             )
-        self._stop_enrollment(action["enrollment_id"], action["lead_id"], "failed", now)
+        self._stop_enrollment(
+            action["enrollment_id"], action["lead_id"], EnrollmentStatus.FAILED, now
+        )
 
     # --- reporting the tick -----------------------------------------------------------
 

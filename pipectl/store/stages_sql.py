@@ -10,10 +10,17 @@ from functools import lru_cache
 from typing import Any
 
 from ..durations import add_seconds
+from ..statuses import ActionStatus, Channel, EnrollmentStatus
 
-OPEN_STATUSES = ("waiting", "pending", "awaiting_reply")
+OPEN_STATUSES = (ActionStatus.WAITING, ActionStatus.PENDING, ActionStatus.AWAITING_REPLY)
 MAX_MOVES_PER_MINUTE = 20  # more than this in a minute is a loop, not a sequence
-FINISHED = ("won", "lost", "idle", "stopped", "failed")
+FINISHED = (
+    EnrollmentStatus.WON,
+    EnrollmentStatus.LOST,
+    EnrollmentStatus.IDLE,
+    EnrollmentStatus.STOPPED,
+    EnrollmentStatus.FAILED,
+)
 
 
 def marks(values: Collection[Any]) -> str:
@@ -29,16 +36,16 @@ def snapshot(params: str) -> dict[str, Any]:
 
 
 def channel_of(action_type: str) -> str:
-    return action_type if action_type in ("email", "sms") else "internal"
+    return action_type if action_type in (Channel.EMAIL, Channel.SMS) else Channel.INTERNAL.value
 
 
 def activation(action_type: str, params: dict[str, Any], now: str) -> tuple[str, str]:
     """The status and perform_at an action takes when the one before it is done."""
     if action_type == "wait":
-        return "pending", add_seconds(now, params.get("seconds", 0))
+        return ActionStatus.PENDING, add_seconds(now, params.get("seconds", 0))
     if action_type == "wait_for_reply":
-        return "awaiting_reply", add_seconds(now, params.get("timeout", 0))
-    return "pending", now
+        return ActionStatus.AWAITING_REPLY, add_seconds(now, params.get("timeout", 0))
+    return ActionStatus.PENDING, now
 
 
 class StagesSQL:
@@ -74,9 +81,11 @@ class StagesSQL:
         ).lastrowid
         actions = self._stage_actions(stage_id)
         if stage["outcome"] or not actions:
-            self._set_enrollment(enrollment_id, lead_id, stage["outcome"] or "idle", now)
+            self._set_enrollment(
+                enrollment_id, lead_id, stage["outcome"] or EnrollmentStatus.IDLE, now
+            )
             return
-        self._set_enrollment(enrollment_id, lead_id, "active", now)
+        self._set_enrollment(enrollment_id, lead_id, EnrollmentStatus.ACTIVE, now)
         # A send of the stage the lead just left may still be in flight (a reply moved it):
         # then this stage starts when that send's result is written (`_resume_enrollment`).
         sending = self._sending(enrollment_id)
@@ -85,7 +94,7 @@ class StagesSQL:
             status, perform_at = (
                 activation(action["type"], json.loads(action["params"]), now)
                 if i == 0 and not sending
-                else ("waiting", None)
+                else (ActionStatus.WAITING, None)
             )
             rows.append(
                 (
@@ -145,7 +154,7 @@ class StagesSQL:
             "WHERE id = ? AND status = 'waiting'",
             activate,
         )
-        self._set_enrollments(idle, "idle")
+        self._set_enrollments(idle, EnrollmentStatus.IDLE)
 
     def _sending(self, enrollment_id: int) -> bool:
         return (
@@ -166,7 +175,7 @@ class StagesSQL:
             "ORDER BY a.sequence_number LIMIT 1",
             (enrollment_id,),
         ).fetchone()
-        if first is None or first["status"] != "waiting" or self._sending(enrollment_id):
+        if first is None or first["status"] != ActionStatus.WAITING or self._sending(enrollment_id):
             return
         status, perform_at = activation(first["type"], json.loads(first["params"]), now)
         self.conn.execute(
