@@ -141,7 +141,7 @@ def _run(
 ) -> TickSummary:
     started = time.monotonic()
     summary = TickSummary(started_at=format_time(utcnow()), now=clock.now())
-    summary.recovered = store.recover_running()
+    summary.recovered = store.scheduler.recover_running()
     token = uuid.uuid4().hex
     dispatch = Dispatch(workers)
     pool = Workers(workers, lambda row: perform(row, senders, clock))
@@ -185,10 +185,10 @@ def _run(
             results = _blame_the_send(results, worked)
     finally:
         pool.close()
-    summary.held_back = store.count_due(clock.now())
-    summary.failing_channels = store.failing_channels()
+    summary.held_back = store.scheduler.count_due(clock.now())
+    summary.failing_channels = store.health.failing_channels()
     summary.seconds = round(time.monotonic() - started, 3)
-    store.record_tick(summary.as_dict())
+    store.scheduler.record_tick(summary.as_dict())
     return summary
 
 
@@ -230,7 +230,7 @@ def _step(
     deadline = time.monotonic() + RESULTS_PATIENCE
     while True:
         try:
-            return store.step(
+            return store.scheduler.step(
                 clock.now(), token, results, dispatch, claiming=claiming, claim_now=claim_now
             )
         except sqlite3.OperationalError as e:
@@ -245,7 +245,7 @@ def _step(
                     return _NO_COUNTS, 0, Claim()  # finish what is in flight
                 raise
             try:  # keep only the results, and try again
-                return store.record_results(results), 0, Claim()
+                return store.scheduler.record_results(results), 0, Claim()
             except sqlite3.OperationalError as again:
                 if not _is_busy(again) or time.monotonic() > deadline:
                     raise
@@ -260,10 +260,12 @@ def _record_one_by_one(store: Store, clock: Clock, results: list[Result]) -> dic
     counts = dict(_NO_COUNTS)
     for r in results:
         try:
-            for k, n in store.record_results([r]).items():
+            for k, n in store.scheduler.record_results([r]).items():
                 counts[k] += n
         except Exception as e:
-            store.fail_claimed(r.action, f"internal error recording the result: {e}", clock.now())
+            store.scheduler.fail_claimed(
+                r.action, f"internal error recording the result: {e}", clock.now()
+            )
             counts["failed"] += 1
     return counts
 
@@ -371,11 +373,11 @@ def _dry_run(store: Store, clock: Clock, workers: int) -> TickSummary:
     summary = TickSummary(started_at=format_time(utcnow()), now=clock.now())
     try:
         with store.rolled_back():
-            summary.recovered = store.recover_running()
-            summary.admitted = store.admit_queued(clock.now())
-            due = store.count_due(clock.now())
-            claim = store.claim_due(clock.now(), "dry-run", Dispatch(workers))
-            suppressed = store.suppressed_sends(claim.sends)
+            summary.recovered = store.scheduler.recover_running()
+            summary.admitted = store.scheduler.admit_queued(clock.now())
+            due = store.scheduler.count_due(clock.now())
+            claim = store.scheduler.claim_due(clock.now(), "dry-run", Dispatch(workers))
+            suppressed = store.inbound.suppressed_sends(claim.sends)
             summary.claimed = len(claim.sends) + claim.internal
             summary.done = claim.internal
             summary.skipped = claim.skipped

@@ -121,5 +121,5 @@ def test_statuses_migration_keeps_rows_and_indexes_and_refuses_unknown_statuses(
             raise AssertionError(f"accepted: {statement}")
     conn.close()
     store = Store(db)  # foreign keys are on again once the migration is done
-    assert store.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert store.database.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     store.close()

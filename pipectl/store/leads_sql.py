@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import NotFound, PipectlError
 from ..statuses import NOT_ENROLLED, ActionStatus, EnrollmentStatus, sql_list, values
+from .database import Part
 
 if TYPE_CHECKING:
     from ..leads import LeadRecord
@@ -239,15 +240,13 @@ class _Merge:
         order.clear()
 
 
-class LeadsSQL:
+class LeadsSQL(Part):
     """Leads and the enrollment queue: import, list."""
-
-    conn: sqlite3.Connection
 
     def entry_stage(self, pipeline_id: int, stage_key: str | None) -> sqlite3.Row:
         """The named stage, else the first stage by position that is not an outcome."""
         if stage_key:
-            return self.stage_by_key(pipeline_id, stage_key)  # type: ignore[attr-defined]
+            return self.store.config.stage_by_key(pipeline_id, stage_key)
         row = self.conn.execute(
             "SELECT * FROM pipeline_stages WHERE pipeline_id = ? AND removed_at IS NULL"
             " AND outcome IS NULL ORDER BY position LIMIT 1",
@@ -273,7 +272,7 @@ class LeadsSQL:
         the end of the file included) rolls it all back. A dry run does it all, then rolls back."""
         counts = ImportCounts()
         self.conn.execute(f"PRAGMA cache_size = -{IMPORT_CACHE_KIB}")
-        with self.rolled_back() if dry_run else self.transaction():  # type: ignore[attr-defined]
+        with self.rolled_back() if dry_run else self.transaction():
             merge = _Merge(self.conn, account_id, now, queue=pipeline_id is not None)
             batch: list[LeadRecord] = []
             for rec in records:
@@ -359,7 +358,7 @@ class LeadsSQL:
         if restart:
             self._restart_enrollments(stage_id, restart, now)
 
-    def _write_enrollments(
+    def write_enrollments(
         self,
         account_id: int,
         pipeline_id: int,

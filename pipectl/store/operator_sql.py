@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import CsvError, NotFound, PipectlError
 from ..statuses import ActionStatus, EnrollmentStatus, sql_list
 from ..wording import counted
+from .database import Part
 from .leads_sql import RESTARTABLE
 
 if TYPE_CHECKING:
@@ -20,10 +21,8 @@ if TYPE_CHECKING:
 OPEN_ACTIONS = sql_list((ActionStatus.PENDING, ActionStatus.RUNNING, ActionStatus.AWAITING_REPLY))
 
 
-class OperatorSQL:
+class OperatorSQL(Part):
     """Retry failed actions and enroll existing leads."""
-
-    conn: sqlite3.Connection
 
     def retry_actions(
         self, *, now: str, action_id: int | None = None, account_id: int | None = None
@@ -34,7 +33,7 @@ class OperatorSQL:
         retried: list[int] = []
         refused: list[dict[str, Any]] = []
         skipped: list[dict[str, Any]] = []  # of stopped or do-not-contact leads
-        with self.transaction():  # type: ignore[attr-defined]
+        with self.transaction():
             if action_id is not None:
                 row = self.conn.execute(
                     "SELECT * FROM lead_stage_actions WHERE id = ?", (action_id,)
@@ -119,9 +118,9 @@ class OperatorSQL:
             "UPDATE enrollments SET started_at = COALESCE(started_at, ?) WHERE id = ?",
             (now, action["enrollment_id"]),
         )
-        self._set_enrollment(
+        self.store.lifecycle.set_enrollment(
             action["enrollment_id"], action["lead_id"], EnrollmentStatus.ACTIVE, now
-        )  # type: ignore[attr-defined]
+        )
         return None
 
     def _went_on(self, action: sqlite3.Row, enrollment: sqlite3.Row) -> str:
@@ -162,7 +161,7 @@ class OperatorSQL:
         already: list[int] = []
         do_not_contact: list[int] = []
         restart: dict[int, int] = {}  # enrollment id -> lead id
-        with self.transaction():  # type: ignore[attr-defined]
+        with self.transaction():
             for lead_id in dict.fromkeys(lead_ids):
                 lead = self.conn.execute(
                     "SELECT id, do_not_contact FROM leads WHERE id = ? AND account_id = ?",
@@ -191,12 +190,14 @@ class OperatorSQL:
                     queued.append(lead_id)
             if restart:
                 # The import's restart: open actions skipped, stage left, queued at the entry.
-                self._write_enrollments(  # type: ignore[attr-defined]
+                self.store.leads.write_enrollments(
                     account_id, pipeline_id, stage_id, [], list(restart), now
                 )
                 for enrollment_id, lead_id in restart.items():
                     # The lead's status shows its latest enrollment's, maybe another pipeline's.
-                    self._set_enrollment(enrollment_id, lead_id, EnrollmentStatus.QUEUED, now)  # type: ignore[attr-defined]
+                    self.store.lifecycle.set_enrollment(
+                        enrollment_id, lead_id, EnrollmentStatus.QUEUED, now
+                    )
         return {
             "queued": queued,
             "re_enrolled": list(restart.values()),

@@ -15,6 +15,7 @@ from ..durations import add_seconds, parse_time
 from ..errors import PipectlError
 from ..statuses import NOT_ENROLLED, ActionStatus, values
 from ..wording import counted
+from .database import Part
 
 SLA_SECONDS = 120  # an action more than this past its perform_at is overdue
 STALE_TICK_SECONDS = 300  # no tick for longer than this: cron is not running it
@@ -42,10 +43,8 @@ def _seconds_between(earlier: str, later: str) -> float:
     return (parse_time(later) - parse_time(earlier)).total_seconds()
 
 
-class ReportsSQL:
+class ReportsSQL(Part):
     """Read-only reports: status, lead timelines, action lists."""
-
-    conn: sqlite3.Connection
 
     # --- status -------------------------------------------------------------------------
 
@@ -139,7 +138,7 @@ class ReportsSQL:
             "lateness": lateness,
             "limits": limits,
             "failing_channels": failing,
-            "inbound": (inbound := self.inbound_status(account_id)),  # type: ignore[attr-defined]
+            "inbound": (inbound := self.store.inbound.inbound_status(account_id)),
             "warnings": warnings + [w for s in inbound if (w := s["warning"])],
         }
 
@@ -208,7 +207,7 @@ class ReportsSQL:
     def _limit_use(self, account: sqlite3.Row, now: str, running: int) -> dict[str, Any]:
         """Each limit and what is using it now, counted as the claim counts it."""
         rates = {k: tuple(v) for k, v in json.loads(account["rates"] or "{}").items()}
-        sent = self._sent_in_windows(account["id"], rates, now)  # type: ignore[attr-defined]
+        sent = self.store.scheduler.sent_in_windows(account["id"], rates, now)
         active = self.conn.execute(
             "SELECT count(*) FROM enrollments WHERE account_id = ? AND status = 'active'",
             (account["id"],),
@@ -262,7 +261,7 @@ class ReportsSQL:
     def lead_timeline(self, ref: str, *, account_key: str | None = None) -> dict[str, Any]:
         """One lead with, per enrollment, its stages, actions and deliveries, and its replies;
         `timeline` lists all of it in time order."""
-        lead = self.resolve_lead(ref, account_key=account_key)  # type: ignore[attr-defined]
+        lead = self.store.replies.resolve_lead(ref, account_key=account_key)
         account = self.conn.execute(
             "SELECT key FROM accounts WHERE id = ?", (lead["account_id"],)
         ).fetchone()

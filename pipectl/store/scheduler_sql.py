@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..durations import add_seconds, format_time, parse_time
 from ..limits import next_opening, rate_room, share
 from ..statuses import ActionStatus, EnrollmentStatus
+from .database import Part
 from .stages_sql import marks, snapshot
 
 if TYPE_CHECKING:
@@ -71,15 +72,12 @@ def window_opens(row: dict[str, Any], now: str) -> str | None:
     return format_time(opens) if opens else None
 
 
-class SchedulerSQL:
-    conn: sqlite3.Connection
-
+class SchedulerSQL(Part):
     # --- start of a tick --------------------------------------------------------------
 
     def recover_running(self) -> int:
         """Rows left `running` by a tick that died are due again (the lock proves it died)."""
-        self.__dict__.pop("_stage_cache", None)  # the YAML may have changed since last tick
-        self.__dict__.pop("_actions_cache", None)
+        self.store.lifecycle.forget_config()  # the YAML may have changed since last tick
         with self.transaction():
             moved_on = self.conn.execute(
                 "SELECT DISTINCT a.enrollment_id, s.exited_at FROM lead_stage_actions a "
@@ -91,7 +89,7 @@ class SchedulerSQL:
                 "WHERE status = 'running'"
             ).rowcount
             for enrollment_id, left_at in moved_on:
-                self._resume_enrollment(enrollment_id, left_at)
+                self.store.lifecycle.resume_enrollment(enrollment_id, left_at)
             return recovered
 
     def admit_queued(self, now: str, cap: int = ADMIT_BATCH) -> int:
@@ -156,11 +154,11 @@ class SchedulerSQL:
             ).fetchall()
             for enrollment in queued:
                 if enrollment["removed"]:  # removed from the YAML (apply --force): never starts
-                    self._set_enrollment(
+                    self.store.lifecycle.set_enrollment(
                         enrollment["id"], enrollment["lead_id"], EnrollmentStatus.STOPPED, now
                     )
                     continue
-                self._start_enrollment(enrollment, now)
+                self.store.lifecycle.start_enrollment(enrollment, now)
                 admitted += 1
         return admitted
 
@@ -176,7 +174,7 @@ class SchedulerSQL:
         claim = Claim()
         self._expire_reply_waits(now, claim)
         accounts = self.conn.execute("SELECT * FROM accounts ORDER BY id").fetchall()
-        health = self._channel_health()  # type: ignore[attr-defined]
+        health = self.store.health.channel_health()
         candidates: dict[int, list[dict[str, Any]]] = {}
         for account in accounts:
             self._internal_due(account["id"], now, claim)
@@ -198,7 +196,7 @@ class SchedulerSQL:
             for row in chosen:  # new dicts: a rolled back claim leaves nothing behind
                 row["claim_token"] = token
             if health:
-                self._mark_probes(chosen, token)  # type: ignore[attr-defined]
+                self.store.health.mark_probes(chosen, token)
             claim.sends = chosen
         return claim
 
@@ -238,15 +236,15 @@ class SchedulerSQL:
                 "WHERE id = ? AND claim_token = ? AND status = 'running'",
                 (row["id"], token),
             )
-            if self._left_stage(row):
-                self._resume_enrollment(row["enrollment_id"], now)
+            if self.left_stage(row):
+                self.store.lifecycle.resume_enrollment(row["enrollment_id"], now)
             elif self._opted_out_of(row):  # of this channel only: the next action goes on
                 self._skip_opted_out(row, now)
             else:  # marked do-not-contact (by an import) since the claim
-                self._stop_enrollment(
+                self.store.lifecycle.stop_enrollment(
                     row["enrollment_id"], row["lead_id"], EnrollmentStatus.STOPPED, now
                 )
-        claim.started, suppressed = self._fail_suppressed(claim.started, token, now)  # type: ignore[attr-defined]
+        claim.started, suppressed = self.store.inbound.fail_suppressed(claim.started, token, now)
         claim.dropped += suppressed
         claim.failed += len(suppressed)
 
@@ -265,7 +263,7 @@ class SchedulerSQL:
             "last_error = ?, performed_at = ? WHERE id = ?",
             (f"the lead opted out of {action['channel']}", now, action["id"]),
         )
-        self._advance(action, now)
+        self.store.lifecycle.advance(action, now)
 
     def _release(self, rows: list[dict[str, Any]], token: str, now: str, claim: Claim) -> None:
         """Claimed sends never started are due again, as they were (no attempt was made)."""
@@ -276,7 +274,7 @@ class SchedulerSQL:
     def _hold_failing(self, dispatch: Dispatch, token: str, now: str) -> list[dict[str, Any]]:
         """Claimed sends not started whose channel has just failed go back, due as they were
         (no attempt was made); a probe still goes. Returns them."""
-        health = self._channel_health()  # type: ignore[attr-defined]
+        health = self.store.health.channel_health()
         if not health:
             return []
         held = [
@@ -302,7 +300,7 @@ class SchedulerSQL:
             enrollment_id for enrollment_id, status in left if status == ActionStatus.SKIPPED
         ]
         for enrollment_id in skipped:
-            self._resume_enrollment(enrollment_id, now)
+            self.store.lifecycle.resume_enrollment(enrollment_id, now)
         return len(skipped)
 
     def _send_candidates(
@@ -321,7 +319,7 @@ class SchedulerSQL:
         if room <= 0:
             return []
         rates = {k: tuple(v) for k, v in json.loads(account["rates"] or "{}").items()}
-        sent = self._sent_in_windows(account_id, rates, now)
+        sent = self.sent_in_windows(account_id, rates, now)
         for (a, ch), n in dispatch.held.items():
             if a == account_id:
                 sent[ch] = sent.get(ch, 0) + n
@@ -338,14 +336,14 @@ class SchedulerSQL:
             elif (
                 limit > 0
                 and not dispatch.held[account_id, channel]
-                and self._may_probe(failing, token, now)  # type: ignore[attr-defined]
+                and self.store.health.may_probe(failing, token, now)
             ):
                 rows += self._probe(account, channel, channels, now, claim, failing)
         rows.sort(key=lambda r: (r["perform_at"], r["id"]))
         all_room = rate_room({"all": rates["all"]}, sent, "all") if "all" in rates else None
         return rows[: min(room, all_room if all_room is not None else room)]
 
-    def _sent_in_windows(
+    def sent_in_windows(
         self, account_id: int, rates: dict[str, tuple[int, int]], now: str
     ) -> dict[str, int]:
         """Deliveries in each rate's rolling window: the limits count what was really sent."""
@@ -374,7 +372,7 @@ class SchedulerSQL:
     ) -> list[dict[str, Any]]:
         """The failing channel's probe: the due send after the last one tried (else the
         oldest), so one send that fails alone does not hold its channel for good."""
-        after = self._probe_cursor(health)  # type: ignore[attr-defined]
+        after = self.store.health.probe_cursor(health)
         rows = self._due_sends(account, channel, channels, now, 1, claim, after)
         if not rows and after:
             rows = self._due_sends(account, channel, channels, now, 1, claim)
@@ -413,7 +411,7 @@ class SchedulerSQL:
         names = [d[0] for d in cursor.description]
         shared = {
             "account_key": account["key"],
-            "instance": self.instance,  # type: ignore[attr-defined]
+            "instance": self.instance,
             # What the send needs: the inbound settings (and their ${VAR}s) are sync's.
             "channel_config": {
                 k: v for k, v in channels.get(channel, {}).items() if k not in ("inbox", "inbound")
@@ -427,7 +425,7 @@ class SchedulerSQL:
             row.update(shared)
             row["params"] = snapshot(row["params"])
             if row["do_not_contact"]:
-                self._stop_enrollment(
+                self.store.lifecycle.stop_enrollment(
                     row["enrollment_id"], row["lead_id"], EnrollmentStatus.STOPPED, now
                 )
                 claim.skipped += 1
@@ -480,7 +478,7 @@ class SchedulerSQL:
         elif row["type"] == "wait_for_reply":
             target = params.get("on_timeout")
         if target:
-            error = self._move(
+            error = self.store.lifecycle.move(
                 row["enrollment_id"], row["lead_id"], row["lead_stage_id"], target, now
             )
             if error:
@@ -489,11 +487,11 @@ class SchedulerSQL:
                     (error, row["id"]),
                 )
                 claim.failed += 1
-                self._stop_enrollment(
+                self.store.lifecycle.stop_enrollment(
                     row["enrollment_id"], row["lead_id"], EnrollmentStatus.FAILED, now
                 )
         else:
-            self._advance(row, now)
+            self.store.lifecycle.advance(row, now)
 
     # --- results ----------------------------------------------------------------------
 
@@ -515,7 +513,7 @@ class SchedulerSQL:
     def _record_results(self, results: Iterable[Result]) -> dict[str, int]:
         counts = {"done": 0, "retry": 0, "failed": 0, "held": 0, "stale": 0}
         results = list(results)
-        self._record_health(results)  # type: ignore[attr-defined]
+        self.store.health.record_health(results)
         done = self._mark_done([r for r in results if r.outcome == "done"])
         # Sends that went out: delivered, and each lead's next action due (in bulk).
         self.conn.executemany(
@@ -535,7 +533,7 @@ class SchedulerSQL:
                 for r in done
             ],
         )
-        self._advance_many([(r.action, r.finished_at) for r in done])
+        self.store.lifecycle.advance_many([(r.action, r.finished_at) for r in done])
         counts["done"] = len(done)
         for r in results:
             if r.outcome == "done":
@@ -562,10 +560,10 @@ class SchedulerSQL:
                     "last_error = ? WHERE id = ? AND claim_token = ? AND status = 'running'",
                     (r.finished_at, r.error, *fence),
                 )
-                if cur.rowcount and not self._left_stage(a):
-                    self._on_failure(a, r.finished_at)
-            if cur.rowcount and self._left_stage(a):
-                self._resume_enrollment(a["enrollment_id"], r.finished_at)
+                if cur.rowcount and not self.left_stage(a):
+                    self.on_failure(a, r.finished_at)
+            if cur.rowcount and self.left_stage(a):
+                self.store.lifecycle.resume_enrollment(a["enrollment_id"], r.finished_at)
             counts[r.outcome if cur.rowcount else "stale"] += 1
         counts["stale"] += len(results) - sum(counts.values())
         return counts
@@ -589,7 +587,7 @@ class SchedulerSQL:
             )
         return [r for r in results if r.action["id"] in written]
 
-    def _left_stage(self, action: dict[str, Any]) -> bool:
+    def left_stage(self, action: dict[str, Any]) -> bool:
         """The lead left the action's stage (a reply, a stop) while the action ran."""
         return (
             self.conn.execute(
@@ -598,18 +596,18 @@ class SchedulerSQL:
             is not None
         )
 
-    def _on_failure(self, action: dict[str, Any], now: str) -> None:
+    def on_failure(self, action: dict[str, Any], now: str) -> None:
         """The stage's `on_failure`: stop the lead, continue with the next action, or move."""
         params = action["params"]
         if isinstance(params, str):
             params = json.loads(params)
         policy = params.get("on_failure") or "stop"
         if policy == "continue":
-            self._advance(action, now)
+            self.store.lifecycle.advance(action, now)
             return
         error = None
         if policy != "stop":
-            error = self._move(
+            error = self.store.lifecycle.move(
                 action["enrollment_id"], action["lead_id"], action["lead_stage_id"], policy, now
             )
             if error is None:
@@ -619,7 +617,7 @@ class SchedulerSQL:
                 "WHERE id = ?",
                 (error, action["id"]),
             )
-        self._stop_enrollment(
+        self.store.lifecycle.stop_enrollment(
             action["enrollment_id"], action["lead_id"], EnrollmentStatus.FAILED, now
         )
 
