@@ -23,9 +23,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipectl.durations import parse_time  # noqa: E402
+from pipectl.scheduler.run import tick  # noqa: E402
 from pipectl.store import Store  # noqa: E402
 from pipectl.store.scheduler_sql import SchedulerSQL  # noqa: E402
-from pipectl.tick import tick  # noqa: E402
 
 
 class NoopSender:

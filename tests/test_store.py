@@ -79,3 +79,25 @@ def test_nothing_outside_the_store_touches_the_connection():
         if touching.search(line)
     ]
     assert found == []
+
+
+def test_a_write_from_a_worker_thread_is_refused_when_checked(db):
+    """Worker threads send; the thread that opened the store is the one writer."""
+    import threading
+
+    store = Store(db)
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            with store.database.transaction() as conn:
+                conn.execute("INSERT INTO meta (key, value) VALUES ('from', 'worker')")
+        except AssertionError as e:
+            errors.append(e)
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    thread.join()
+    assert [str(e) for e in errors] == ["only the tick thread writes"]
+    assert rows(db, "SELECT key FROM meta WHERE key = 'from'") == []
+    store.close()

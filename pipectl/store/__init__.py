@@ -26,7 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from .config_sql import ConfigSQL
-from .database import BUSY_TIMEOUT_MS, Database, busy_timeout_ms, is_disk_full
+from .database import (
+    BUSY_TIMEOUT_MS,
+    Database,
+    WriteError,
+    busy_timeout_ms,
+    is_busy,
+    is_disk_full,
+)
 from .health_sql import HealthSQL
 from .inbound_sql import InboundSQL
 from .leads_sql import LeadsSQL
@@ -37,7 +44,7 @@ from .scheduler_sql import SchedulerSQL
 from .stages_sql import StagesSQL
 
 __all__ = ["BUSY_TIMEOUT_MS", "Database", "Store", "busy_timeout_ms", "default_db_path"]
-__all__ += ["is_disk_full"]
+__all__ += ["WriteError", "is_busy", "is_disk_full"]
 
 
 def default_db_path() -> Path:

@@ -357,7 +357,7 @@ class ConfigSQL(Part):
 
     def accounts(self) -> list[sqlite3.Row]:
         """Every account, by key."""
-        return self._rows("SELECT * FROM accounts ORDER BY key")
+        return list(self._rows("SELECT * FROM accounts ORDER BY key"))
 
     def account_by_key(self, key: str) -> sqlite3.Row:
         """The account row; NotFound lists the known keys."""

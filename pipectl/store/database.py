@@ -68,6 +68,16 @@ def is_disk_full(error: sqlite3.Error, path: str | os.PathLike[str]) -> bool:
     return disk.f_bavail * disk.f_frsize < LOW_SPACE
 
 
+# What a write raises when another process holds the database, or the write fails outright.
+WriteError = sqlite3.OperationalError
+
+
+def is_busy(error: Exception) -> bool:
+    """Another process holds the database (SQLITE_BUSY / SQLITE_LOCKED): worth waiting for."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
 class Database:
     """One SQLite file in WAL mode; writes go through `transaction()` (BEGIN IMMEDIATE)."""
 

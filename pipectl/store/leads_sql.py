@@ -6,7 +6,7 @@ import json
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import NotFound, PipectlError
 from ..statuses import NOT_ENROLLED, ActionStatus, EnrollmentStatus, sql_list, values
@@ -21,7 +21,8 @@ IMPORT_BATCH = 5000  # rows merged and written at a time
 LEAD_STATES = values(EnrollmentStatus)
 OPEN_ACTIONS = sql_list((ActionStatus.WAITING, ActionStatus.PENDING, ActionStatus.AWAITING_REPLY))
 IMPORT_CACHE_KIB = 64 * 1024  # page cache while importing: bounded, whatever the file size
-_quote = json.encoder.encode_basestring  # type: ignore[attr-defined]  (C; no ASCII escaping)
+# C; no ASCII escaping
+_quote = json.encoder.encode_basestring  # type: ignore[attr-defined]
 
 
 def encode_fields(fields: dict[str, str]) -> str:
@@ -183,7 +184,8 @@ class _Merge:
         phones = [
             r.phone
             for r in records
-            if r.phone and ((lead := by_email.get(r.email)) is None or lead.values[1] != r.phone)
+            if r.phone
+            and ((lead := by_email.get(r.email or "")) is None or lead.values[1] != r.phone)
         ]
         for row in self._leads_where("phone", phones):
             lead = loaded.get(row[0])
@@ -420,7 +422,7 @@ class LeadsSQL(Part):
         `pipeline_id`, if given: then only leads enrolled in it)."""
         if status is not None and status not in LEAD_STATES:
             raise PipectlError(f"unknown status '{status}'; use one of {', '.join(LEAD_STATES)}")
-        where, params = ["1 = 1"], []
+        where, params = ["1 = 1"], cast(list[Any], [])
         if account_id is not None:
             where.append("l.account_id = ?")
             params.append(account_id)
@@ -473,7 +475,7 @@ class LeadsSQL(Part):
             raise PipectlError(
                 f"unknown status '{status}'; use one of {', '.join(LEAD_STATES)}, {NOT_ENROLLED}"
             )
-        where, params = ["1 = 1"], []
+        where, params = ["1 = 1"], cast(list[Any], [])
         if account_id is not None:
             where.append("l.account_id = ?")
             params.append(account_id)

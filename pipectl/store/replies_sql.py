@@ -72,9 +72,11 @@ class RepliesSQL(Part):
                 raise NotFound(
                     f"no lead of account '{account_key}' has {sender}; the reply was not recorded"
                 )
-            return self.record_for_leads(
+            result = self.record_for_leads(
                 account["id"], leads, channel, body or "", received_at, source="manual"
             )
+            assert result is not None  # only a repeated external id is skipped
+            return result
 
     def import_replies(self, account_key: str, replies: Iterable[ReplyRow]) -> dict[str, Any]:
         """Record many replies in time order, in one transaction; unmatched rows are reported."""
@@ -97,6 +99,7 @@ class RepliesSQL(Part):
                 result = self.record_for_leads(
                     account["id"], leads, reply.channel, reply.body, reply.received_at, source="csv"
                 )
+                assert result is not None  # only a repeated external id is skipped
                 summary["matched"] += 1
                 summary["opt_outs"] += result["opt_out"]
         summary["unmatched"].sort(key=lambda u: u["line"])

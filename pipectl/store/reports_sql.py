@@ -105,7 +105,7 @@ class ReportsSQL(Part):
         late_in_tick, _ = self._claimed_waiting(account_id, overdue_before)
         _, oldest_in_tick = self._claimed_waiting(account_id, now)
         oldest = [t for t in (self._oldest_due(account_id, now), oldest_in_tick) if t]
-        actions = {
+        actions: dict[str, Any] = {
             "due_now": self._pending_count(account_id, now),
             "overdue": self._pending_count(account_id, overdue_before) + late_in_tick,
             "oldest_due": min(oldest, default=None),
@@ -170,7 +170,7 @@ class ReportsSQL(Part):
             (account_id, now),
         ).fetchone()[0]
 
-    def _count_status(self, account_id: int, status: str) -> int:
+    def _count_status(self, account_id: int, status: ActionStatus) -> int:
         """Rows of one status, read through that status's partial index only."""
         index = STATUS_INDEX[status]
         return self.conn.execute(

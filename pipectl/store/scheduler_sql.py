@@ -10,17 +10,18 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from ..durations import add_seconds, format_time, parse_time
-from ..limits import next_opening, rate_room, share
+from ..durations import add_seconds
+from ..scheduler.limits import rate_room, share
+from ..scheduler.windows import window_opens
 from ..statuses import ActionStatus, EnrollmentStatus
 from .database import Part
+from .rows import Claim, Result
 from .stages_sql import marks, snapshot
 
 if TYPE_CHECKING:
-    from ..dispatch import Dispatch
+    from ..scheduler.dispatch import Dispatch
 
 INTERNAL_BATCH = 500
 ADMIT_BATCH = 5000
@@ -32,44 +33,11 @@ PENDING_UNLESS_LEFT = (
 )
 
 
-@dataclass
-class Claim:
-    """What one turn's transaction did: sends claimed, sends started (and dropped: skipped
-    as they were about to start, or released), and internal work done in place."""
-
-    sends: list[dict[str, Any]] = field(default_factory=list)
-    started: list[dict[str, Any]] = field(default_factory=list)
-    dropped: list[dict[str, Any]] = field(default_factory=list)
-    internal: int = 0
-    deferred: int = 0
-    skipped: int = 0
-    failed: int = 0
-
-
-@dataclass
-class Result:
-    """The outcome of one send, computed by a worker thread and written by the tick."""
-
-    action: dict[str, Any]  # the claimed row
-    outcome: str  # "done" | "retry" | "failed" | "held" (its channel failed: not an attempt)
-    finished_at: str
-    error: str | None = None
-    retry_at: str | None = None  # "retry": when; "held": the channel's next probe, if delayed
-    reached: bool = False  # the send reached the server: its channel works
-    recipient: str | None = None
-    message_id: str | None = None
-    provider_id: str | None = None
-
-
-def window_opens(row: dict[str, Any], now: str) -> str | None:
-    """When a send outside its send window may go (None: inside, or no window). A window's
-    own time zone is deliberate; else the lead's, else the account's."""
+def _window_opens(row: dict[str, Any], now: str) -> str | None:
+    """When a send outside its send window may go: plain values to the scheduler's rule."""
     window = row["params"].get("send_window")
-    if not window:
-        return None
-    tz = window.get("timezone") or row["timezone"] or row["account_timezone"]
-    opens = next_opening(window, tz, parse_time(now))
-    return format_time(opens) if opens else None
+    zones = (window and window.get("timezone"), row["timezone"], row["account_timezone"])
+    return window_opens(window, zones, now)
 
 
 class SchedulerSQL(Part):
@@ -204,7 +172,7 @@ class SchedulerSQL(Part):
         """Start claimed sends: an attempt from here (`claimed_at` is when it began), unless
         the lead was stopped, moved on or marked do-not-contact since the claim (skipped), or
         the send window closed while it waited (due again when the window opens)."""
-        closed = {row["id"]: opens for row in rows if (opens := window_opens(row, now))}
+        closed = {row["id"]: opens for row in rows if (opens := _window_opens(row, now))}
         for action_id, opens in closed.items():  # its send window closed while it waited
             skipped = self._put_back([action_id], token, now, perform_at=opens)
             claim.skipped += skipped
@@ -394,7 +362,7 @@ class SchedulerSQL(Part):
         do-not-contact leads are stopped and windows deferred."""
         cursor = self.conn.cursor()
         cursor.row_factory = None  # plain tuples, made into dicts below: thousands a second
-        where, params = "", ()
+        where, params = "", cast(tuple[Any, ...], ())
         if after:
             where = "AND a.perform_at >= ? AND (a.perform_at > ? OR a.id > ?) "
             params = (after[0], after[0], after[1])
@@ -434,7 +402,7 @@ class SchedulerSQL(Part):
                 self._skip_opted_out(row, now)
                 claim.skipped += 1
                 continue
-            opens = window_opens(row, now)
+            opens = _window_opens(row, now)
             if opens:
                 self.conn.execute(
                     "UPDATE lead_stage_actions SET perform_at = ? WHERE id = ?", (opens, row["id"])

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import sqlite3
 import threading
 import time
 import uuid
@@ -17,16 +16,16 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from .channels import ChannelError, PermanentError, SendAction, TransientError
-from .channels.render import render_message
-from .channels.senders import SenderPool
+from ..channels import ChannelError, PermanentError, SendAction, TransientError
+from ..channels.render import render_message
+from ..channels.senders import SenderPool
+from ..durations import add_seconds, format_time, parse_time, utcnow
+from ..store import Store, WriteError, is_busy
+from ..store.rows import Claim, Result
+from ..wording import counted
 from .dispatch import Dispatch
-from .durations import add_seconds, format_time, parse_time, utcnow
-from .limits import MAX_RETRY_AFTER, retry_delay
 from .lock import TickLock
-from .store import Store
-from .store.scheduler_sql import Claim, Result
-from .wording import counted
+from .retry import MAX_RETRY_AFTER, retry_delay
 from .workers import Workers
 
 DEFAULT_RETRY = {"attempts": 5, "backoff": 60, "max_backoff": 3600}
@@ -123,7 +122,7 @@ def tick(
 def _sync_first(store: Store, clock: Clock, seconds: float) -> list[str]:
     """Read what arrived before claiming, so a reply stops the follow-up this tick would send.
     A source that fails never stops the sends: its error is kept for `status`."""
-    from .inbound.sync import sync
+    from ..inbound.sync import sync
 
     try:
         return [e for a in sync(store, now=clock.now(), seconds=seconds) for e in a.total().errors]
@@ -205,11 +204,6 @@ def _time_to_claim(dispatch: Dispatch, claimed_at: float, cut: bool) -> bool:
     )
 
 
-def _is_busy(error: sqlite3.OperationalError) -> bool:
-    """Another process holds the database (SQLITE_BUSY / SQLITE_LOCKED)."""
-    return error.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-
-
 def _step(
     store: Store,
     clock: Clock,
@@ -233,8 +227,8 @@ def _step(
             return store.scheduler.step(
                 clock.now(), token, results, dispatch, claiming=claiming, claim_now=claim_now
             )
-        except sqlite3.OperationalError as e:
-            if not _is_busy(e):
+        except WriteError as e:
+            if not is_busy(e):
                 if results:
                     return _record_one_by_one(store, clock, results), 0, Claim()
                 raise
@@ -246,8 +240,8 @@ def _step(
                 raise
             try:  # keep only the results, and try again
                 return store.scheduler.record_results(results), 0, Claim()
-            except sqlite3.OperationalError as again:
-                if not _is_busy(again) or time.monotonic() > deadline:
+            except WriteError as again:
+                if not is_busy(again) or time.monotonic() > deadline:
                     raise
         except Exception:
             if not results:
