@@ -101,3 +101,22 @@ def test_a_write_from_a_worker_thread_is_refused_when_checked(db):
     assert [str(e) for e in errors] == ["only the tick thread writes"]
     assert rows(db, "SELECT key FROM meta WHERE key = 'from'") == []
     store.close()
+
+
+def test_the_store_takes_plain_values_from_the_scheduler():
+    """Data flows one way: the claim reads a Ledger of plain values, never the tick's objects."""
+    from pathlib import Path
+
+    import pipectl.store
+    from pipectl.scheduler.dispatch import Dispatch
+
+    package = Path(pipectl.store.__file__).parent
+    assert [p.name for p in package.glob("*.py") if "Dispatch" in p.read_text()] == []
+
+    dispatch = Dispatch(workers=2, ahead=3)
+    dispatch.update([{"id": 1, "account_id": 7, "channel": "email"}], [], [])
+    ledger = dispatch.ledger()
+    dispatch.update([{"id": 2, "account_id": 7, "channel": "email"}], [], [])
+    assert ledger.capacity == 2 * 3 - 1 and dict(ledger.held) == {(7, "email"): 1}
+    assert [row["id"] for row in ledger.waiting] == [1]
+    assert ledger.room(7, concurrency=1) == 1 * 3 - 1

@@ -225,7 +225,13 @@ def _step(
     while True:
         try:
             return store.scheduler.step(
-                clock.now(), token, results, dispatch, claiming=claiming, claim_now=claim_now
+                clock.now(),
+                token,
+                results,
+                dispatch.ledger(),
+                dispatch.choose,
+                claiming=claiming,
+                claim_now=claim_now,
             )
         except WriteError as e:
             if not is_busy(e):
@@ -370,7 +376,7 @@ def _dry_run(store: Store, clock: Clock, workers: int) -> TickSummary:
             summary.recovered = store.scheduler.recover_running()
             summary.admitted = store.scheduler.admit_queued(clock.now())
             due = store.scheduler.count_due(clock.now())
-            claim = store.scheduler.claim_due(clock.now(), "dry-run", Dispatch(workers))
+            claim = store.scheduler.claim_due(clock.now(), "dry-run", Dispatch(workers).ledger())
             suppressed = store.inbound.suppressed_sends(claim.sends)
             summary.claimed = len(claim.sends) + claim.internal
             summary.done = claim.internal

@@ -5,8 +5,13 @@ The scheduler imports these; the store never imports the scheduler's own objects
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+Row = dict[str, Any]  # a claimed send, as the claim read it
+# The scheduler's rule for which claimed sends start now: (claimed, skip) -> to start.
+Choose = Callable[[list[Row], Collection[int]], list[Row]]
 
 
 @dataclass
@@ -36,3 +41,20 @@ class Result:
     recipient: str | None = None
     message_id: str | None = None
     provider_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """What the tick holds as it claims, as plain values: how much more it may claim, and
+    what each account has claimed or in flight. The scheduler builds it; the claim reads it."""
+
+    capacity: int  # sends the tick may claim now, all accounts together
+    ahead: int  # an account claims up to this many times its concurrency
+    held: Mapping[tuple[int, str], int] = field(default_factory=dict)  # claimed or in flight
+    served: Mapping[int, int] = field(default_factory=dict)  # account id -> its last turn
+    waiting: tuple[Row, ...] = ()  # claimed, not started
+
+    def room(self, account_id: int, concurrency: int) -> int:
+        """How many more sends this account may claim now."""
+        held = sum(n for (a, _), n in self.held.items() if a == account_id)
+        return max(0, concurrency * self.ahead - held)

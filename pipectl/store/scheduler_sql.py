@@ -10,18 +10,15 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from ..durations import add_seconds
 from ..scheduler.limits import rate_room, share
 from ..scheduler.windows import window_opens
 from ..statuses import ActionStatus, EnrollmentStatus
 from .database import Part
-from .rows import Claim, Result
+from .rows import Choose, Claim, Ledger, Result
 from .stages_sql import marks, snapshot
-
-if TYPE_CHECKING:
-    from ..scheduler.dispatch import Dispatch
 
 INTERNAL_BATCH = 500
 ADMIT_BATCH = 5000
@@ -70,7 +67,8 @@ class SchedulerSQL(Part):
         now: str,
         token: str,
         results: list[Result],
-        dispatch: Dispatch,
+        ledger: Ledger,
+        choose: Choose,
         *,
         claiming: bool = True,
         claim_now: bool = True,
@@ -83,14 +81,14 @@ class SchedulerSQL(Part):
             counts = self._record_results(results)
             claim, admitted = Claim(), 0
             if not claiming:
-                self._release(dispatch.waiting(), token, now, claim)
+                self._release(list(ledger.waiting), token, now, claim)
                 return counts, 0, claim
-            held = self._hold_failing(dispatch, token, now) if results else []
+            held = self._hold_failing(ledger, token, now) if results else []
             if claim_now:
                 admitted = self._admit(now, ADMIT_BATCH)
-                claim = self._claim(now, token, dispatch)
+                claim = self._claim(now, token, ledger)
             skip = {row["id"] for row in held}
-            self._start(dispatch.choose(claim.sends, skip), token, now, claim)
+            self._start(choose(claim.sends, skip), token, now, claim)
             claim.dropped += held
             return counts, admitted, claim
 
@@ -132,13 +130,13 @@ class SchedulerSQL(Part):
 
     # --- the claim --------------------------------------------------------------------
 
-    def claim_due(self, now: str, token: str, dispatch: Dispatch) -> Claim:
+    def claim_due(self, now: str, token: str, ledger: Ledger) -> Claim:
         """One short write transaction: do due internal work in place, and claim due sends
         fairly across accounts within their concurrency and rates."""
         with self.transaction():
-            return self._claim(now, token, dispatch)
+            return self._claim(now, token, ledger)
 
-    def _claim(self, now: str, token: str, dispatch: Dispatch) -> Claim:
+    def _claim(self, now: str, token: str, ledger: Ledger) -> Claim:
         claim = Claim()
         self._expire_reply_waits(now, claim)
         accounts = self.conn.execute("SELECT * FROM accounts ORDER BY id").fetchall()
@@ -147,12 +145,12 @@ class SchedulerSQL(Part):
         for account in accounts:
             self._internal_due(account["id"], now, claim)
             candidates[account["id"]] = self._send_candidates(
-                account, now, token, dispatch, claim, health
+                account, now, token, ledger, claim, health
             )
         # Accounts in turns across claims too: the least recently served first, so when
         # fewer sends may be claimed than accounts are waiting, the same ones do not win.
-        order = sorted(candidates, key=lambda k: (dispatch.served.get(k, -1), k))
-        given = share(dispatch.capacity(), {k: len(candidates[k]) for k in order})
+        order = sorted(candidates, key=lambda k: (ledger.served.get(k, -1), k))
+        given = share(ledger.capacity, {k: len(candidates[k]) for k in order})
         chosen = [row for k, rows in candidates.items() for row in rows[: given[k]]]
         if chosen:
             ids = [row["id"] for row in chosen]
@@ -239,7 +237,7 @@ class SchedulerSQL(Part):
             self._put_back([row["id"] for row in rows], token, now)
         claim.dropped = rows
 
-    def _hold_failing(self, dispatch: Dispatch, token: str, now: str) -> list[dict[str, Any]]:
+    def _hold_failing(self, ledger: Ledger, token: str, now: str) -> list[dict[str, Any]]:
         """Claimed sends not started whose channel has just failed go back, due as they were
         (no attempt was made); a probe still goes. Returns them."""
         health = self.store.health.channel_health()
@@ -247,7 +245,7 @@ class SchedulerSQL(Part):
             return []
         held = [
             row
-            for row in dispatch.waiting()
+            for row in ledger.waiting
             if (row["account_id"], row["channel"]) in health and not row.get("probe")
         ]
         if held:
@@ -276,19 +274,19 @@ class SchedulerSQL(Part):
         account: sqlite3.Row,
         now: str,
         token: str,
-        dispatch: Dispatch,
+        ledger: Ledger,
         claim: Claim,
         health: dict[tuple[int, str], sqlite3.Row],
     ) -> list[dict[str, Any]]:
         """Due sends of one account that its concurrency and rates allow now, oldest first;
         of a failing channel, one probe a tick while none of its sends is in flight."""
         account_id = account["id"]
-        room = dispatch.room(account_id, account["concurrency"])
+        room = ledger.room(account_id, account["concurrency"])
         if room <= 0:
             return []
         rates = {k: tuple(v) for k, v in json.loads(account["rates"] or "{}").items()}
         sent = self.sent_in_windows(account_id, rates, now)
-        for (a, ch), n in dispatch.held.items():
+        for (a, ch), n in ledger.held.items():
             if a == account_id:
                 sent[ch] = sent.get(ch, 0) + n
                 sent["all"] = sent.get("all", 0) + n
@@ -303,7 +301,7 @@ class SchedulerSQL(Part):
                     rows += self._due_sends(account, channel, channels, now, limit, claim)
             elif (
                 limit > 0
-                and not dispatch.held[account_id, channel]
+                and not ledger.held.get((account_id, channel), 0)
                 and self.store.health.may_probe(failing, token, now)
             ):
                 rows += self._probe(account, channel, channels, now, claim, failing)
