@@ -116,7 +116,7 @@ def test_the_store_takes_plain_values_from_the_scheduler():
     dispatch = Dispatch(workers=2, ahead=3)
     dispatch.update([{"id": 1, "account_id": 7, "channel": "email"}], [], [])
     ledger = dispatch.ledger()
-    dispatch.update([{"id": 2, "account_id": 7, "channel": "email"}], [], [])
     assert ledger.capacity == 2 * 3 - 1 and dict(ledger.held) == {(7, "email"): 1}
     assert [row["id"] for row in ledger.waiting] == [1]
     assert ledger.room(7, concurrency=1) == 1 * 3 - 1
+    assert dispatch.ledger(with_waiting=False).waiting == ()

@@ -64,14 +64,16 @@ class Dispatch:
         given = share(self.workers - self.in_flight(), wants)
         return [row for a, n in given.items() for row in queues[a][:n]]
 
-    def ledger(self) -> Ledger:
-        """What the claim needs to know, as plain values (a copy: the claim changes nothing)."""
+    def ledger(self, with_waiting: bool = True) -> Ledger:
+        """What the claim needs to know, as plain values, read-only (the claim changes nothing;
+        the tick changes this only after the claim's transaction). `with_waiting`: the sends
+        not started, needed only to release them or hold back a failing channel's."""
         return Ledger(
             capacity=self.capacity(),
             ahead=self.ahead,
-            held=dict(self.held),
-            served=dict(self.served),
-            waiting=tuple(self.waiting()),
+            held=self.held,
+            served=self.served,
+            waiting=tuple(self.waiting()) if with_waiting else (),
         )
 
     def waiting(self) -> list[Row]:

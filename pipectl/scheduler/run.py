@@ -228,7 +228,7 @@ def _step(
                 clock.now(),
                 token,
                 results,
-                dispatch.ledger(),
+                dispatch.ledger(with_waiting=bool(results) or not claiming),
                 dispatch.choose,
                 claiming=claiming,
                 claim_now=claim_now,
