@@ -84,6 +84,46 @@ def _database_before_statuses(path: Path) -> list[str]:
     return sorted(indexes)
 
 
+def test_statuses_migration_keeps_triggers_and_views_that_name_the_rebuilt_tables(
+    tmp_path: Path,
+) -> None:
+    """Counters kept by triggers (`pipectl report`) must survive the rebuild, and work."""
+    db = tmp_path / "old.db"
+    _database_before_statuses(db)
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.executescript(
+        """
+        CREATE TABLE done_count (n INTEGER NOT NULL);
+        INSERT INTO done_count VALUES (0);
+        CREATE TRIGGER count_done AFTER UPDATE OF status ON lead_stage_actions
+            WHEN NEW.status = 'done' BEGIN UPDATE done_count SET n = n + 1; END;
+        CREATE TRIGGER count_sent AFTER INSERT ON deliveries
+            WHEN (SELECT status FROM lead_stage_actions WHERE id = NEW.lead_stage_action_id)
+                 = 'done'
+            BEGIN UPDATE done_count SET n = n + 10; END;
+        CREATE VIEW pending_actions AS
+            SELECT id FROM lead_stage_actions WHERE status = 'pending';
+        """
+    )
+    conn.close()
+    Store(db).close()
+    names = rows(db, "SELECT type, name FROM sqlite_master WHERE type IN ('trigger', 'view')")
+    assert sorted((r["type"], r["name"]) for r in names) == [
+        ("trigger", "count_done"),
+        ("trigger", "count_sent"),
+        ("view", "pending_actions"),
+    ]
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("UPDATE lead_stage_actions SET status = 'done' WHERE id = 11")
+    conn.execute(
+        "INSERT INTO deliveries (account_id, lead_id, lead_stage_action_id, channel, recipient,"
+        " sent_at) VALUES (1, 7, 11, 'email', 'ann@example.com', '2027-03-01T14:01:00Z')"
+    )
+    assert conn.execute("SELECT n FROM done_count").fetchone()[0] == 11
+    assert conn.execute("SELECT count(*) FROM pending_actions").fetchone()[0] == 0
+    conn.close()
+
+
 def test_statuses_migration_keeps_rows_and_indexes_and_refuses_unknown_statuses(
     tmp_path: Path,
 ) -> None:

@@ -332,9 +332,19 @@ def m004_import(conn: sqlite3.Connection) -> None:
 def m010_statuses(conn: sqlite3.Connection) -> None:
     """CHECK constraints on the status columns, from the enums in `pipectl/statuses.py`: a
     misspelt status is refused by the database instead of stranding a lead."""
+    # Triggers and views name these tables: a dropped table would break them (and take its own
+    # triggers along), so they are set aside and created again once the tables are back.
+    kept = conn.execute(
+        "SELECT type, name, sql FROM sqlite_master WHERE type IN ('view', 'trigger')"
+        " AND sql IS NOT NULL ORDER BY type = 'trigger', rowid"
+    ).fetchall()
+    for kind, name, _ in kept:
+        conn.execute(f'DROP {kind.upper()} "{name}"')
     add_checks(conn, "lead_stage_actions", {"status": sql_list(ActionStatus)})
     add_checks(conn, "enrollments", {"status": sql_list(EnrollmentStatus)})
     add_checks(conn, "leads", {"status": sql_list(EnrollmentStatus)})
+    for _, _, sql in kept:
+        conn.execute(sql)
 
 
 m010_statuses.rebuilds_tables = True  # type: ignore[attr-defined]
