@@ -23,8 +23,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipectl.durations import parse_time  # noqa: E402
+from pipectl.scheduler.run import tick  # noqa: E402
 from pipectl.store import Store  # noqa: E402
-from pipectl.tick import tick  # noqa: E402
+from pipectl.store.scheduler_sql import SchedulerSQL  # noqa: E402
 
 
 class NoopSender:
@@ -54,11 +55,12 @@ class StoreTimer:
     def __init__(self, *names: str):
         self.spent = dict.fromkeys(names, 0.0)
         self.calls = dict.fromkeys(names, 0)
-        for name in names:
-            setattr(Store, name, self._timed(name, getattr(Store, name)))
+        for name in names:  # on the facade, or on the store part that holds the method
+            owner = next(c for c in (Store, SchedulerSQL) if name in vars(c))
+            setattr(owner, name, self._timed(name, getattr(owner, name)))
 
     def _timed(self, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
-        def timed(store: Store, *args: Any, **kwargs: Any) -> Any:
+        def timed(store: Any, *args: Any, **kwargs: Any) -> Any:
             start = time.perf_counter()
             try:
                 return method(store, *args, **kwargs)

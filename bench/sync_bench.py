@@ -172,7 +172,7 @@ def idle_tick(db: str, now: str, runs: int) -> dict[str, Any]:
     from probes import NoopSender
 
     from pipectl.durations import parse_time
-    from pipectl.tick import tick
+    from pipectl.scheduler.run import tick
 
     at = parse_time(now)
     result = {}

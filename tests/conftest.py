@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipectl.cli import app
+from pipectl.store import Database
 
 
 @dataclass
@@ -62,4 +63,10 @@ def dump(db: Path) -> str:
 
 
 # A real Dovecot for the inbound tests: one server per session, a fresh mailbox per test.
+@pytest.fixture(autouse=True)
+def one_writer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every in-process test enforces the one-writer rule: a write from another thread fails."""
+    monkeypatch.setattr(Database, "check_writer", True)
+
+
 from tests.imap_server import dovecot, mailbox  # noqa: E402, F401

@@ -274,7 +274,7 @@ def test_removing_a_pipeline_with_leads_then_restoring_it(cli, db, example):
     removed = rows(db, "SELECT removed_at FROM pipelines WHERE key = 'solar-webinar'")
     assert removed[0]["removed_at"] is not None
     with pytest.raises(NotFound, match="known pipelines: adwords$"):
-        Store(db).pipeline_by_key("solar-webinar")
+        Store(db).config.pipeline_by_key("solar-webinar")
 
     example.write_text(text)
     restored = plan_of(cli("apply", "--json"))
@@ -282,7 +282,7 @@ def test_removing_a_pipeline_with_leads_then_restoring_it(cli, db, example):
     assert rows(db, "SELECT removed_at FROM pipelines WHERE key = 'solar-webinar'") == [
         {"removed_at": None}
     ]
-    assert Store(db).pipeline_by_key("solar-webinar")["name"] == "Solar Savings Webinar"
+    assert Store(db).config.pipeline_by_key("solar-webinar")["name"] == "Solar Savings Webinar"
 
 
 def test_removing_an_unused_pipeline_and_account_deletes_them(cli, db, example):
@@ -301,15 +301,15 @@ def test_removing_an_unused_pipeline_and_account_deletes_them(cli, db, example):
 def test_lookups_name_the_known_keys(cli, db, example):
     store = Store(db)
     with pytest.raises(NotFound, match="no accounts yet"):
-        store.account_by_key("acme")
+        store.config.account_by_key("acme")
     cli("apply")
-    assert store.account_by_key("globex")["name"] == "Globex Solar"
+    assert store.config.account_by_key("globex")["name"] == "Globex Solar"
     with pytest.raises(NotFound, match="no account 'acne'; known accounts: acme, globex"):
-        store.account_by_key("acne")
-    pipeline = store.pipeline_by_key("adwords")
-    assert store.stage_by_key(pipeline["id"], "follow-up")["position"] == 2
+        store.config.account_by_key("acne")
+    pipeline = store.config.pipeline_by_key("adwords")
+    assert store.config.stage_by_key(pipeline["id"], "follow-up")["position"] == 2
     with pytest.raises(NotFound, match="stages: inquired, follow-up, responded, won, lost"):
-        store.stage_by_key(pipeline["id"], "closed")
+        store.config.stage_by_key(pipeline["id"], "closed")
 
 
 def test_literal_secret_is_refused_and_nothing_is_written(cli, db, example):

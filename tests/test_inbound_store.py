@@ -134,7 +134,7 @@ def test_a_reply_naming_its_send_moves_only_that_pipeline(store, db):
     events = sent(db, "ann@example.com", "events")
     reply = message(references=(events["message_id"],), sender="assistant@example.com")
 
-    recorded = store.record_inbound(account_id(db), reply, None, None, LATER)
+    recorded = store.inbound.record_inbound(account_id(db), reply, None, None, LATER)
 
     assert recorded.new and recorded.matched
     assert stage_of(db, "ann@example.com", "events") == "going"
@@ -149,14 +149,14 @@ def test_a_reference_without_angle_brackets_matches_too(store, db):
     events = sent(db, "ann@example.com", "events")
     bare = events["message_id"].strip("<>")
     reply = message(references=("<unknown@elsewhere>", bare))
-    store.record_inbound(account_id(db), reply, None, None, LATER)
+    store.inbound.record_inbound(account_id(db), reply, None, None, LATER)
     assert stage_of(db, "ann@example.com", "events") == "going"
     assert stage_of(db, "ann@example.com", "nurture") == "inquired"
 
 
 def test_a_reply_matched_by_address_acts_as_pipectl_reply(store, db):
     reply = message(sender="ANN@Example.com", references=("<not-ours@elsewhere>",))
-    store.record_inbound(account_id(db), reply, None, None, LATER)
+    store.inbound.record_inbound(account_id(db), reply, None, None, LATER)
     assert stage_of(db, "ann@example.com", "events") == "going"
     assert stage_of(db, "ann@example.com", "nurture") == "responded"
     [row] = rows(db, "SELECT lead_id, delivery_id FROM replies")
@@ -165,19 +165,19 @@ def test_a_reply_matched_by_address_acts_as_pipectl_reply(store, db):
 
 def test_a_message_matching_nothing_is_kept_unmatched(store, db):
     stranger = message(sender="someone@else.example")
-    recorded = store.record_inbound(account_id(db), stranger, None, None, LATER)
+    recorded = store.inbound.record_inbound(account_id(db), stranger, None, None, LATER)
     assert recorded.new and not recorded.matched
     [row] = rows(db, "SELECT lead_id, kind, sender, effect FROM replies")
     assert row["lead_id"] is None and row["sender"] == "someone@else.example"
-    assert store.list_replies(unmatched=True)[0]["sender"] == "someone@else.example"
+    assert store.inbound.list_replies(unmatched=True)[0]["sender"] == "someone@else.example"
     assert enrollment(db, "ann@example.com", "nurture") == "active"
 
 
 def test_the_same_message_twice_is_recorded_and_acted_on_once(store, db):
     aid = account_id(db)
-    source = store.sync_source(aid, "imap", "imap://team@imap.example:993")
-    first = store.record_inbound(aid, message(), Cursor("INBOX", 7, 41), source, LATER)
-    again = store.record_inbound(aid, message(), Cursor("INBOX", 7, 42), source, LATER)
+    source = store.inbound.sync_source(aid, "imap", "imap://team@imap.example:993")
+    first = store.inbound.record_inbound(aid, message(), Cursor("INBOX", 7, 41), source, LATER)
+    again = store.inbound.record_inbound(aid, message(), Cursor("INBOX", 7, 42), source, LATER)
     assert first.new and not again.new
     assert len(rows(db, "SELECT * FROM replies")) == 1
     assert rows(db, "SELECT folder, uidvalidity, last_uid FROM sync_cursors") == [
@@ -190,7 +190,7 @@ def test_a_reply_typed_by_hand_and_then_read_from_the_mailbox_steers_once(cli, s
     assert result.exit_code == 0, result.output
     assert stage_of(db, "ann@example.com", "nurture") == "responded"
     # The lead is now waiting a day in `responded`; the same reply must not move it again.
-    store.record_inbound(account_id(db), message(), None, None, "2027-03-01T15:05:00Z")
+    store.inbound.record_inbound(account_id(db), message(), None, None, "2027-03-01T15:05:00Z")
     replies = rows(db, "SELECT source, effect FROM replies ORDER BY id")
     assert [r["source"] for r in replies] == ["manual", "imap"]
     assert "not acted on again" in replies[1]["effect"]
@@ -199,7 +199,7 @@ def test_a_reply_typed_by_hand_and_then_read_from_the_mailbox_steers_once(cli, s
 
 def test_a_reply_read_from_the_mailbox_and_then_typed_by_hand_steers_once(cli, store, db):
     events = sent(db, "ann@example.com", "events")
-    store.record_inbound(
+    store.inbound.record_inbound(
         account_id(db), message(references=(events["message_id"],)), None, None, LATER
     )
     assert stage_of(db, "ann@example.com", "events") == "going"
@@ -213,19 +213,21 @@ def test_a_reply_read_from_the_mailbox_and_then_typed_by_hand_steers_once(cli, s
 
 def test_a_cursor_never_goes_back(store, db):
     aid = account_id(db)
-    source = store.sync_source(aid, "imap", "imap://team@imap.example:993")
-    store.record_inbound(aid, message(), Cursor("INBOX", 7, 50), source, LATER)
+    source = store.inbound.sync_source(aid, "imap", "imap://team@imap.example:993")
+    store.inbound.record_inbound(aid, message(), Cursor("INBOX", 7, 50), source, LATER)
     late = message(external_id="<older@mail.example>")
-    store.record_inbound(aid, late, Cursor("INBOX", 7, 49), source, LATER)
-    assert store.sync_cursors(source)["INBOX"].last_uid == 50
-    store.record_inbound(aid, message(external_id="<new@x>"), Cursor("INBOX", 8, 3), source, LATER)
-    assert store.sync_cursors(source)["INBOX"] == Cursor("INBOX", 8, 3)
+    store.inbound.record_inbound(aid, late, Cursor("INBOX", 7, 49), source, LATER)
+    assert store.inbound.sync_cursors(source)["INBOX"].last_uid == 50
+    store.inbound.record_inbound(
+        aid, message(external_id="<new@x>"), Cursor("INBOX", 8, 3), source, LATER
+    )
+    assert store.inbound.sync_cursors(source)["INBOX"] == Cursor("INBOX", 8, 3)
 
 
 def test_an_auto_reply_is_recorded_and_changes_nothing(store, db):
     events = sent(db, "ann@example.com", "events")
     auto = message(kind="auto_reply", references=(events["message_id"],), body="Out of office")
-    store.record_inbound(account_id(db), auto, None, None, LATER)
+    store.inbound.record_inbound(account_id(db), auto, None, None, LATER)
     assert stage_of(db, "ann@example.com", "events") == "invited"
     assert (
         rows(db, "SELECT status FROM lead_stage_actions WHERE type = 'wait_for_reply'")
@@ -236,7 +238,7 @@ def test_an_auto_reply_is_recorded_and_changes_nothing(store, db):
 
 
 def test_an_opt_out_stops_everything_and_suppresses_the_leads_addresses(store, db):
-    store.record_inbound(
+    store.inbound.record_inbound(
         account_id(db), message(kind="opt_out", body="unsubscribe"), None, None, LATER
     )
     assert rows(db, "SELECT do_not_contact FROM leads WHERE email = 'ann@example.com'") == [
@@ -252,7 +254,7 @@ def test_an_opt_out_stops_everything_and_suppresses_the_leads_addresses(store, d
 
 def test_an_opt_out_from_a_stranger_still_suppresses_the_sender(store, db):
     stranger = message(kind="opt_out", sender="Someone@Else.example", body="STOP")
-    store.record_inbound(account_id(db), stranger, None, None, LATER)
+    store.inbound.record_inbound(account_id(db), stranger, None, None, LATER)
     assert rows(db, "SELECT address, reason FROM suppressions") == [
         {"address": "someone@else.example", "reason": "opt_out"}
     ]
@@ -276,7 +278,7 @@ def test_a_bounce_fails_its_send_suppresses_and_follows_on_failure(store, db):
     nurture = sent(db, "ann@example.com", "nurture")
     dsn = bounce(bounced_message_id=nurture["message_id"], failed_recipient=None)
 
-    recorded = store.record_inbound(account_id(db), dsn, None, None, LATER)
+    recorded = store.inbound.record_inbound(account_id(db), dsn, None, None, LATER)
 
     assert recorded.new and recorded.matched
     [action] = rows(
@@ -300,7 +302,7 @@ def test_a_bounce_without_the_message_id_is_matched_by_the_failed_recipient(stor
     latest = max(
         (sent(db, "bob@example.com", p) for p in ("nurture", "events")), key=lambda d: d["id"]
     )
-    store.record_inbound(
+    store.inbound.record_inbound(
         account_id(db), bounce(failed_recipient="BOB@example.com"), None, None, LATER
     )
     assert rows(db, "SELECT status FROM deliveries WHERE id = ?", latest["id"]) == [
@@ -312,10 +314,12 @@ def test_a_bounce_without_the_message_id_is_matched_by_the_failed_recipient(stor
 def test_a_second_bounce_for_the_same_send_changes_nothing_more(store, db):
     nurture = sent(db, "ann@example.com", "nurture")
     aid = account_id(db)
-    store.record_inbound(aid, bounce(bounced_message_id=nurture["message_id"]), None, None, LATER)
+    store.inbound.record_inbound(
+        aid, bounce(bounced_message_id=nurture["message_id"]), None, None, LATER
+    )
     entered = rows(db, "SELECT count(*) AS n FROM lead_stages")[0]["n"]
     second = bounce(bounced_message_id=nurture["message_id"], external_id="<dsn-2@mx.example>")
-    recorded = store.record_inbound(aid, second, None, None, LATER)
+    recorded = store.inbound.record_inbound(aid, second, None, None, LATER)
     assert recorded.new
     assert rows(db, "SELECT count(*) AS n FROM lead_stages")[0]["n"] == entered
     assert "already bounced" in rows(db, "SELECT effect FROM replies ORDER BY id DESC")[0]["effect"]
@@ -324,9 +328,13 @@ def test_a_second_bounce_for_the_same_send_changes_nothing_more(store, db):
 def test_a_bounce_after_the_lead_left_the_stage_fails_the_send_only(store, db):
     nurture = sent(db, "ann@example.com", "nurture")
     aid = account_id(db)
-    store.record_inbound(aid, message(references=(nurture["message_id"],)), None, None, LATER)
+    store.inbound.record_inbound(
+        aid, message(references=(nurture["message_id"],)), None, None, LATER
+    )
     assert stage_of(db, "ann@example.com", "nurture") == "responded"
-    store.record_inbound(aid, bounce(bounced_message_id=nurture["message_id"]), None, None, LATER)
+    store.inbound.record_inbound(
+        aid, bounce(bounced_message_id=nurture["message_id"]), None, None, LATER
+    )
     assert stage_of(db, "ann@example.com", "nurture") == "responded"
     assert rows(
         db, "SELECT status FROM lead_stage_actions WHERE id = ?", nurture["lead_stage_action_id"]
@@ -336,7 +344,7 @@ def test_a_bounce_after_the_lead_left_the_stage_fails_the_send_only(store, db):
 def test_a_delayed_bounce_is_recorded_only(store, db):
     nurture = sent(db, "ann@example.com", "nurture")
     delayed = bounce(kind="soft_bounce", status="4.4.7", bounced_message_id=nurture["message_id"])
-    store.record_inbound(account_id(db), delayed, None, None, LATER)
+    store.inbound.record_inbound(account_id(db), delayed, None, None, LATER)
     assert rows(db, "SELECT status FROM deliveries WHERE id = ?", nurture["id"]) == [
         {"status": "sent"}
     ]
@@ -347,7 +355,7 @@ def test_a_delayed_bounce_is_recorded_only(store, db):
 
 def test_an_sms_reply_is_matched_by_the_senders_number(store, db):
     text = message(channel="sms", source="twilio", external_id="SM1", sender="+12015550199")
-    store.record_inbound(account_id(db), text, None, None, LATER)
+    store.inbound.record_inbound(account_id(db), text, None, None, LATER)
     assert stage_of(db, "bob@example.com", "nurture") == "responded"
     assert stage_of(db, "ann@example.com", "nurture") == "inquired"
 
@@ -360,15 +368,17 @@ def texted(cli, db: Path, store: Store) -> dict:
     assert result.exit_code == 0, result.output
     assert cli("tick", "--now", LATER, "--no-sync").exit_code == 0
     [d] = rows(db, "SELECT * FROM deliveries WHERE channel = 'sms'")
-    store.conn.execute("UPDATE deliveries SET provider_id = 'SM42' WHERE id = ?", (d["id"],))
+    store.database.conn.execute(
+        "UPDATE deliveries SET provider_id = 'SM42' WHERE id = ?", (d["id"],)
+    )
     return d
 
 
 def test_a_text_the_provider_could_not_deliver_fails_its_send(cli, store, db):
     d = texted(cli, db, store)
     aid = account_id(db)
-    assert store.texts_awaiting_status(aid, LATER) == ["SM42"]
-    changed = store.record_text_status(
+    assert store.inbound.texts_awaiting_status(aid, LATER) == ["SM42"]
+    changed = store.inbound.record_text_status(
         aid, TextStatus("SM42", "undelivered", "30003", "Unreachable destination handset"), LATER
     )
     assert changed == "undelivered"
@@ -380,13 +390,13 @@ def test_a_text_the_provider_could_not_deliver_fails_its_send(cli, store, db):
     assert action["status"] == "failed" and "30003" in action["last_error"]
     assert enrollment(db, "ann@example.com", "texts") == "failed"  # on_failure: stop
     assert rows(db, "SELECT * FROM suppressions") == []  # 30003 is no opt-out
-    assert store.texts_awaiting_status(aid, LATER) == []
+    assert store.inbound.texts_awaiting_status(aid, LATER) == []
 
 
 def test_error_21610_suppresses_the_number_for_texts_only(cli, store, db):
     texted(cli, db, store)
     aid = account_id(db)
-    store.record_text_status(
+    store.inbound.record_text_status(
         aid, TextStatus("SM42", "failed", "21610", "Unsubscribed recipient"), LATER
     )
     assert rows(db, "SELECT channel, address, reason FROM suppressions") == [
@@ -399,7 +409,7 @@ def test_error_21610_suppresses_the_number_for_texts_only(cli, store, db):
 
 def test_a_delivered_text_is_marked_delivered(cli, store, db):
     d = texted(cli, db, store)
-    assert store.record_text_status(account_id(db), TextStatus("SM42", "delivered"), LATER)
+    assert store.inbound.record_text_status(account_id(db), TextStatus("SM42", "delivered"), LATER)
     assert rows(db, "SELECT status FROM deliveries WHERE id = ?", d["id"]) == [
         {"status": "delivered"}
     ]

@@ -47,3 +47,121 @@ def test_inbound_migration_keeps_every_reply_and_fills_kind_and_sender(tmp_path:
     assert rows(db, "PRAGMA user_version") == [{"user_version": len(MIGRATIONS)}]
     tables = {r["name"] for r in rows(db, "SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"suppressions", "sync_sources", "sync_cursors"} <= tables
+
+
+def _database_before_statuses(path: Path) -> list[str]:
+    """A database at the version before m010_statuses, with a lead mid-pipeline; its indexes."""
+    before = next(i for i, fn in enumerate(MIGRATIONS) if fn.__name__ == "m010_statuses")
+    conn = sqlite3.connect(path, isolation_level=None)
+    for number, fn in enumerate(MIGRATIONS[:before], start=1):
+        conn.execute("BEGIN")
+        fn(conn)
+        conn.execute(f"PRAGMA user_version = {number}")
+        conn.execute("COMMIT")
+    t = "2027-03-01T14:00:00Z"
+    conn.executescript(
+        f"""
+        INSERT INTO accounts (id, key, name, created_at, updated_at) VALUES (1, 'acme', 'Acme', '{t}', '{t}');
+        INSERT INTO pipelines (id, account_id, key, name, created_at, updated_at) VALUES (1, 1, 'p', 'P', '{t}', '{t}');
+        INSERT INTO pipeline_stages (id, pipeline_id, key, name, position) VALUES (1, 1, 's', 'S', 0);
+        INSERT INTO leads (id, account_id, email, status, created_at, updated_at)
+            VALUES (7, 1, 'ann@example.com', 'active', '{t}', '{t}'),
+                   (8, 1, 'bob@example.com', NULL, '{t}', '{t}');
+        INSERT INTO enrollments (id, lead_id, pipeline_id, account_id, status, queued_at)
+            VALUES (5, 7, 1, 1, 'active', '{t}');
+        INSERT INTO lead_stages (id, lead_id, enrollment_id, pipeline_stage_id, entered_at)
+            VALUES (9, 7, 5, 1, '{t}');
+        INSERT INTO lead_stage_actions (id, lead_stage_id, lead_id, account_id, enrollment_id,
+                sequence_number, type, channel, status, perform_at)
+            VALUES (11, 9, 7, 1, 5, 0, 'send_email', 'email', 'pending', '{t}'),
+                   (12, 9, 7, 1, 5, 1, 'wait', 'internal', 'waiting', NULL);
+        INSERT INTO deliveries (id, account_id, lead_id, lead_stage_action_id, channel, recipient, sent_at)
+            VALUES (3, 1, 7, 11, 'email', 'ann@example.com', '{t}');
+        """  # noqa: E501
+    )
+    indexes = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")]
+    conn.close()
+    return sorted(indexes)
+
+
+def test_statuses_migration_keeps_triggers_and_views_that_name_the_rebuilt_tables(
+    tmp_path: Path,
+) -> None:
+    """Counters kept by triggers (`pipectl report`) must survive the rebuild, and work."""
+    db = tmp_path / "old.db"
+    _database_before_statuses(db)
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.executescript(
+        """
+        CREATE TABLE done_count (n INTEGER NOT NULL);
+        INSERT INTO done_count VALUES (0);
+        CREATE TRIGGER count_done AFTER UPDATE OF status ON lead_stage_actions
+            WHEN NEW.status = 'done' BEGIN UPDATE done_count SET n = n + 1; END;
+        CREATE TRIGGER count_sent AFTER INSERT ON deliveries
+            WHEN (SELECT status FROM lead_stage_actions WHERE id = NEW.lead_stage_action_id)
+                 = 'done'
+            BEGIN UPDATE done_count SET n = n + 10; END;
+        CREATE VIEW pending_actions AS
+            SELECT id FROM lead_stage_actions WHERE status = 'pending';
+        """
+    )
+    conn.close()
+    kinds = "SELECT type, name FROM sqlite_master WHERE type IN ('trigger', 'view')"
+    report_triggers = [r for r in rows(db, kinds) if r["name"].startswith("report_")]
+    assert report_triggers  # m008_report's counters, on the tables m010 rebuilds
+    Store(db).close()
+    names = rows(db, kinds)
+    assert sorted((r["type"], r["name"]) for r in names) == sorted(
+        [("trigger", "count_done"), ("trigger", "count_sent"), ("view", "pending_actions")]
+        + [(r["type"], r["name"]) for r in report_triggers]
+    )
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("UPDATE lead_stage_actions SET status = 'done' WHERE id = 11")
+    conn.execute(
+        "INSERT INTO deliveries (account_id, lead_id, lead_stage_action_id, channel, recipient,"
+        " sent_at) VALUES (1, 7, 11, 'email', 'ann@example.com', '2027-03-01T14:01:00Z')"
+    )
+    assert conn.execute("SELECT n FROM done_count").fetchone()[0] == 11
+    assert conn.execute("SELECT count(*) FROM pending_actions").fetchone()[0] == 0
+    conn.close()
+
+
+def test_statuses_migration_keeps_rows_and_indexes_and_refuses_unknown_statuses(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "old.db"
+    indexes = _database_before_statuses(db)
+    Store(db).close()
+    assert rows(db, "SELECT id, status FROM leads ORDER BY id") == [
+        {"id": 7, "status": "active"},
+        {"id": 8, "status": None},
+    ]
+    assert rows(db, "SELECT id, lead_id, status FROM enrollments") == [
+        {"id": 5, "lead_id": 7, "status": "active"}
+    ]
+    assert rows(db, "SELECT id, status, perform_at FROM lead_stage_actions ORDER BY id") == [
+        {"id": 11, "status": "pending", "perform_at": "2027-03-01T14:00:00Z"},
+        {"id": 12, "status": "waiting", "perform_at": None},
+    ]
+    assert rows(db, "SELECT id, lead_stage_action_id FROM deliveries") == [
+        {"id": 3, "lead_stage_action_id": 11}
+    ]
+    after = rows(db, "SELECT name FROM sqlite_master WHERE type = 'index' ORDER BY name")
+    assert [r["name"] for r in after] == indexes
+    assert rows(db, "PRAGMA foreign_key_check") == []
+    conn = sqlite3.connect(db)
+    for statement in (
+        "UPDATE lead_stage_actions SET status = 'pendng' WHERE id = 11",
+        "UPDATE enrollments SET status = 'done' WHERE id = 5",
+        "UPDATE leads SET status = 'running' WHERE id = 8",
+    ):
+        try:
+            conn.execute(statement)
+        except sqlite3.IntegrityError as e:
+            assert "CHECK constraint failed" in str(e)
+        else:
+            raise AssertionError(f"accepted: {statement}")
+    conn.close()
+    store = Store(db)  # foreign keys are on again once the migration is done
+    assert store.database.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    store.close()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipectl.limits import next_opening
+from pipectl.scheduler.windows import next_opening
 
 from .conftest import rows
 from .scenario import outbox, summary

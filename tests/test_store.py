@@ -25,7 +25,7 @@ def test_init_creates_the_seed_tables_and_is_idempotent(cli, db):
 
 def test_due_rows_are_found_through_the_partial_index(db):
     store = Store(db)
-    plan = store.conn.execute(
+    plan = store.database.conn.execute(
         "EXPLAIN QUERY PLAN SELECT id FROM lead_stage_actions "
         "WHERE status = 'pending' AND perform_at <= ? ORDER BY perform_at",
         ("2027-01-01T00:00:00Z",),
@@ -44,13 +44,79 @@ def test_missing_directory_is_a_clear_error(tmp_path, cli):
     assert "Traceback" not in result.output
 
 
-def test_no_two_store_parts_define_the_same_method():
-    """Store is made of mixins: a name defined twice would silently shadow the other."""
-    seen: dict[str, str] = {}
-    for part in Store.__mro__[1:]:
-        if part is object:
-            continue
-        for name, value in vars(part).items():
-            if callable(value) and not name.startswith("__"):
-                assert name not in seen, f"{name} is in both {seen[name]} and {part.__name__}"
-                seen[name] = part.__name__
+def test_parts_reach_each_other_only_through_public_verbs():
+    """A part calling another's private helper ties them together: each may change alone."""
+    import re
+    from pathlib import Path
+
+    import pipectl.store
+
+    package = Path(pipectl.store.__file__).parent
+    crossing = re.compile(r"self\.store\.[a-z]+\._[a-z]")
+    found = [
+        f"{path.name}:{number}: {line.strip()}"
+        for path in sorted(package.glob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if crossing.search(line)
+    ]
+    assert found == []
+
+
+def test_nothing_outside_the_store_touches_the_connection():
+    """The seam a second backend plugs into: SQL and the connection stay in pipectl/store/."""
+    import re
+    from pathlib import Path
+
+    import pipectl
+
+    root = Path(pipectl.__file__).parent
+    touching = re.compile(r"\.conn\.execute|\.database\.|store\.conn\b|\bsqlite3\.connect")
+    found = [
+        f"{path.relative_to(root)}:{number}"
+        for path in sorted(root.rglob("*.py"))
+        if "store" not in path.relative_to(root).parts[:1]
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if touching.search(line)
+    ]
+    assert found == []
+
+
+def test_a_write_from_a_worker_thread_is_refused_when_checked(db):
+    """Worker threads send; the thread that opened the store is the one writer."""
+    import threading
+
+    store = Store(db)
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            with store.database.transaction() as conn:
+                conn.execute("INSERT INTO meta (key, value) VALUES ('from', 'worker')")
+        except AssertionError as e:
+            errors.append(e)
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    thread.join()
+    assert [str(e) for e in errors] == ["only the tick thread writes"]
+    assert rows(db, "SELECT key FROM meta WHERE key = 'from'") == []
+    store.close()
+
+
+def test_the_store_takes_plain_values_from_the_scheduler():
+    """Data flows one way: the claim reads a Ledger of plain values, never the tick's objects."""
+    from pathlib import Path
+
+    import pipectl.store
+    from pipectl.scheduler.dispatch import Dispatch
+
+    package = Path(pipectl.store.__file__).parent
+    assert [p.name for p in package.glob("*.py") if "Dispatch" in p.read_text()] == []
+
+    dispatch = Dispatch(workers=2, ahead=3)
+    dispatch.update([{"id": 1, "account_id": 7, "channel": "email"}], [], [])
+    ledger = dispatch.ledger()
+    assert ledger.capacity == 2 * 3 - 1 and dict(ledger.held) == {(7, "email"): 1}
+    assert [row["id"] for row in ledger.waiting] == [1]
+    assert ledger.room(7, concurrency=1) == 1 * 3 - 1
+    assert dispatch.ledger(with_waiting=False).waiting == ()

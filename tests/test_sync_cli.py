@@ -170,14 +170,14 @@ def test_replies_list_shows_what_arrived_and_filters(cli, db, tmp_path):
     from pipectl.store import Store
 
     store = Store(db)
-    aid = store.account_by_key("acme")["id"]
+    aid = store.config.account_by_key("acme")["id"]
     for i, (kind, sender) in enumerate(
         [("reply", "ann@example.com"), ("auto_reply", "ann@example.com"), ("reply", "x@y.example")]
     ):
         message = InboundMessage(
             "email", "imap", f"<m{i}@mail>", sender, kind, f"text {i}", f"2027-03-01T15:0{i}:00Z"
         )
-        store.record_inbound(aid, message, None, None, T0)
+        store.inbound.record_inbound(aid, message, None, None, T0)
     store.close()
     listed = json.loads(cli("replies", "list", "--json").stdout)
     assert [(r["kind"], r["sender"]) for r in listed] == [
@@ -393,8 +393,8 @@ def test_a_message_with_odd_values_is_still_recorded_never_stalling_the_sync(cli
     odd = InboundMessage("email", "imap", "<odd@x>", "a@b.example", "vacation", "hi", "")
     store = Store(db)
     try:
-        aid = store.account_by_key("acme")["id"]
-        recorded = store.record_inbound(aid, _sane(odd, T0), None, None, T0)
+        aid = store.config.account_by_key("acme")["id"]
+        recorded = store.inbound.record_inbound(aid, _sane(odd, T0), None, None, T0)
     finally:
         store.close()
     assert recorded.new

@@ -33,7 +33,8 @@ def test_second_tick_exits_75_at_once_and_names_the_holder(db, cli, tmp_path):
         [
             sys.executable,
             "-c",
-            "import sys, time; from pipectl.lock import TickLock; TickLock(sys.argv[1]).acquire();"
+            "import sys, time; from pipectl.scheduler.lock import TickLock;"
+            " TickLock(sys.argv[1]).acquire();"
             " print('held', flush=True); time.sleep(60)",
             str(db),
         ],

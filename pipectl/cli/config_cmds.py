@@ -60,7 +60,7 @@ def apply(
 
     config = load_config(file)
     try:
-        plan = open_store(ctx).apply_config(config, force=force, dry_run=dry_run)
+        plan = open_store(ctx).config.apply_config(config, force=force, dry_run=dry_run)
     except RemovalRefused as e:
         if dry_run:  # the plan first, then why it cannot be applied as it is
             e.plan.dry_run = True

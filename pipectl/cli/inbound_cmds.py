@@ -90,8 +90,10 @@ def list_replies(
             f"unknown kind '{kind}'; use one of {', '.join(KINDS)}", param_hint="--kind"
         )
     store = open_store(ctx)
-    account_id = store.account_by_key(account)["id"] if account else None
-    replies = store.list_replies(account_id=account_id, kind=kind, unmatched=unmatched, limit=limit)
+    account_id = store.config.account_by_key(account)["id"] if account else None
+    replies = store.inbound.list_replies(
+        account_id=account_id, kind=kind, unmatched=unmatched, limit=limit
+    )
     if as_json:
         print_json(replies)
         return
@@ -133,8 +135,8 @@ def list_suppressions(ctx: typer.Context, account: AccountOpt = None, as_json: J
     Example: pipectl suppressions list --account acme
     """
     store = open_store(ctx)
-    account_id = store.account_by_key(account)["id"] if account else None
-    entries = store.list_suppressions(account_id)
+    account_id = store.config.account_by_key(account)["id"] if account else None
+    entries = store.inbound.list_suppressions(account_id)
     if as_json:
         print_json(entries)
         return
@@ -162,7 +164,9 @@ def add_suppression(
 
     Example: pipectl suppressions add jane@example.com --account acme --reason "asked by phone"
     """
-    result = open_store(ctx).add_suppression(account, address, reason=reason, now=parse_now(now))
+    result = open_store(ctx).inbound.add_suppression(
+        account, address, reason=reason, now=parse_now(now)
+    )
     if as_json:
         print_json(result)
         return
@@ -181,7 +185,7 @@ def remove_suppression(
 
     Example: pipectl suppressions remove jane@example.com --account acme
     """
-    result = open_store(ctx).remove_suppression(account, address)
+    result = open_store(ctx).inbound.remove_suppression(account, address)
     if as_json:
         print_json(result)
         return
@@ -206,7 +210,7 @@ def import_suppressions(
     from ..suppressions import read_suppressions
 
     entries = read_suppressions(csv_file)
-    result = open_store(ctx).import_suppressions(
+    result = open_store(ctx).inbound.import_suppressions(
         account, entries, now=parse_now(now), file=str(csv_file)
     )
     if as_json:

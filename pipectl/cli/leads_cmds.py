@@ -81,13 +81,13 @@ def import_(
     except CsvError as e:  # the option itself is malformed: a usage error (exit 2)
         raise typer.BadParameter(str(e).removeprefix("--map "), param_hint="--map") from None
     store = open_store(ctx)
-    acct = store.account_by_key(account)
+    acct = store.config.account_by_key(account)
     pipeline_id = stage_id = None
     if pipeline:
-        pipe = store.pipeline_by_key(pipeline)
+        pipe = store.config.pipeline_by_key(pipeline)
         if pipe["account_id"] != acct["id"]:
             raise PipectlError(f"pipeline '{pipeline}' does not belong to account '{account}'")
-        pipeline_id, stage_id = pipe["id"], store.entry_stage(pipe["id"], stage)["id"]
+        pipeline_id, stage_id = pipe["id"], store.leads.entry_stage(pipe["id"], stage)["id"]
     leads_file = open_leads(csv_file, country=acct["country"], mapping=mapping)
     with leads_file, RowReport() as report:
         records = valid_records(
@@ -95,7 +95,7 @@ def import_(
         )
         head = {"file": leads_file.name, "dry_run": dry_run}
         try:
-            counts = store.import_leads(
+            counts = store.leads.import_leads(
                 acct["id"],
                 records,
                 pipeline_id=pipeline_id,
@@ -238,9 +238,9 @@ def export(
     from ..exports import write_csv, write_jsonl
 
     store = open_store(ctx)
-    account_id = store.account_by_key(account)["id"] if account else None
-    pipeline_id = store.pipeline_by_key(pipeline)["id"] if pipeline else None
-    leads = store.export_leads(account_id=account_id, pipeline_id=pipeline_id, status=status)
+    account_id = store.config.account_by_key(account)["id"] if account else None
+    pipeline_id = store.config.pipeline_by_key(pipeline)["id"] if pipeline else None
+    leads = store.leads.export_leads(account_id=account_id, pipeline_id=pipeline_id, status=status)
     try:
         target = output.open("w", encoding="utf-8", newline="") if output else None
     except OSError as e:
@@ -249,7 +249,7 @@ def export(
         if fmt is ExportFormat.jsonl:
             written = write_jsonl(target or sys.stdout, leads)
         else:
-            fields = store.export_fields(account_id=account_id)
+            fields = store.leads.export_fields(account_id=account_id)
             written = write_csv(target or sys.stdout, leads, fields)
     except OSError as e:
         raise PipectlError(f"{output or 'stdout'}: cannot write: {e.strerror}") from None
@@ -293,10 +293,10 @@ def list_(
             param_hint="--status",
         )
     store = open_store(ctx)
-    leads = store.list_leads(
-        account_id=store.account_by_key(account)["id"] if account else None,
+    leads = store.leads.list_leads(
+        account_id=store.config.account_by_key(account)["id"] if account else None,
         status=status,
-        pipeline_id=store.pipeline_by_key(pipeline)["id"] if pipeline else None,
+        pipeline_id=store.config.pipeline_by_key(pipeline)["id"] if pipeline else None,
         limit=limit,
         offset=offset,
     )

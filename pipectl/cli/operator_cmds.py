@@ -48,8 +48,8 @@ def list_actions(
             param_hint="--status",
         )
     store = open_store(ctx)
-    account_id = store.account_by_key(account)["id"] if account else None
-    actions = store.list_actions(status=status, account_id=account_id, limit=limit)
+    account_id = store.config.account_by_key(account)["id"] if account else None
+    actions = store.reports.list_actions(status=status, account_id=account_id, limit=limit)
     if as_json:
         print_json(actions)
         return
@@ -118,8 +118,10 @@ def retry(
     if failed and not account:
         raise typer.BadParameter("--failed needs --account", param_hint="--failed")
     store = open_store(ctx)
-    account_id = store.account_by_key(account)["id"] if failed and account else None
-    result = store.retry_actions(now=parse_now(now), action_id=action_id, account_id=account_id)
+    account_id = store.config.account_by_key(account)["id"] if failed and account else None
+    result = store.operator.retry_actions(
+        now=parse_now(now), action_id=action_id, account_id=account_id
+    )
     if as_json:
         print_json(result)
         return
@@ -178,11 +180,11 @@ def enroll(
             "--include-failed needs --re-enroll", param_hint="--include-failed"
         )
     store = open_store(ctx)
-    acct = store.account_by_key(account)
-    pipe = store.pipeline_by_key(pipeline)
+    acct = store.config.account_by_key(account)
+    pipe = store.config.pipeline_by_key(pipeline)
     if pipe["account_id"] != acct["id"]:
         raise PipectlError(f"pipeline '{pipeline}' does not belong to account '{account}'")
-    lead_ids = [store.resolve_lead(ref, account_key=account)["id"] for ref in leads or []]
+    lead_ids = [store.replies.resolve_lead(ref, account_key=account)["id"] for ref in leads or []]
     if csv_file is not None:
         from ..leads import InvalidRow, open_leads  # phonenumbers loads only when needed
 
@@ -191,10 +193,10 @@ def enroll(
         invalid = [str(r) for r in records if isinstance(r, InvalidRow)]
         if invalid:
             raise CsvError("\n".join(invalid[:20]) + "\nnothing enrolled", invalid)
-        lead_ids += store.match_leads(acct["id"], records, file=leads_file.name)  # type: ignore[arg-type]
+        lead_ids += store.operator.match_leads(acct["id"], records, file=leads_file.name)  # type: ignore[arg-type]
     # Without --stage, the first stage that is not an outcome, stored as the entry stage.
-    stage_id = store.entry_stage(pipe["id"], stage)["id"]
-    result = store.enroll_leads(
+    stage_id = store.leads.entry_stage(pipe["id"], stage)["id"]
+    result = store.operator.enroll_leads(
         acct["id"],
         pipe["id"],
         stage_id,

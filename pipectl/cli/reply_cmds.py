@@ -55,7 +55,7 @@ def reply(
         received_at = check_time(at, "--at") if at else format_time(utcnow())
     except PipectlError as e:
         raise typer.BadParameter(str(e).removeprefix("--at: "), param_hint="--at") from None
-    result = open_store(ctx).record_reply(
+    result = open_store(ctx).replies.record_reply(
         account, email=email, phone=phone, channel=channel, body=body, received_at=received_at
     )
     if as_json:
@@ -89,7 +89,7 @@ def import_replies(
     from ..replies import read_replies
 
     replies = read_replies(csv_file, now=format_time(utcnow()))
-    summary = open_store(ctx).import_replies(account, replies)
+    summary = open_store(ctx).replies.import_replies(account, replies)
     if as_json:
         print_json(summary)
         return
@@ -116,7 +116,7 @@ def stop(
 
     Example: pipectl leads stop jane@example.com
     """
-    result = open_store(ctx).stop_lead(lead, account_key=account)
+    result = open_store(ctx).replies.stop_lead(lead, account_key=account)
     if as_json:
         print_json(result)
         return

@@ -45,8 +45,8 @@ def status(
     Example: pipectl status --account acme --json
     """
     store = open_store(ctx)
-    account_id = store.account_by_key(account)["id"] if account else None
-    report = store.status_report(parse_now(now), account_id)
+    account_id = store.config.account_by_key(account)["id"] if account else None
+    report = store.reports.status_report(parse_now(now), account_id)
     if as_json:
         print_json(report)
     else:

@@ -23,7 +23,7 @@ def show(
 
     Example: pipectl leads show maria.gonzalez@brightpath-homes.com --account acme
     """
-    result = open_store(ctx).lead_timeline(lead, account_key=account)
+    result = open_store(ctx).reports.lead_timeline(lead, account_key=account)
     if as_json:
         print_json(result)
         return

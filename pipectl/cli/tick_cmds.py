@@ -13,7 +13,7 @@ import typer
 from .. import defaults
 from ..durations import parse_user_time
 from ..errors import DurationError, LockHeld
-from ..lock import TickLock
+from ..scheduler.lock import TickLock
 from ..wording import counted
 from .app import app, err, out, print_json
 
@@ -64,7 +64,7 @@ def tick(
     at = _parse_now(now)
     # Take the lock before loading the scheduler and its channels: a second tick exits 75 at once.
     with contextlib.nullcontext() if dry_run else TickLock(ctx.obj["db"]):
-        from ..tick import tick as run_tick
+        from ..scheduler.run import tick as run_tick
 
         summary = run_tick(
             ctx.obj["db"],
@@ -130,7 +130,7 @@ def run(
 
     Example: pipectl --db /var/lib/pipectl/pipectl.db run --interval 60
     """
-    from ..tick import tick as run_tick
+    from ..scheduler.run import tick as run_tick
 
     stop = _stop_on_signals()
     while not stop.is_set():

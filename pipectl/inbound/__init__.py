@@ -19,7 +19,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-KINDS = ("reply", "auto_reply", "opt_out", "bounce", "soft_bounce")
+from ..statuses import ReplyKind, values
+
+KINDS = values(ReplyKind)
 
 
 class SourceError(Exception):

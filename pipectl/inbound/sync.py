@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from .. import defaults
 from ..channels import TransientError
 from ..channels.resolve import Resolved, resolve_config
+from ..statuses import DeliveryStatus
 from . import KINDS, Fetcher, InboundMessage, SourceError, SyncCounts
 
 if TYPE_CHECKING:
@@ -103,23 +104,21 @@ def sync(
     env = os.environ if env is None else env
     deadline = None if seconds is None else time.monotonic() + seconds
     accounts = (
-        [store.account_by_key(account_key)]
-        if account_key
-        else store.conn.execute("SELECT * FROM accounts ORDER BY key").fetchall()
+        [store.config.account_by_key(account_key)] if account_key else store.config.accounts()
     )
     results = []
     for account in accounts:
         sources = _sources(account, env, _left(deadline))
         if not sources:
-            store.retire_sources(account["id"], [])  # an inbox removed from the YAML
+            store.inbound.retire_sources(account["id"], [])  # an inbox removed from the YAML
             continue
         done = AccountSync(account["key"])
         ids = []
         for source in sources:
-            source_id = store.sync_source(account["id"], source.kind, source.name)
+            source_id = store.inbound.sync_source(account["id"], source.kind, source.name)
             ids.append(source_id)
             done.sources.append(_run(store, account, source, source_id, now, deadline))
-        store.retire_sources(account["id"], ids)
+        store.inbound.retire_sources(account["id"], ids)
         results.append(done)
     return results
 
@@ -203,7 +202,7 @@ def _run(
         return run
     if source.fetcher is None:
         run.error = f"account {account['key']}: {source.name}: {source.error}"
-        store.sync_finished(source_id, now, run.error)
+        store.inbound.sync_finished(source_id, now, run.error)
         return run
     try:
         _read(store, account, source, source_id, now, deadline, run.counts)
@@ -215,7 +214,7 @@ def _run(
         run.error = _scrub(
             source, f"account {account['key']}: {source.name}: {type(e).__name__}: {e}"
         )
-    store.sync_finished(source_id, now, run.error)
+    store.inbound.sync_finished(source_id, now, run.error)
     return run
 
 
@@ -233,7 +232,7 @@ def _read(
     counts: SyncCounts,
 ) -> None:
     assert source.fetcher is not None
-    messages = source.fetcher.fetch(store.sync_cursors(source_id), now=now)
+    messages = source.fetcher.fetch(store.inbound.sync_cursors(source_id), now=now)
     try:
         for message, cursor in messages:
             message = _unsubscribing(_sane(message, now), source.unsubscribe)
@@ -241,7 +240,7 @@ def _read(
                 # The team writing in the thread (a colleague, a copy of our own mail) is no
                 # answer from the lead: kept, unmatched, acting on nothing.
                 message = replace(message, references=())
-            recorded = store.record_inbound(account["id"], message, cursor, source_id, now)
+            recorded = store.inbound.record_inbound(account["id"], message, cursor, source_id, now)
             counts.fetched += 1
             if recorded.new:
                 _count(counts, recorded.kind, recorded.matched)
@@ -253,11 +252,14 @@ def _read(
             close()
     if source.kind != "twilio":
         return
-    sids = store.texts_awaiting_status(account["id"], now)
+    sids = store.inbound.texts_awaiting_status(account["id"], now)
     if not sids:
         return
     for status in source.fetcher.statuses(sids):
-        if store.record_text_status(account["id"], status, now) == "undelivered":
+        if (
+            store.inbound.record_text_status(account["id"], status, now)
+            == DeliveryStatus.UNDELIVERED
+        ):
             counts.failed_sends += 1
         if deadline is not None and time.monotonic() >= deadline:
             return

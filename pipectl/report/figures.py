@@ -47,7 +47,7 @@ def build_report(
     now: str,
 ) -> dict[str, Any]:
     """Every pipeline asked for (all live ones by default), each over its account's period."""
-    pipelines = store.report_pipelines(account, pipeline)
+    pipelines = store.funnel.report_pipelines(account, pipeline)
     report: dict[str, Any] = {"generated_at": now, "by": by, "pipelines": [], "unmatched": []}
     seen_accounts: set[int] = set()
     for p in pipelines:
@@ -60,11 +60,11 @@ def build_report(
 
 
 def _pipeline(store: Store, p: ReportPipeline, period: Period, by: str) -> dict[str, Any]:
-    counts = store.report_totals(p.account_id, p.id, *period.slots())
-    queued, in_stage = store.report_now(p.account_id, p.id)
-    stages = store.report_stages(p.id)
+    counts = store.funnel.report_totals(p.account_id, p.id, *period.slots())
+    queued, in_stage = store.funnel.report_now(p.account_id, p.id)
+    stages = store.funnel.report_stages(p.id)
     outcome = {s.id: s.outcome for s in stages}
-    failed = store.report_failed_sends(p.account_id, p.id, *period.times())
+    failed = store.funnel.report_failed_sends(p.account_id, p.id, *period.times())
     total: Counter[tuple[str, str]] = Counter(("failed", channel) for channel, _ in failed)
     entered: Counter[int] = Counter()
     exited: Counter[int] = Counter()
@@ -109,7 +109,7 @@ def _pipeline(store: Store, p: ReportPipeline, period: Period, by: str) -> dict[
             "win_rate": _rate(won, won + lost),
         },
         "activity": _activity(
-            store.report_activity(
+            store.funnel.report_activity(
                 p.account_id, p.id, *period.slots(), [sid for sid, o in outcome.items() if o]
             )
             + [(slot_of(at), "failed", 0, 1) for _, at in failed],
@@ -181,7 +181,7 @@ def _activity(
 def _unmatched(store: Store, p: ReportPipeline, period: Period) -> dict[str, Any]:
     """Replies that matched no lead: the account's, counted apart from every pipeline."""
     kinds: Counter[str] = Counter()
-    for c in store.report_totals(p.account_id, 0, *period.slots()):
+    for c in store.funnel.report_totals(p.account_id, 0, *period.slots()):
         kinds[c.metric] += c.n
     return {"account": p.account, **{k: kinds[k] for k in REPLY_KINDS}}
 

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..durations import format_time, utcnow
 from ..errors import NotFound, PipectlError
+from ..statuses import EnrollmentStatus
+from .database import Part
 
 if TYPE_CHECKING:
     from ..config import Account, Config, Pipeline, Stage
@@ -78,10 +80,8 @@ def _diff(row: sqlite3.Row, values: dict[str, Any]) -> list[str]:
     return [name for name, value in values.items() if row[name] != value]
 
 
-class ConfigSQL:
+class ConfigSQL(Part):
     """Pipelines from the YAML: apply, plan, lookups."""
-
-    conn: sqlite3.Connection
 
     def apply_config(self, config: Config, *, force: bool = False, dry_run: bool = False) -> Plan:
         """Make the database match the YAML in one transaction; leads keep their snapshots."""
@@ -89,7 +89,7 @@ class ConfigSQL:
         refused: list[str] = []
         now = format_time(utcnow())
         try:
-            with self.transaction():  # type: ignore[attr-defined]
+            with self.transaction():
                 had_pipelines = {
                     r["account_id"]
                     for r in self._rows("SELECT account_id FROM pipelines WHERE removed_at IS NULL")
@@ -316,7 +316,7 @@ class ConfigSQL:
             f"SELECT id, lead_id FROM enrollments WHERE {where} AND status = 'queued'", config_id
         )
         stopped = [(r["id"], r["lead_id"], now) for r in queued]
-        self._set_enrollments(stopped, "stopped")  # type: ignore[attr-defined]
+        self.store.lifecycle.set_enrollments(stopped, EnrollmentStatus.STOPPED)
         if not stopped:
             return ""
         return f"; {_leads(len(stopped))} queued for it will not start (stopped)"
@@ -354,6 +354,10 @@ class ConfigSQL:
         )
 
     # -- lookups for the rest of the product ---------------------------------------------------
+
+    def accounts(self) -> list[sqlite3.Row]:
+        """Every account, by key."""
+        return list(self._rows("SELECT * FROM accounts ORDER BY key"))
 
     def account_by_key(self, key: str) -> sqlite3.Row:
         """The account row; NotFound lists the known keys."""

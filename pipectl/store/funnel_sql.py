@@ -9,10 +9,10 @@ counts of what is open now, through indexes.
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 
 from ..errors import NotFound
+from .database import Part
 
 
 @dataclass(frozen=True)
@@ -52,10 +52,8 @@ class Count:
 ACTIVITY_METRICS = ("enrolled", "sent", "bounced", "undelivered", "reply", "opt_out")
 
 
-class FunnelSQL:
+class FunnelSQL(Part):
     """Read-only: pipelines, stages and counters for `pipectl report`."""
-
-    conn: sqlite3.Connection
 
     def report_pipelines(
         self, account_key: str | None = None, pipeline_key: str | None = None
@@ -63,9 +61,9 @@ class FunnelSQL:
         """The pipelines to report on (live ones, by account then key); NotFound names the
         account or pipeline that does not exist."""
         if account_key is not None:
-            self.account_by_key(account_key)  # type: ignore[attr-defined]
+            self.store.config.account_by_key(account_key)
         if pipeline_key is not None:
-            pipeline = self.pipeline_by_key(pipeline_key)  # type: ignore[attr-defined]
+            pipeline = self.store.config.pipeline_by_key(pipeline_key)
             if account_key is not None:
                 owner = self.conn.execute(
                     "SELECT key FROM accounts WHERE id = ?", (pipeline["account_id"],)

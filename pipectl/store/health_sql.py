@@ -13,16 +13,16 @@ import sqlite3
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from .database import Part
+
 if TYPE_CHECKING:
     from .scheduler_sql import Result
 
 Key = tuple[int, str]  # (account id, channel)
 
 
-class HealthSQL:
+class HealthSQL(Part):
     """Record channel failures and recoveries; say which channels fail and may be probed."""
-
-    conn: sqlite3.Connection
 
     def failing_channels(self) -> list[dict[str, Any]]:
         """Every failing channel with its account's key: for the tick's summary."""
@@ -35,14 +35,14 @@ class HealthSQL:
             )
         ]
 
-    def _channel_health(self) -> dict[Key, sqlite3.Row]:
+    def channel_health(self) -> dict[Key, sqlite3.Row]:
         """The failing channels (usually none: one read of an empty table)."""
         return {
             (r["account_id"], r["channel"]): r
             for r in self.conn.execute("SELECT * FROM channel_health")
         }
 
-    def _record_health(self, results: Iterable[Result]) -> None:
+    def record_health(self, results: Iterable[Result]) -> None:
         """A channel error starts (or goes on with) a failure of its channel; a send that
         reached the server ends it. In the order the results came, the last one wins."""
         held: dict[Key, list[Result]] = {}
@@ -57,7 +57,7 @@ class HealthSQL:
                 reached.add(key)
         if not held and not reached:
             return
-        failing = self._channel_health()
+        failing = self.channel_health()
         for key in reached & failing.keys():
             self.conn.execute(
                 "DELETE FROM channel_health WHERE account_id = ? AND channel = ?", key
@@ -87,14 +87,14 @@ class HealthSQL:
                 ),
             )
 
-    def _may_probe(self, health: sqlite3.Row, token: str, now: str) -> bool:
+    def may_probe(self, health: sqlite3.Row, token: str, now: str) -> bool:
         """One probe per tick (the tick that saw the failure has had its try), and none
         before the server's Retry-After."""
         if health["probe_token"] == token:
             return False
         return health["next_probe_at"] is None or health["next_probe_at"] <= now
 
-    def _probe_cursor(self, health: sqlite3.Row) -> tuple[str, int] | None:
+    def probe_cursor(self, health: sqlite3.Row) -> tuple[str, int] | None:
         """Where the last probe was among the due sends: the next probe is the one after it,
         so a send that fails alone cannot hold its channel for good."""
         if health["probe_action_id"] is None:
@@ -104,7 +104,7 @@ class HealthSQL:
         ).fetchone()
         return (row["perform_at"], health["probe_action_id"]) if row and row["perform_at"] else None
 
-    def _mark_probes(self, rows: Iterable[dict[str, Any]], token: str) -> None:
+    def mark_probes(self, rows: Iterable[dict[str, Any]], token: str) -> None:
         """The claimed probes: their channels have had this tick's try."""
         for row in rows:
             if row.get("probe"):

@@ -14,15 +14,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .. import defaults
 from ..durations import add_seconds
 from ..errors import NotFound, PipectlError
+from ..statuses import ActionStatus, DeliveryStatus, EnrollmentStatus, ReplyKind
+from .database import Part
 
 if TYPE_CHECKING:
     from ..inbound import Cursor, InboundMessage, TextStatus
 
 REASONS = ("bounce", "opt_out", "provider", "manual", "complaint")
 STATUS_DAYS = 3  # texts sent this recently, still `sent`, are asked for their final status
-FAILED_TEXT = ("undelivered", "failed")
+FAILED_TEXT = (DeliveryStatus.UNDELIVERED, "failed")  # the provider's words
 PROVIDER_OPT_OUT = "21610"  # Twilio: the person replied STOP to the provider
 # A reply typed by hand and the same reply read from the mailbox: one steers, not both.
 SAME_REPLY_SECONDS = 86400
@@ -56,16 +59,14 @@ def channel_of_address(address: str) -> str:
     return "email" if "@" in address else "sms"
 
 
-class InboundSQL:
+class InboundSQL(Part):
     """Inbound messages, their effects, suppressions, and sync sources."""
-
-    conn: sqlite3.Connection
 
     # --- sync sources -------------------------------------------------------------------
 
     def sync_source(self, account_id: int, kind: str, name: str) -> int:
         """The id of this account's source (created on first use)."""
-        with self.transaction():  # type: ignore[attr-defined]
+        with self.transaction():
             self.conn.execute(
                 "INSERT INTO sync_sources (account_id, kind, name) VALUES (?, ?, ?)"
                 " ON CONFLICT (account_id, kind, name) DO NOTHING",
@@ -90,7 +91,7 @@ class InboundSQL:
     def sync_finished(self, source_id: int, now: str, error: str | None) -> None:
         """The outcome of one sync of a source: a success clears its error; a failure keeps
         when the failing began."""
-        with self.transaction():  # type: ignore[attr-defined]
+        with self.transaction():
             if error is None:
                 self.conn.execute(
                     "UPDATE sync_sources SET last_attempt_at = ?, last_success_at = ?,"
@@ -116,7 +117,7 @@ class InboundSQL:
         ]
         if not gone:
             return  # the usual case: no write
-        with self.transaction():  # type: ignore[attr-defined]
+        with self.transaction():
             for source_id in gone:
                 self.conn.execute("DELETE FROM sync_cursors WHERE source_id = ?", (source_id,))
                 self.conn.execute("DELETE FROM sync_sources WHERE id = ?", (source_id,))
@@ -154,13 +155,13 @@ class InboundSQL:
     ) -> Recorded:
         """Record one message at most once, advance the cursor, and apply its effect, in one
         transaction."""
-        with self.transaction():  # type: ignore[attr-defined]
+        with self.transaction():
             if cursor is not None and source_id is not None:
                 self._save_cursor(source_id, cursor)
             account = self.conn.execute(
                 "SELECT * FROM accounts WHERE id = ?", (account_id,)
             ).fetchone()
-            if message.kind in ("bounce", "soft_bounce"):
+            if message.kind in (ReplyKind.BOUNCE, ReplyKind.SOFT_BOUNCE):
                 return self._record_bounce(account, message, now)
             delivery = self._answered_delivery(account_id, message.references)
             if delivery is not None:
@@ -169,7 +170,7 @@ class InboundSQL:
                 leads = self._leads_of_sender(account, message.channel, message.sender)
             if not leads:
                 return self._record_unmatched(account, message, now)
-            result = self._record(  # type: ignore[attr-defined]
+            result = self.store.replies.record_for_leads(
                 account_id,
                 leads,
                 message.channel,
@@ -228,12 +229,12 @@ class InboundSQL:
             return []
         try:
             if channel == "email":
-                return self._sender_leads(account, email=sender, phone=None)  # type: ignore[attr-defined]
-            return self._sender_leads(account, email=None, phone=sender)  # type: ignore[attr-defined]
+                return self.store.replies.sender_leads(account, email=sender, phone=None)
+            return self.store.replies.sender_leads(account, email=None, phone=sender)
         except PipectlError:  # a sender number that is no phone number matches no lead
             return []
 
-    def _same_reply_recorded(
+    def same_reply_recorded(
         self, lead_id: int, channel: str, body: str, received_at: str, source: str
     ) -> bool:
         """The same reply arrived the other way too: typed in by hand (`pipectl reply`,
@@ -263,7 +264,7 @@ class InboundSQL:
     ) -> Recorded:
         """Kept with no lead, for `replies list --unmatched`; an opt-out still suppresses."""
         effect = "unmatched: no send and no lead of the account"
-        reply_id = self._insert_reply(  # type: ignore[attr-defined]
+        reply_id = self.store.replies.insert_reply(
             account["id"],
             None,
             message.channel,
@@ -278,7 +279,7 @@ class InboundSQL:
         if reply_id is None:
             return Recorded(False, message.kind, False)
         if (
-            message.kind == "opt_out"
+            message.kind == ReplyKind.OPT_OUT
             and message.sender
             and self._suppress_quietly(account, message.channel, message.sender, "opt_out", now)
         ):
@@ -305,7 +306,7 @@ class InboundSQL:
                 " COLLATE NOCASE ORDER BY d.sent_at DESC, d.id DESC LIMIT 1",
                 (account["id"], message.failed_recipient.strip()),
             ).fetchone()
-        reply_id = self._insert_reply(  # type: ignore[attr-defined]
+        reply_id = self.store.replies.insert_reply(
             account["id"],
             delivery["lead_id"] if delivery else None,
             message.channel,
@@ -322,7 +323,7 @@ class InboundSQL:
             return Recorded(False, message.kind, delivery is not None)
         if delivery is None:
             effect = "unmatched: returns no send of the account"
-        elif message.kind == "soft_bounce":
+        elif message.kind == ReplyKind.SOFT_BOUNCE:
             effect = f"delayed ({_status_text(message)}): recorded; nothing changes"
         else:
             effect = self._bounced(account, delivery, message, now)
@@ -335,7 +336,7 @@ class InboundSQL:
         detail = _status_text(message)
         address = delivery["recipient"] or message.failed_recipient or ""
         effects = []
-        if delivery["status"] == "bounced":
+        if delivery["status"] == DeliveryStatus.BOUNCED:
             effects.append("the send had already bounced")
         else:
             self.conn.execute(
@@ -356,22 +357,22 @@ class InboundSQL:
         action = self.conn.execute(
             "SELECT * FROM lead_stage_actions WHERE id = ?", (delivery["lead_stage_action_id"],)
         ).fetchone()
-        if action["status"] != "done":
+        if action["status"] != ActionStatus.DONE:
             return f"action {action['id']} is {action['status']}: left as it is"
         self.conn.execute(
             "UPDATE lead_stage_actions SET status = 'failed', last_error = ? WHERE id = ?",
             (error, action["id"]),
         )
         row = dict(action)
-        if self._left_stage(row):  # type: ignore[attr-defined]
+        if self.store.scheduler.left_stage(row):
             return f"action {action['id']} failed; the lead had left that stage"
         enrollment = self.conn.execute(
             "SELECT status FROM enrollments WHERE id = ?", (action["enrollment_id"],)
         ).fetchone()
-        if enrollment["status"] not in ("active", "idle"):
+        if enrollment["status"] not in (EnrollmentStatus.ACTIVE, EnrollmentStatus.IDLE):
             return f"action {action['id']} failed; the run had ended ({enrollment['status']})"
-        self._on_failure(row, now)  # type: ignore[attr-defined]
-        policy = json.loads(action["params"]).get("on_failure") or "stop"
+        self.store.scheduler.on_failure(row, now)
+        policy = json.loads(action["params"]).get("on_failure") or defaults.ON_FAILURE
         return f"action {action['id']} failed; on_failure: {policy}"
 
     # --- SMS delivery reports -----------------------------------------------------------
@@ -391,7 +392,7 @@ class InboundSQL:
     def record_text_status(self, account_id: int, status: TextStatus, now: str) -> str | None:
         """A text's final status: delivered, or undelivered/failed (the send fails, then
         `on_failure`; 21610 also suppresses the number). Returns what changed, if anything."""
-        with self.transaction():  # type: ignore[attr-defined]
+        with self.transaction():
             delivery = self.conn.execute(
                 "SELECT d.*, a.enrollment_id FROM deliveries d"
                 " JOIN lead_stage_actions a ON a.id = d.lead_stage_action_id"
@@ -401,12 +402,12 @@ class InboundSQL:
             ).fetchone()
             if delivery is None or delivery["status"] != "sent":
                 return None
-            if status.status == "delivered":
+            if status.status == DeliveryStatus.DELIVERED:
                 self.conn.execute(
                     "UPDATE deliveries SET status = 'delivered', status_at = ? WHERE id = ?",
                     (now, delivery["id"]),
                 )
-                return "delivered"
+                return DeliveryStatus.DELIVERED
             if status.status not in FAILED_TEXT:
                 return None
             code = status.error_code or "none"
@@ -427,7 +428,7 @@ class InboundSQL:
                     account, "sms", delivery["recipient"], "provider", now, detail
                 )
             self._fail_sent(delivery, f"sms {detail}", now)
-            return "undelivered"
+            return DeliveryStatus.UNDELIVERED
 
     # --- suppressions -------------------------------------------------------------------
 
@@ -435,8 +436,8 @@ class InboundSQL:
         self, account_key: str, address: str, *, reason: str, now: str, detail: str | None = None
     ) -> dict[str, Any]:
         """Suppress one address by hand; the reason is one of REASONS or free text (manual)."""
-        with self.transaction():  # type: ignore[attr-defined]
-            account = self.account_by_key(account_key)  # type: ignore[attr-defined]
+        with self.transaction():
+            account = self.store.config.account_by_key(account_key)
             channel = channel_of_address(address)
             try:
                 normal = normal_address(channel, address, account["country"])
@@ -449,8 +450,8 @@ class InboundSQL:
 
     def remove_suppression(self, account_key: str, address: str) -> dict[str, Any]:
         """Allow sends to an address again; NotFound when it was not suppressed."""
-        with self.transaction():  # type: ignore[attr-defined]
-            account = self.account_by_key(account_key)  # type: ignore[attr-defined]
+        with self.transaction():
+            account = self.store.config.account_by_key(account_key)
             channel = channel_of_address(address)
             try:
                 normal = normal_address(channel, address, account["country"])
@@ -474,8 +475,8 @@ class InboundSQL:
     ) -> dict[str, Any]:
         """Suppress many (line, address, reason, detail) at once; all or nothing: a bad
         address raises naming its row and value, and nothing is added."""
-        with self.transaction():  # type: ignore[attr-defined]
-            account = self.account_by_key(account_key)  # type: ignore[attr-defined]
+        with self.transaction():
+            account = self.store.config.account_by_key(account_key)
             rows, problems = [], []
             for line, address, reason, detail in entries:
                 channel = channel_of_address(address)
@@ -543,7 +544,7 @@ class InboundSQL:
             return False
         return self._suppress(account["id"], channel, normal, reason, now, detail)
 
-    def _suppress_lead(self, lead_id: int, reason: str, now: str) -> list[str]:
+    def suppress_lead(self, lead_id: int, reason: str, now: str) -> list[str]:
         """Suppress every address of a lead (an opt-out); returns those newly suppressed."""
         lead = self.conn.execute(
             "SELECT l.email, l.phone, l.account_id, a.country FROM leads l"
@@ -580,7 +581,7 @@ class InboundSQL:
         }
         return {row_id: found[key] for row_id, key in keyed.items() if key in found}
 
-    def _fail_suppressed(
+    def fail_suppressed(
         self, rows: list[dict[str, Any]], token: str, now: str
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Sends just started (their lead still in the stage and not do-not-contact) to a
@@ -603,10 +604,10 @@ class InboundSQL:
             if not cur.rowcount:
                 continue
             failed.append(row)
-            if self._left_stage(row):  # type: ignore[attr-defined]
-                self._resume_enrollment(row["enrollment_id"], now)  # type: ignore[attr-defined]
+            if self.store.scheduler.left_stage(row):
+                self.store.lifecycle.resume_enrollment(row["enrollment_id"], now)
             else:
-                self._on_failure(row, now)  # type: ignore[attr-defined]
+                self.store.scheduler.on_failure(row, now)
         return start, failed
 
     # --- what arrived -------------------------------------------------------------------

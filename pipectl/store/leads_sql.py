@@ -9,19 +9,20 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import NotFound, PipectlError
+from ..statuses import NOT_ENROLLED, ActionStatus, EnrollmentStatus, sql_list, values
+from .database import Part
 
 if TYPE_CHECKING:
     from ..leads import LeadRecord
 
-RESTARTABLE = ("won", "lost", "idle")
-RESTARTABLE_SQL = "('won', 'lost', 'idle')"
+RESTARTABLE = (EnrollmentStatus.WON, EnrollmentStatus.LOST, EnrollmentStatus.IDLE)
+RESTARTABLE_SQL = sql_list(RESTARTABLE)
 IMPORT_BATCH = 5000  # rows merged and written at a time
-LEAD_STATES = ("queued", "active", "idle", "won", "lost", "stopped", "failed")
-# A lead in no pipeline (imported without --pipeline, or do-not-contact): `status` counts it.
-NOT_ENROLLED = "not_enrolled"
-OPEN_ACTIONS = "('waiting', 'pending', 'awaiting_reply')"
+LEAD_STATES = values(EnrollmentStatus)
+OPEN_ACTIONS = sql_list((ActionStatus.WAITING, ActionStatus.PENDING, ActionStatus.AWAITING_REPLY))
 IMPORT_CACHE_KIB = 64 * 1024  # page cache while importing: bounded, whatever the file size
-_quote = json.encoder.encode_basestring  # type: ignore[attr-defined]  (C; no ASCII escaping)
+# C; no ASCII escaping
+_quote = json.encoder.encode_basestring
 
 
 def encode_fields(fields: dict[str, str]) -> str:
@@ -130,7 +131,9 @@ class _Merge:
 
     def __init__(self, conn: sqlite3.Connection, account_id: int, now: str, queue: bool):
         self.conn, self.account_id, self.now = conn, account_id, now
-        self.status = "queued" if queue else None  # new leads of an import with --pipeline
+        self.status = (
+            EnrollmentStatus.QUEUED.value if queue else None
+        )  # new leads of an import with --pipeline
         # Ids above this are this import's new leads (ids are given under the write lock).
         self.stored_max = conn.execute("SELECT COALESCE(MAX(id), 0) FROM leads").fetchone()[0]
         self.next_id = self.stored_max
@@ -181,7 +184,8 @@ class _Merge:
         phones = [
             r.phone
             for r in records
-            if r.phone and ((lead := by_email.get(r.email)) is None or lead.values[1] != r.phone)
+            if r.phone
+            and ((lead := by_email.get(r.email or "")) is None or lead.values[1] != r.phone)
         ]
         for row in self._leads_where("phone", phones):
             lead = loaded.get(row[0])
@@ -238,15 +242,13 @@ class _Merge:
         order.clear()
 
 
-class LeadsSQL:
+class LeadsSQL(Part):
     """Leads and the enrollment queue: import, list."""
-
-    conn: sqlite3.Connection
 
     def entry_stage(self, pipeline_id: int, stage_key: str | None) -> sqlite3.Row:
         """The named stage, else the first stage by position that is not an outcome."""
         if stage_key:
-            return self.stage_by_key(pipeline_id, stage_key)  # type: ignore[attr-defined]
+            return self.store.config.stage_by_key(pipeline_id, stage_key)
         row = self.conn.execute(
             "SELECT * FROM pipeline_stages WHERE pipeline_id = ? AND removed_at IS NULL"
             " AND outcome IS NULL ORDER BY position LIMIT 1",
@@ -272,7 +274,7 @@ class LeadsSQL:
         the end of the file included) rolls it all back. A dry run does it all, then rolls back."""
         counts = ImportCounts()
         self.conn.execute(f"PRAGMA cache_size = -{IMPORT_CACHE_KIB}")
-        with self.rolled_back() if dry_run else self.transaction():  # type: ignore[attr-defined]
+        with self.rolled_back() if dry_run else self.transaction():
             merge = _Merge(self.conn, account_id, now, queue=pipeline_id is not None)
             batch: list[LeadRecord] = []
             for rec in records:
@@ -358,7 +360,7 @@ class LeadsSQL:
         if restart:
             self._restart_enrollments(stage_id, restart, now)
 
-    def _write_enrollments(
+    def write_enrollments(
         self,
         account_id: int,
         pipeline_id: int,
@@ -420,7 +422,8 @@ class LeadsSQL:
         `pipeline_id`, if given: then only leads enrolled in it)."""
         if status is not None and status not in LEAD_STATES:
             raise PipectlError(f"unknown status '{status}'; use one of {', '.join(LEAD_STATES)}")
-        where, params = ["1 = 1"], []
+        where: list[str] = ["1 = 1"]
+        params: list[Any] = []
         if account_id is not None:
             where.append("l.account_id = ?")
             params.append(account_id)
@@ -473,7 +476,8 @@ class LeadsSQL:
             raise PipectlError(
                 f"unknown status '{status}'; use one of {', '.join(LEAD_STATES)}, {NOT_ENROLLED}"
             )
-        where, params = ["1 = 1"], []
+        where: list[str] = ["1 = 1"]
+        params: list[Any] = []
         if account_id is not None:
             where.append("l.account_id = ?")
             params.append(account_id)

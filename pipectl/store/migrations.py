@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Callable
+
+from ..statuses import ActionStatus, EnrollmentStatus, sql_list
 
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = []
 
@@ -526,6 +529,57 @@ WHERE true GROUP BY 1, 2, 3, 5{_UPSERT};
 """
 
 
+@migration
+def m010_statuses(conn: sqlite3.Connection) -> None:
+    """CHECK constraints on the status columns, from the enums in `pipectl/statuses.py`: a
+    misspelt status is refused by the database instead of stranding a lead."""
+    # Triggers and views name these tables: a dropped table would break them (and take its own
+    # triggers along), so they are set aside and created again once the tables are back.
+    kept = conn.execute(
+        "SELECT type, name, sql FROM sqlite_master WHERE type IN ('view', 'trigger')"
+        " AND sql IS NOT NULL ORDER BY type = 'trigger', rowid"
+    ).fetchall()
+    for kind, name, _ in kept:
+        conn.execute(f'DROP {kind.upper()} "{name}"')
+    add_checks(conn, "lead_stage_actions", {"status": sql_list(ActionStatus)})
+    add_checks(conn, "enrollments", {"status": sql_list(EnrollmentStatus)})
+    add_checks(conn, "leads", {"status": sql_list(EnrollmentStatus)})
+    for _, _, sql in kept:
+        conn.execute(sql)
+
+
+m010_statuses.rebuilds_tables = True  # type: ignore[attr-defined]
+
+
+def add_checks(conn: sqlite3.Connection, table: str, checks: dict[str, str]) -> None:
+    """Rebuild `table` with `CHECK (column IN ...)` on the given columns (SQLite cannot add a
+    CHECK to a column in place), keeping every column, row and index whatever earlier
+    migrations added. Needs foreign keys off: see `rebuilds_tables`."""
+    sql, indexes = _table_sql(conn, table)
+    for column, allowed in checks.items():
+        definition = re.compile(rf"(\n\s*{column}\s+TEXT(?:\s+NOT\s+NULL)?)\s*(?=,|\n|$)")
+        sql, found = definition.subn(rf"\1 CHECK ({column} IN {allowed})", sql, count=1)
+        if not found:
+            raise RuntimeError(f"m010: {table}.{column} not found in {sql!r}")
+    new = f"{table}_new"
+    conn.execute(re.sub(rf"^CREATE TABLE \"?{table}\"?", f"CREATE TABLE {new}", sql))
+    conn.execute(f"INSERT INTO {new} SELECT * FROM {table}")
+    conn.execute(f"DROP TABLE {table}")
+    conn.execute(f"ALTER TABLE {new} RENAME TO {table}")
+    for index_sql in indexes:
+        conn.execute(index_sql)
+
+
+def _table_sql(conn: sqlite3.Connection, table: str) -> tuple[str, list[str]]:
+    """A table's CREATE statement and those of its explicit indexes."""
+    rows = conn.execute(
+        "SELECT type, sql FROM sqlite_master WHERE tbl_name = ? AND sql IS NOT NULL ORDER BY rowid",
+        (table,),
+    ).fetchall()
+    tables = [r[1] for r in rows if r[0] == "table"]
+    return tables[0], [r[1] for r in rows if r[0] == "index"]
+
+
 def run_script(conn: sqlite3.Connection, script: str) -> None:
     """Run statements one by one: `executescript` would commit the migration's transaction."""
     statement = ""
@@ -540,6 +594,12 @@ def migrate(conn: sqlite3.Connection) -> None:
     """Apply the migrations this database has not seen, each in its own transaction."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     for number, fn in enumerate(MIGRATIONS[version:], start=version + 1):
+        # A table rebuild drops a table others refer to: foreign keys are off while it runs
+        # (the pragma is a no-op inside a transaction) and checked before it commits.
+        rebuild = getattr(fn, "rebuilds_tables", False)
+        foreign_keys = conn.execute("PRAGMA foreign_keys").fetchone()[0]
+        if rebuild:
+            conn.execute("PRAGMA foreign_keys = OFF")
         conn.execute("BEGIN IMMEDIATE")
         try:
             # Another process may have migrated while we waited for the lock.
@@ -547,9 +607,14 @@ def migrate(conn: sqlite3.Connection) -> None:
                 conn.execute("ROLLBACK")
                 continue
             fn(conn)
+            if rebuild and conn.execute("PRAGMA foreign_key_check").fetchone() is not None:
+                raise RuntimeError(f"migration {fn.__name__} broke a foreign key")
             conn.execute(f"PRAGMA user_version = {number}")
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:  # a full disk has rolled it back already
                 conn.execute("ROLLBACK")
             raise
+        finally:
+            if rebuild:
+                conn.execute(f"PRAGMA foreign_keys = {foreign_keys}")

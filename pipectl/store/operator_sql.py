@@ -10,19 +10,19 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CsvError, NotFound, PipectlError
+from ..statuses import ActionStatus, EnrollmentStatus, sql_list
 from ..wording import counted
+from .database import Part
 from .leads_sql import RESTARTABLE
 
 if TYPE_CHECKING:
     from ..leads import LeadRecord
 
-OPEN_ACTIONS = ("pending", "running", "awaiting_reply")
+OPEN_ACTIONS = sql_list((ActionStatus.PENDING, ActionStatus.RUNNING, ActionStatus.AWAITING_REPLY))
 
 
-class OperatorSQL:
+class OperatorSQL(Part):
     """Retry failed actions and enroll existing leads."""
-
-    conn: sqlite3.Connection
 
     def retry_actions(
         self, *, now: str, action_id: int | None = None, account_id: int | None = None
@@ -33,7 +33,7 @@ class OperatorSQL:
         retried: list[int] = []
         refused: list[dict[str, Any]] = []
         skipped: list[dict[str, Any]] = []  # of stopped or do-not-contact leads
-        with self.transaction():  # type: ignore[attr-defined]
+        with self.transaction():
             if action_id is not None:
                 row = self.conn.execute(
                     "SELECT * FROM lead_stage_actions WHERE id = ?", (action_id,)
@@ -71,7 +71,7 @@ class OperatorSQL:
         ).fetchone()
         if row["do_not_contact"]:
             return f"its lead {action['lead_id']} is do-not-contact"
-        if row["status"] == "stopped":
+        if row["status"] == EnrollmentStatus.STOPPED:
             return (
                 f"its lead {action['lead_id']} was stopped (by `pipectl leads stop` or an"
                 " opt-out); a stopped lead is not restarted"
@@ -80,7 +80,7 @@ class OperatorSQL:
 
     def _retry(self, action: sqlite3.Row, now: str) -> str | None:
         """Requeue one failed action; returns why not when that would break the lead's order."""
-        if action["status"] != "failed":
+        if action["status"] != ActionStatus.FAILED:
             return f"it is {action['status']}; only failed actions are retried"
         enrollment = self.conn.execute(
             "SELECT * FROM enrollments WHERE id = ?", (action["enrollment_id"],)
@@ -89,7 +89,7 @@ class OperatorSQL:
             "SELECT 1 FROM lead_stages WHERE enrollment_id = ? AND id > ?",
             (action["enrollment_id"], action["lead_stage_id"]),
         ).fetchone()
-        if enrollment["status"] != "failed" or later_stage:
+        if enrollment["status"] != EnrollmentStatus.FAILED or later_stage:
             return self._went_on(action, enrollment)
         open_action = self.conn.execute(
             "SELECT id FROM lead_stage_actions WHERE enrollment_id = ?"
@@ -118,21 +118,23 @@ class OperatorSQL:
             "UPDATE enrollments SET started_at = COALESCE(started_at, ?) WHERE id = ?",
             (now, action["enrollment_id"]),
         )
-        self._set_enrollment(action["enrollment_id"], action["lead_id"], "active", now)  # type: ignore[attr-defined]
+        self.store.lifecycle.set_enrollment(
+            action["enrollment_id"], action["lead_id"], EnrollmentStatus.ACTIVE, now
+        )
         return None
 
     def _went_on(self, action: sqlite3.Row, enrollment: sqlite3.Row) -> str:
         """Why an action the lead went on from is not retried, and what to do instead."""
         status = enrollment["status"]
         went_on = f"the lead went on after it (its enrollment is {status})"
-        if status in ("queued", "active"):
+        if status in (EnrollmentStatus.QUEUED, EnrollmentStatus.ACTIVE):
             return f"{went_on} and is still running; it carries on from where it is"
         keys = self.conn.execute(
             "SELECT a.key AS account, p.key AS pipeline FROM pipelines p"
             " JOIN accounts a ON a.id = p.account_id WHERE p.id = ?",
             (enrollment["pipeline_id"],),
         ).fetchone()
-        flags = "--re-enroll" + (" --include-failed" if status == "failed" else "")
+        flags = "--re-enroll" + (" --include-failed" if status == EnrollmentStatus.FAILED else "")
         return (
             f"{went_on}; enroll it again instead: pipectl leads enroll --account"
             f" {keys['account']} --pipeline {keys['pipeline']} --lead {action['lead_id']} {flags}"
@@ -154,12 +156,12 @@ class OperatorSQL:
         `re_enroll` and its run finished (won, lost, idle; failed with `include_failed`): that
         run restarts from `stage_id`, as `leads import --re-enroll` does. Runs still queued or
         active, and runs stopped by hand, are never restarted."""
-        restartable = RESTARTABLE + (("failed",) if include_failed else ())
+        restartable = RESTARTABLE + ((EnrollmentStatus.FAILED,) if include_failed else ())
         queued: list[int] = []
         already: list[int] = []
         do_not_contact: list[int] = []
         restart: dict[int, int] = {}  # enrollment id -> lead id
-        with self.transaction():  # type: ignore[attr-defined]
+        with self.transaction():
             for lead_id in dict.fromkeys(lead_ids):
                 lead = self.conn.execute(
                     "SELECT id, do_not_contact FROM leads WHERE id = ? AND account_id = ?",
@@ -188,12 +190,14 @@ class OperatorSQL:
                     queued.append(lead_id)
             if restart:
                 # The import's restart: open actions skipped, stage left, queued at the entry.
-                self._write_enrollments(  # type: ignore[attr-defined]
+                self.store.leads.write_enrollments(
                     account_id, pipeline_id, stage_id, [], list(restart), now
                 )
                 for enrollment_id, lead_id in restart.items():
                     # The lead's status shows its latest enrollment's, maybe another pipeline's.
-                    self._set_enrollment(enrollment_id, lead_id, "queued", now)  # type: ignore[attr-defined]
+                    self.store.lifecycle.set_enrollment(
+                        enrollment_id, lead_id, EnrollmentStatus.QUEUED, now
+                    )
         return {
             "queued": queued,
             "re_enrolled": list(restart.values()),

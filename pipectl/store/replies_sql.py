@@ -16,10 +16,19 @@ from typing import Any
 
 from ..durations import add_seconds, format_time, utcnow
 from ..errors import NotFound, PipectlError
+from ..statuses import EnrollmentStatus, ReplyKind, sql_list
+from .database import Part
 
 OPT_OUT = re.compile(r"[\W_]*(stop|stopall|unsubscribe|cancel|end|quit)[\W_]*", re.IGNORECASE)
 # A stop (by hand or by an opt-out) ends these; a failed run too, so `retry` cannot restart it.
-STOPPABLE_STATES = ("queued", "active", "idle", "failed")
+STOPPABLE_STATES = sql_list(
+    (
+        EnrollmentStatus.QUEUED,
+        EnrollmentStatus.ACTIVE,
+        EnrollmentStatus.IDLE,
+        EnrollmentStatus.FAILED,
+    )
+)
 
 
 def is_opt_out(body: str | None) -> bool:
@@ -39,10 +48,8 @@ class ReplyRow:
     body: str = ""
 
 
-class RepliesSQL:
+class RepliesSQL(Part):
     """Record replies, apply opt-outs, stop leads by hand."""
-
-    conn: sqlite3.Connection
 
     # --- public verbs -------------------------------------------------------------------
 
@@ -57,27 +64,29 @@ class RepliesSQL:
         received_at: str,
     ) -> dict[str, Any]:
         """Record one inbound reply and what it did; NotFound when no lead has that address."""
-        with self.transaction():  # type: ignore[attr-defined]
-            account = self.account_by_key(account_key)  # type: ignore[attr-defined]
-            leads = self._sender_leads(account, email=email, phone=phone)
+        with self.transaction():
+            account = self.store.config.account_by_key(account_key)
+            leads = self.sender_leads(account, email=email, phone=phone)
             if not leads:
                 sender = f"email {email!r}" if email else f"phone {phone!r}"
                 raise NotFound(
                     f"no lead of account '{account_key}' has {sender}; the reply was not recorded"
                 )
-            return self._record(
+            result = self.record_for_leads(
                 account["id"], leads, channel, body or "", received_at, source="manual"
             )
+            assert result is not None  # only a repeated external id is skipped
+            return result
 
     def import_replies(self, account_key: str, replies: Iterable[ReplyRow]) -> dict[str, Any]:
         """Record many replies in time order, in one transaction; unmatched rows are reported."""
         summary: dict[str, Any] = {"rows": 0, "matched": 0, "opt_outs": 0, "unmatched": []}
-        with self.transaction():  # type: ignore[attr-defined]
-            account = self.account_by_key(account_key)  # type: ignore[attr-defined]
+        with self.transaction():
+            account = self.store.config.account_by_key(account_key)
             for reply in sorted(replies, key=lambda r: (r.received_at, r.line)):
                 summary["rows"] += 1
                 try:
-                    leads = self._sender_leads(account, email=reply.email, phone=reply.phone)
+                    leads = self.sender_leads(account, email=reply.email, phone=reply.phone)
                 except PipectlError as e:
                     summary["unmatched"].append({"line": reply.line, "reason": str(e)})
                     continue
@@ -87,9 +96,10 @@ class RepliesSQL:
                         {"line": reply.line, "reason": f"no lead has {sender!r}"}
                     )
                     continue
-                result = self._record(
+                result = self.record_for_leads(
                     account["id"], leads, reply.channel, reply.body, reply.received_at, source="csv"
                 )
+                assert result is not None  # only a repeated external id is skipped
                 summary["matched"] += 1
                 summary["opt_outs"] += result["opt_out"]
         summary["unmatched"].sort(key=lambda u: u["line"])
@@ -101,7 +111,7 @@ class RepliesSQL:
         """Stop a lead's automation by hand: every running or failed enrollment ends `stopped`
         (the lead's status follows its latest enrollment's)."""
         now = now or format_time(utcnow())
-        with self.transaction():  # type: ignore[attr-defined]
+        with self.transaction():
             lead = self.resolve_lead(lead_ref, account_key=account_key)
             stopped = self._stop_all(lead["id"], now)
         return {
@@ -116,7 +126,7 @@ class RepliesSQL:
         ref = ref.strip()
         where, params = "", []
         if account_key is not None:
-            account = self.account_by_key(account_key)  # type: ignore[attr-defined]
+            account = self.store.config.account_by_key(account_key)
             where, params = " AND account_id = ?", [account["id"]]
         found: list[sqlite3.Row] = []
         if ref.isdigit() and int(ref) < 2**63:  # larger is no id SQLite can hold
@@ -147,7 +157,7 @@ class RepliesSQL:
 
     # --- inside the caller's transaction --------------------------------------------------
 
-    def _sender_leads(
+    def sender_leads(
         self, account: sqlite3.Row, *, email: str | None, phone: str | None
     ) -> list[sqlite3.Row]:
         """The account's leads with this email (case-insensitive) or this phone (E.164)."""
@@ -189,7 +199,7 @@ class RepliesSQL:
                 continue
         return phones
 
-    def _record(
+    def record_for_leads(
         self,
         account_id: int,
         leads: list[sqlite3.Row],
@@ -208,11 +218,11 @@ class RepliesSQL:
         """Record a reply of each lead and let it act: a reply steers (only `enrollment_id`'s
         run when it names the send it answers), an opt-out stops, an auto-reply changes
         nothing. None when `external_id` was recorded before (then nothing acts again)."""
-        kind = kind or ("opt_out" if is_opt_out(body) else "reply")
-        opt_out = kind == "opt_out"
+        kind = kind or (ReplyKind.OPT_OUT if is_opt_out(body) else ReplyKind.REPLY)
+        opt_out = kind == ReplyKind.OPT_OUT
         replies = []
         for i, lead in enumerate(leads):
-            reply_id = self._insert_reply(
+            reply_id = self.insert_reply(
                 account_id,
                 lead["id"],
                 channel,
@@ -230,9 +240,11 @@ class RepliesSQL:
                 return None
             if opt_out:
                 effect = self._opt_out(lead["id"], received_at)
-            elif kind == "auto_reply":
+            elif kind == ReplyKind.AUTO_REPLY:
                 effect = "auto-reply: recorded; changes nothing"
-            elif self._same_reply_recorded(lead["id"], channel, body, received_at, source):  # type: ignore[attr-defined]
+            elif self.store.inbound.same_reply_recorded(
+                lead["id"], channel, body, received_at, source
+            ):
                 effect = "the same reply was recorded before; not acted on again"
             else:
                 effect = self._steer(lead["id"], received_at, enrollment_id)
@@ -252,7 +264,7 @@ class RepliesSQL:
             "replies": replies,
         }
 
-    def _insert_reply(
+    def insert_reply(
         self,
         account_id: int,
         lead_id: int | None,
@@ -275,7 +287,7 @@ class RepliesSQL:
             " ON CONFLICT (account_id, source, external_id) WHERE external_id IS NOT NULL"
             " DO NOTHING RETURNING id",
             (account_id, lead_id, channel, sender, kind, subject, body, received_at, source,
-             external_id, delivery_id, int(kind == "opt_out"), format_time(utcnow())),
+             external_id, delivery_id, int(kind == ReplyKind.OPT_OUT), format_time(utcnow())),
         ).fetchone()  # fmt: skip
         return None if row is None else row[0]
 
@@ -285,7 +297,7 @@ class RepliesSQL:
             "UPDATE leads SET do_not_contact = 1, updated_at = ? WHERE id = ?", (now, lead_id)
         )
         stopped = self._stop_all(lead_id, now)
-        suppressed = self._suppress_lead(lead_id, "opt_out", now)  # type: ignore[attr-defined]
+        suppressed = self.store.inbound.suppress_lead(lead_id, "opt_out", now)
         also = f"; suppressed {', '.join(suppressed)}" if suppressed else ""
         if not stopped:
             return f"opt-out: marked do-not-contact; no automation was running{also}"
@@ -300,7 +312,9 @@ class RepliesSQL:
             (lead_id,),
         ).fetchall()
         for enrollment in enrollments:
-            self._stop_enrollment(enrollment["id"], lead_id, "stopped", now)  # type: ignore[attr-defined]
+            self.store.lifecycle.stop_enrollment(
+                enrollment["id"], lead_id, EnrollmentStatus.STOPPED, now
+            )
         return [e["key"] for e in enrollments]
 
     def _steer(self, lead_id: int, received_at: str, enrollment_id: int | None = None) -> str:
@@ -340,7 +354,7 @@ class RepliesSQL:
             )
             target = json.loads(wait["params"]).get("on_reply") or e["on_reply"]
             if not target:
-                self._advance(wait, received_at)  # type: ignore[attr-defined]
+                self.store.lifecycle.advance(wait, received_at)
                 return f"wait for reply in {e['stage']} done; the next action follows"
             return self._move_on_reply(e, lead_id, wait, target, received_at)
         if e["on_reply"] and e["on_reply"] != e["stage"]:
@@ -364,7 +378,7 @@ class RepliesSQL:
         target: str,
         received_at: str,
     ) -> str:
-        error = self._move(e["id"], lead_id, e["lead_stage_id"], target, received_at)  # type: ignore[attr-defined]
+        error = self.store.lifecycle.move(e["id"], lead_id, e["lead_stage_id"], target, received_at)
         if error is None:
             return f"moved from {e['stage']} to {target}"
         if wait is not None:
@@ -372,5 +386,5 @@ class RepliesSQL:
                 "UPDATE lead_stage_actions SET status = 'failed', last_error = ? WHERE id = ?",
                 (error, wait["id"]),
             )
-        self._stop_enrollment(e["id"], lead_id, "failed", received_at)  # type: ignore[attr-defined]
+        self.store.lifecycle.stop_enrollment(e["id"], lead_id, EnrollmentStatus.FAILED, received_at)
         return f"failed: {error}"

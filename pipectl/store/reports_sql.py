@@ -13,17 +13,18 @@ from typing import Any
 
 from ..durations import add_seconds, parse_time
 from ..errors import PipectlError
+from ..statuses import NOT_ENROLLED, ActionStatus, values
 from ..wording import counted
-from .leads_sql import NOT_ENROLLED
+from .database import Part
 
 SLA_SECONDS = 120  # an action more than this past its perform_at is overdue
 STALE_TICK_SECONDS = 300  # no tick for longer than this: cron is not running it
 LATENESS_WINDOW = 3600
-ACTION_STATUSES = ("waiting", "pending", "running", "awaiting_reply", "done", "failed", "skipped")
+ACTION_STATUSES = values(ActionStatus)
 STATUS_INDEX = {
-    "running": "lsa_running",
-    "awaiting_reply": "lsa_awaiting_account",
-    "failed": "lsa_failed",
+    ActionStatus.RUNNING: "lsa_running",
+    ActionStatus.AWAITING_REPLY: "lsa_awaiting_account",
+    ActionStatus.FAILED: "lsa_failed",
 }
 KIND_NAMES = {"opt_out": "opt-out", "auto_reply": "auto-reply", "soft_bounce": "soft bounce"}
 _GAVE_UP = re.compile(r"^gave up after \d+ attempts?: ")
@@ -42,10 +43,8 @@ def _seconds_between(earlier: str, later: str) -> float:
     return (parse_time(later) - parse_time(earlier)).total_seconds()
 
 
-class ReportsSQL:
+class ReportsSQL(Part):
     """Read-only reports: status, lead timelines, action lists."""
-
-    conn: sqlite3.Connection
 
     # --- status -------------------------------------------------------------------------
 
@@ -106,13 +105,13 @@ class ReportsSQL:
         late_in_tick, _ = self._claimed_waiting(account_id, overdue_before)
         _, oldest_in_tick = self._claimed_waiting(account_id, now)
         oldest = [t for t in (self._oldest_due(account_id, now), oldest_in_tick) if t]
-        actions = {
+        actions: dict[str, Any] = {
             "due_now": self._pending_count(account_id, now),
             "overdue": self._pending_count(account_id, overdue_before) + late_in_tick,
             "oldest_due": min(oldest, default=None),
-            "running": self._count_status(account_id, "running"),
-            "awaiting_reply": self._count_status(account_id, "awaiting_reply"),
-            "failed": self._count_status(account_id, "failed"),
+            "running": self._count_status(account_id, ActionStatus.RUNNING),
+            "awaiting_reply": self._count_status(account_id, ActionStatus.AWAITING_REPLY),
+            "failed": self._count_status(account_id, ActionStatus.FAILED),
         }
         lateness = self._lateness(account_id, now)
         limits = self._limit_use(account, now, self._sending_now(account_id))
@@ -139,7 +138,7 @@ class ReportsSQL:
             "lateness": lateness,
             "limits": limits,
             "failing_channels": failing,
-            "inbound": (inbound := self.inbound_status(account_id)),  # type: ignore[attr-defined]
+            "inbound": (inbound := self.store.inbound.inbound_status(account_id)),
             "warnings": warnings + [w for s in inbound if (w := s["warning"])],
         }
 
@@ -171,7 +170,7 @@ class ReportsSQL:
             (account_id, now),
         ).fetchone()[0]
 
-    def _count_status(self, account_id: int, status: str) -> int:
+    def _count_status(self, account_id: int, status: ActionStatus) -> int:
         """Rows of one status, read through that status's partial index only."""
         index = STATUS_INDEX[status]
         return self.conn.execute(
@@ -208,7 +207,7 @@ class ReportsSQL:
     def _limit_use(self, account: sqlite3.Row, now: str, running: int) -> dict[str, Any]:
         """Each limit and what is using it now, counted as the claim counts it."""
         rates = {k: tuple(v) for k, v in json.loads(account["rates"] or "{}").items()}
-        sent = self._sent_in_windows(account["id"], rates, now)  # type: ignore[attr-defined]
+        sent = self.store.scheduler.sent_in_windows(account["id"], rates, now)
         active = self.conn.execute(
             "SELECT count(*) FROM enrollments WHERE account_id = ? AND status = 'active'",
             (account["id"],),
@@ -262,7 +261,7 @@ class ReportsSQL:
     def lead_timeline(self, ref: str, *, account_key: str | None = None) -> dict[str, Any]:
         """One lead with, per enrollment, its stages, actions and deliveries, and its replies;
         `timeline` lists all of it in time order."""
-        lead = self.resolve_lead(ref, account_key=account_key)  # type: ignore[attr-defined]
+        lead = self.store.replies.resolve_lead(ref, account_key=account_key)
         account = self.conn.execute(
             "SELECT key FROM accounts WHERE id = ?", (lead["account_id"],)
         ).fetchone()
@@ -395,9 +394,9 @@ def _timeline(lead: dict[str, Any]) -> list[dict[str, Any]]:
                     if d["provider_id"]:
                         sent += f", provider id {d['provider_id']}"
                     add(d["sent_at"], p, sent)
-                if a["status"] == "failed":
+                if a["status"] == ActionStatus.FAILED:
                     add(a["performed_at"], p, f"{what}: failed: {a['last_error']}")
-                elif a["status"] == "done" and not a["deliveries"]:
+                elif a["status"] == ActionStatus.DONE and not a["deliveries"]:
                     add(a["performed_at"], p, f"{what}: done")
             add(s["exited_at"], p, f"left stage {s['stage']}")
         if e["finished_at"]:

@@ -10,15 +10,16 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, cast
 
-from ..durations import add_seconds, format_time, parse_time
-from ..limits import next_opening, rate_room, share
+from .. import defaults
+from ..durations import add_seconds
+from ..scheduler.limits import rate_room, share
+from ..scheduler.windows import window_opens
+from ..statuses import ActionStatus, EnrollmentStatus
+from .database import Part
+from .rows import Choose, Claim, Ledger, Result
 from .stages_sql import marks, snapshot
-
-if TYPE_CHECKING:
-    from ..dispatch import Dispatch
 
 INTERNAL_BATCH = 500
 ADMIT_BATCH = 5000
@@ -30,55 +31,19 @@ PENDING_UNLESS_LEFT = (
 )
 
 
-@dataclass
-class Claim:
-    """What one turn's transaction did: sends claimed, sends started (and dropped: skipped
-    as they were about to start, or released), and internal work done in place."""
-
-    sends: list[dict[str, Any]] = field(default_factory=list)
-    started: list[dict[str, Any]] = field(default_factory=list)
-    dropped: list[dict[str, Any]] = field(default_factory=list)
-    internal: int = 0
-    deferred: int = 0
-    skipped: int = 0
-    failed: int = 0
-
-
-@dataclass
-class Result:
-    """The outcome of one send, computed by a worker thread and written by the tick."""
-
-    action: dict[str, Any]  # the claimed row
-    outcome: str  # "done" | "retry" | "failed" | "held" (its channel failed: not an attempt)
-    finished_at: str
-    error: str | None = None
-    retry_at: str | None = None  # "retry": when; "held": the channel's next probe, if delayed
-    reached: bool = False  # the send reached the server: its channel works
-    recipient: str | None = None
-    message_id: str | None = None
-    provider_id: str | None = None
-
-
-def window_opens(row: dict[str, Any], now: str) -> str | None:
-    """When a send outside its send window may go (None: inside, or no window). A window's
-    own time zone is deliberate; else the lead's, else the account's."""
+def _window_opens(row: dict[str, Any], now: str) -> str | None:
+    """When a send outside its send window may go: plain values to the scheduler's rule."""
     window = row["params"].get("send_window")
-    if not window:
-        return None
-    tz = window.get("timezone") or row["timezone"] or row["account_timezone"]
-    opens = next_opening(window, tz, parse_time(now))
-    return format_time(opens) if opens else None
+    zones = (window and window.get("timezone"), row["timezone"], row["account_timezone"])
+    return window_opens(window, zones, now)
 
 
-class SchedulerSQL:
-    conn: sqlite3.Connection
-
+class SchedulerSQL(Part):
     # --- start of a tick --------------------------------------------------------------
 
     def recover_running(self) -> int:
         """Rows left `running` by a tick that died are due again (the lock proves it died)."""
-        self.__dict__.pop("_stage_cache", None)  # the YAML may have changed since last tick
-        self.__dict__.pop("_actions_cache", None)
+        self.store.lifecycle.forget_config()  # the YAML may have changed since last tick
         with self.transaction():
             moved_on = self.conn.execute(
                 "SELECT DISTINCT a.enrollment_id, s.exited_at FROM lead_stage_actions a "
@@ -90,7 +55,7 @@ class SchedulerSQL:
                 "WHERE status = 'running'"
             ).rowcount
             for enrollment_id, left_at in moved_on:
-                self._resume_enrollment(enrollment_id, left_at)
+                self.store.lifecycle.resume_enrollment(enrollment_id, left_at)
             return recovered
 
     def admit_queued(self, now: str, cap: int = ADMIT_BATCH) -> int:
@@ -103,7 +68,8 @@ class SchedulerSQL:
         now: str,
         token: str,
         results: list[Result],
-        dispatch: Dispatch,
+        ledger: Ledger,
+        choose: Choose,
         *,
         claiming: bool = True,
         claim_now: bool = True,
@@ -116,14 +82,14 @@ class SchedulerSQL:
             counts = self._record_results(results)
             claim, admitted = Claim(), 0
             if not claiming:
-                self._release(dispatch.waiting(), token, now, claim)
+                self._release(list(ledger.waiting), token, now, claim)
                 return counts, 0, claim
-            held = self._hold_failing(dispatch, token, now) if results else []
+            held = self._hold_failing(ledger, token, now) if results else []
             if claim_now:
                 admitted = self._admit(now, ADMIT_BATCH)
-                claim = self._claim(now, token, dispatch)
+                claim = self._claim(now, token, ledger)
             skip = {row["id"] for row in held}
-            self._start(dispatch.choose(claim.sends, skip), token, now, claim)
+            self._start(choose(claim.sends, skip), token, now, claim)
             claim.dropped += held
             return counts, admitted, claim
 
@@ -155,35 +121,37 @@ class SchedulerSQL:
             ).fetchall()
             for enrollment in queued:
                 if enrollment["removed"]:  # removed from the YAML (apply --force): never starts
-                    self._set_enrollment(enrollment["id"], enrollment["lead_id"], "stopped", now)
+                    self.store.lifecycle.set_enrollment(
+                        enrollment["id"], enrollment["lead_id"], EnrollmentStatus.STOPPED, now
+                    )
                     continue
-                self._start_enrollment(enrollment, now)
+                self.store.lifecycle.start_enrollment(enrollment, now)
                 admitted += 1
         return admitted
 
     # --- the claim --------------------------------------------------------------------
 
-    def claim_due(self, now: str, token: str, dispatch: Dispatch) -> Claim:
+    def claim_due(self, now: str, token: str, ledger: Ledger) -> Claim:
         """One short write transaction: do due internal work in place, and claim due sends
         fairly across accounts within their concurrency and rates."""
         with self.transaction():
-            return self._claim(now, token, dispatch)
+            return self._claim(now, token, ledger)
 
-    def _claim(self, now: str, token: str, dispatch: Dispatch) -> Claim:
+    def _claim(self, now: str, token: str, ledger: Ledger) -> Claim:
         claim = Claim()
         self._expire_reply_waits(now, claim)
         accounts = self.conn.execute("SELECT * FROM accounts ORDER BY id").fetchall()
-        health = self._channel_health()  # type: ignore[attr-defined]
+        health = self.store.health.channel_health()
         candidates: dict[int, list[dict[str, Any]]] = {}
         for account in accounts:
             self._internal_due(account["id"], now, claim)
             candidates[account["id"]] = self._send_candidates(
-                account, now, token, dispatch, claim, health
+                account, now, token, ledger, claim, health
             )
         # Accounts in turns across claims too: the least recently served first, so when
         # fewer sends may be claimed than accounts are waiting, the same ones do not win.
-        order = sorted(candidates, key=lambda k: (dispatch.served.get(k, -1), k))
-        given = share(dispatch.capacity(), {k: len(candidates[k]) for k in order})
+        order = sorted(candidates, key=lambda k: (ledger.served.get(k, -1), k))
+        given = share(ledger.capacity, {k: len(candidates[k]) for k in order})
         chosen = [row for k, rows in candidates.items() for row in rows[: given[k]]]
         if chosen:
             ids = [row["id"] for row in chosen]
@@ -195,7 +163,7 @@ class SchedulerSQL:
             for row in chosen:  # new dicts: a rolled back claim leaves nothing behind
                 row["claim_token"] = token
             if health:
-                self._mark_probes(chosen, token)  # type: ignore[attr-defined]
+                self.store.health.mark_probes(chosen, token)
             claim.sends = chosen
         return claim
 
@@ -203,7 +171,7 @@ class SchedulerSQL:
         """Start claimed sends: an attempt from here (`claimed_at` is when it began), unless
         the lead was stopped, moved on or marked do-not-contact since the claim (skipped), or
         the send window closed while it waited (due again when the window opens)."""
-        closed = {row["id"]: opens for row in rows if (opens := window_opens(row, now))}
+        closed = {row["id"]: opens for row in rows if (opens := _window_opens(row, now))}
         for action_id, opens in closed.items():  # its send window closed while it waited
             skipped = self._put_back([action_id], token, now, perform_at=opens)
             claim.skipped += skipped
@@ -235,13 +203,15 @@ class SchedulerSQL:
                 "WHERE id = ? AND claim_token = ? AND status = 'running'",
                 (row["id"], token),
             )
-            if self._left_stage(row):
-                self._resume_enrollment(row["enrollment_id"], now)
+            if self.left_stage(row):
+                self.store.lifecycle.resume_enrollment(row["enrollment_id"], now)
             elif self._opted_out_of(row):  # of this channel only: the next action goes on
                 self._skip_opted_out(row, now)
             else:  # marked do-not-contact (by an import) since the claim
-                self._stop_enrollment(row["enrollment_id"], row["lead_id"], "stopped", now)
-        claim.started, suppressed = self._fail_suppressed(claim.started, token, now)  # type: ignore[attr-defined]
+                self.store.lifecycle.stop_enrollment(
+                    row["enrollment_id"], row["lead_id"], EnrollmentStatus.STOPPED, now
+                )
+        claim.started, suppressed = self.store.inbound.fail_suppressed(claim.started, token, now)
         claim.dropped += suppressed
         claim.failed += len(suppressed)
 
@@ -260,7 +230,7 @@ class SchedulerSQL:
             "last_error = ?, performed_at = ? WHERE id = ?",
             (f"the lead opted out of {action['channel']}", now, action["id"]),
         )
-        self._advance(action, now)
+        self.store.lifecycle.advance(action, now)
 
     def _release(self, rows: list[dict[str, Any]], token: str, now: str, claim: Claim) -> None:
         """Claimed sends never started are due again, as they were (no attempt was made)."""
@@ -268,15 +238,15 @@ class SchedulerSQL:
             self._put_back([row["id"] for row in rows], token, now)
         claim.dropped = rows
 
-    def _hold_failing(self, dispatch: Dispatch, token: str, now: str) -> list[dict[str, Any]]:
+    def _hold_failing(self, ledger: Ledger, token: str, now: str) -> list[dict[str, Any]]:
         """Claimed sends not started whose channel has just failed go back, due as they were
         (no attempt was made); a probe still goes. Returns them."""
-        health = self._channel_health()  # type: ignore[attr-defined]
+        health = self.store.health.channel_health()
         if not health:
             return []
         held = [
             row
-            for row in dispatch.waiting()
+            for row in ledger.waiting
             if (row["account_id"], row["channel"]) in health and not row.get("probe")
         ]
         if held:
@@ -293,9 +263,11 @@ class SchedulerSQL:
             "AND claim_token = ? AND status = 'running' RETURNING enrollment_id, status",
             (perform_at, *ids, token),
         ).fetchall()
-        skipped = [enrollment_id for enrollment_id, status in left if status == "skipped"]
+        skipped = [
+            enrollment_id for enrollment_id, status in left if status == ActionStatus.SKIPPED
+        ]
         for enrollment_id in skipped:
-            self._resume_enrollment(enrollment_id, now)
+            self.store.lifecycle.resume_enrollment(enrollment_id, now)
         return len(skipped)
 
     def _send_candidates(
@@ -303,19 +275,19 @@ class SchedulerSQL:
         account: sqlite3.Row,
         now: str,
         token: str,
-        dispatch: Dispatch,
+        ledger: Ledger,
         claim: Claim,
         health: dict[tuple[int, str], sqlite3.Row],
     ) -> list[dict[str, Any]]:
         """Due sends of one account that its concurrency and rates allow now, oldest first;
         of a failing channel, one probe a tick while none of its sends is in flight."""
         account_id = account["id"]
-        room = dispatch.room(account_id, account["concurrency"])
+        room = ledger.room(account_id, account["concurrency"])
         if room <= 0:
             return []
         rates = {k: tuple(v) for k, v in json.loads(account["rates"] or "{}").items()}
-        sent = self._sent_in_windows(account_id, rates, now)
-        for (a, ch), n in dispatch.held.items():
+        sent = self.sent_in_windows(account_id, rates, now)
+        for (a, ch), n in ledger.held.items():
             if a == account_id:
                 sent[ch] = sent.get(ch, 0) + n
                 sent["all"] = sent.get("all", 0) + n
@@ -330,15 +302,15 @@ class SchedulerSQL:
                     rows += self._due_sends(account, channel, channels, now, limit, claim)
             elif (
                 limit > 0
-                and not dispatch.held[account_id, channel]
-                and self._may_probe(failing, token, now)  # type: ignore[attr-defined]
+                and not ledger.held.get((account_id, channel), 0)
+                and self.store.health.may_probe(failing, token, now)
             ):
                 rows += self._probe(account, channel, channels, now, claim, failing)
         rows.sort(key=lambda r: (r["perform_at"], r["id"]))
         all_room = rate_room({"all": rates["all"]}, sent, "all") if "all" in rates else None
         return rows[: min(room, all_room if all_room is not None else room)]
 
-    def _sent_in_windows(
+    def sent_in_windows(
         self, account_id: int, rates: dict[str, tuple[int, int]], now: str
     ) -> dict[str, int]:
         """Deliveries in each rate's rolling window: the limits count what was really sent."""
@@ -367,7 +339,7 @@ class SchedulerSQL:
     ) -> list[dict[str, Any]]:
         """The failing channel's probe: the due send after the last one tried (else the
         oldest), so one send that fails alone does not hold its channel for good."""
-        after = self._probe_cursor(health)  # type: ignore[attr-defined]
+        after = self.store.health.probe_cursor(health)
         rows = self._due_sends(account, channel, channels, now, 1, claim, after)
         if not rows and after:
             rows = self._due_sends(account, channel, channels, now, 1, claim)
@@ -389,7 +361,7 @@ class SchedulerSQL:
         do-not-contact leads are stopped and windows deferred."""
         cursor = self.conn.cursor()
         cursor.row_factory = None  # plain tuples, made into dicts below: thousands a second
-        where, params = "", ()
+        where, params = "", cast(tuple[Any, ...], ())
         if after:
             where = "AND a.perform_at >= ? AND (a.perform_at > ? OR a.id > ?) "
             params = (after[0], after[0], after[1])
@@ -406,7 +378,7 @@ class SchedulerSQL:
         names = [d[0] for d in cursor.description]
         shared = {
             "account_key": account["key"],
-            "instance": self.instance,  # type: ignore[attr-defined]
+            "instance": self.instance,
             # What the send needs: the inbound settings (and their ${VAR}s) are sync's.
             "channel_config": {
                 k: v for k, v in channels.get(channel, {}).items() if k not in ("inbox", "inbound")
@@ -420,14 +392,16 @@ class SchedulerSQL:
             row.update(shared)
             row["params"] = snapshot(row["params"])
             if row["do_not_contact"]:
-                self._stop_enrollment(row["enrollment_id"], row["lead_id"], "stopped", now)
+                self.store.lifecycle.stop_enrollment(
+                    row["enrollment_id"], row["lead_id"], EnrollmentStatus.STOPPED, now
+                )
                 claim.skipped += 1
                 continue
             if row[f"{channel}_opt_out"]:
                 self._skip_opted_out(row, now)
                 claim.skipped += 1
                 continue
-            opens = window_opens(row, now)
+            opens = _window_opens(row, now)
             if opens:
                 self.conn.execute(
                     "UPDATE lead_stage_actions SET perform_at = ? WHERE id = ?", (opens, row["id"])
@@ -471,7 +445,7 @@ class SchedulerSQL:
         elif row["type"] == "wait_for_reply":
             target = params.get("on_timeout")
         if target:
-            error = self._move(
+            error = self.store.lifecycle.move(
                 row["enrollment_id"], row["lead_id"], row["lead_stage_id"], target, now
             )
             if error:
@@ -480,9 +454,11 @@ class SchedulerSQL:
                     (error, row["id"]),
                 )
                 claim.failed += 1
-                self._stop_enrollment(row["enrollment_id"], row["lead_id"], "failed", now)
+                self.store.lifecycle.stop_enrollment(
+                    row["enrollment_id"], row["lead_id"], EnrollmentStatus.FAILED, now
+                )
         else:
-            self._advance(row, now)
+            self.store.lifecycle.advance(row, now)
 
     # --- results ----------------------------------------------------------------------
 
@@ -504,7 +480,7 @@ class SchedulerSQL:
     def _record_results(self, results: Iterable[Result]) -> dict[str, int]:
         counts = {"done": 0, "retry": 0, "failed": 0, "held": 0, "stale": 0}
         results = list(results)
-        self._record_health(results)  # type: ignore[attr-defined]
+        self.store.health.record_health(results)
         done = self._mark_done([r for r in results if r.outcome == "done"])
         # Sends that went out: delivered, and each lead's next action due (in bulk).
         self.conn.executemany(
@@ -524,7 +500,7 @@ class SchedulerSQL:
                 for r in done
             ],
         )
-        self._advance_many([(r.action, r.finished_at) for r in done])
+        self.store.lifecycle.advance_many([(r.action, r.finished_at) for r in done])
         counts["done"] = len(done)
         for r in results:
             if r.outcome == "done":
@@ -551,10 +527,10 @@ class SchedulerSQL:
                     "last_error = ? WHERE id = ? AND claim_token = ? AND status = 'running'",
                     (r.finished_at, r.error, *fence),
                 )
-                if cur.rowcount and not self._left_stage(a):
-                    self._on_failure(a, r.finished_at)
-            if cur.rowcount and self._left_stage(a):
-                self._resume_enrollment(a["enrollment_id"], r.finished_at)
+                if cur.rowcount and not self.left_stage(a):
+                    self.on_failure(a, r.finished_at)
+            if cur.rowcount and self.left_stage(a):
+                self.store.lifecycle.resume_enrollment(a["enrollment_id"], r.finished_at)
             counts[r.outcome if cur.rowcount else "stale"] += 1
         counts["stale"] += len(results) - sum(counts.values())
         return counts
@@ -578,7 +554,7 @@ class SchedulerSQL:
             )
         return [r for r in results if r.action["id"] in written]
 
-    def _left_stage(self, action: dict[str, Any]) -> bool:
+    def left_stage(self, action: dict[str, Any]) -> bool:
         """The lead left the action's stage (a reply, a stop) while the action ran."""
         return (
             self.conn.execute(
@@ -587,18 +563,18 @@ class SchedulerSQL:
             is not None
         )
 
-    def _on_failure(self, action: dict[str, Any], now: str) -> None:
+    def on_failure(self, action: dict[str, Any], now: str) -> None:
         """The stage's `on_failure`: stop the lead, continue with the next action, or move."""
         params = action["params"]
         if isinstance(params, str):
             params = json.loads(params)
-        policy = params.get("on_failure") or "stop"
+        policy = params.get("on_failure") or defaults.ON_FAILURE
         if policy == "continue":
-            self._advance(action, now)
+            self.store.lifecycle.advance(action, now)
             return
         error = None
-        if policy != "stop":
-            error = self._move(
+        if policy != defaults.ON_FAILURE:
+            error = self.store.lifecycle.move(
                 action["enrollment_id"], action["lead_id"], action["lead_stage_id"], policy, now
             )
             if error is None:
@@ -608,7 +584,9 @@ class SchedulerSQL:
                 "WHERE id = ?",
                 (error, action["id"]),
             )
-        self._stop_enrollment(action["enrollment_id"], action["lead_id"], "failed", now)
+        self.store.lifecycle.stop_enrollment(
+            action["enrollment_id"], action["lead_id"], EnrollmentStatus.FAILED, now
+        )
 
     # --- reporting the tick -----------------------------------------------------------
 

@@ -10,10 +10,18 @@ from functools import lru_cache
 from typing import Any
 
 from ..durations import add_seconds
+from ..statuses import ActionStatus, Channel, EnrollmentStatus, sql_list
+from .database import Part
 
-OPEN_STATUSES = ("waiting", "pending", "awaiting_reply")
+OPEN_STATUSES = (ActionStatus.WAITING, ActionStatus.PENDING, ActionStatus.AWAITING_REPLY)
 MAX_MOVES_PER_MINUTE = 20  # more than this in a minute is a loop, not a sequence
-FINISHED = ("won", "lost", "idle", "stopped", "failed")
+FINISHED = (
+    EnrollmentStatus.WON,
+    EnrollmentStatus.LOST,
+    EnrollmentStatus.IDLE,
+    EnrollmentStatus.STOPPED,
+    EnrollmentStatus.FAILED,
+)
 
 
 def marks(values: Collection[Any]) -> str:
@@ -29,22 +37,20 @@ def snapshot(params: str) -> dict[str, Any]:
 
 
 def channel_of(action_type: str) -> str:
-    return action_type if action_type in ("email", "sms") else "internal"
+    return action_type if action_type in (Channel.EMAIL, Channel.SMS) else Channel.INTERNAL.value
 
 
 def activation(action_type: str, params: dict[str, Any], now: str) -> tuple[str, str]:
     """The status and perform_at an action takes when the one before it is done."""
     if action_type == "wait":
-        return "pending", add_seconds(now, params.get("seconds", 0))
+        return ActionStatus.PENDING, add_seconds(now, params.get("seconds", 0))
     if action_type == "wait_for_reply":
-        return "awaiting_reply", add_seconds(now, params.get("timeout", 0))
-    return "pending", now
+        return ActionStatus.AWAITING_REPLY, add_seconds(now, params.get("timeout", 0))
+    return ActionStatus.PENDING, now
 
 
-class StagesSQL:
-    conn: sqlite3.Connection
-
-    def _start_enrollment(self, enrollment: sqlite3.Row, now: str) -> None:
+class StagesSQL(Part):
+    def start_enrollment(self, enrollment: sqlite3.Row, now: str) -> None:
         stage_id = (
             enrollment["entry_stage_id"]
             or self.conn.execute(
@@ -74,9 +80,11 @@ class StagesSQL:
         ).lastrowid
         actions = self._stage_actions(stage_id)
         if stage["outcome"] or not actions:
-            self._set_enrollment(enrollment_id, lead_id, stage["outcome"] or "idle", now)
+            self.set_enrollment(
+                enrollment_id, lead_id, stage["outcome"] or EnrollmentStatus.IDLE, now
+            )
             return
-        self._set_enrollment(enrollment_id, lead_id, "active", now)
+        self.set_enrollment(enrollment_id, lead_id, EnrollmentStatus.ACTIVE, now)
         # A send of the stage the lead just left may still be in flight (a reply moved it):
         # then this stage starts when that send's result is written (`_resume_enrollment`).
         sending = self._sending(enrollment_id)
@@ -85,7 +93,7 @@ class StagesSQL:
             status, perform_at = (
                 activation(action["type"], json.loads(action["params"]), now)
                 if i == 0 and not sending
-                else ("waiting", None)
+                else (ActionStatus.WAITING, None)
             )
             rows.append(
                 (
@@ -108,11 +116,11 @@ class StagesSQL:
             rows,
         )
 
-    def _advance(self, action: Any, now: str) -> None:
+    def advance(self, action: Any, now: str) -> None:
         """The lead's next action in the stage becomes due; after the last, the lead is idle."""
-        self._advance_many([(action, now)])
+        self.advance_many([(action, now)])
 
-    def _advance_many(self, done: list[tuple[Any, str]]) -> None:
+    def advance_many(self, done: list[tuple[Any, str]]) -> None:
         """`_advance` for many actions at once, each at its own time: one read for them all."""
         if not done:
             return
@@ -134,7 +142,7 @@ class StagesSQL:
         for action, now in done:
             row = following[action["id"]]
             if row["exited_at"] is not None:  # the lead moved on while this action ran
-                self._resume_enrollment(action["enrollment_id"], now)
+                self.resume_enrollment(action["enrollment_id"], now)
             elif row["next_id"] is None:
                 idle.append((action["enrollment_id"], action["lead_id"], now))
             else:
@@ -145,7 +153,7 @@ class StagesSQL:
             "WHERE id = ? AND status = 'waiting'",
             activate,
         )
-        self._set_enrollments(idle, "idle")
+        self.set_enrollments(idle, EnrollmentStatus.IDLE)
 
     def _sending(self, enrollment_id: int) -> bool:
         return (
@@ -156,7 +164,7 @@ class StagesSQL:
             is not None
         )
 
-    def _resume_enrollment(self, enrollment_id: int, now: str) -> None:
+    def resume_enrollment(self, enrollment_id: int, now: str) -> None:
         """After the last send of a stage the lead left, its current stage's first action starts,
         so the enrollment never has two actions open at once."""
         first = self.conn.execute(
@@ -166,7 +174,7 @@ class StagesSQL:
             "ORDER BY a.sequence_number LIMIT 1",
             (enrollment_id,),
         ).fetchone()
-        if first is None or first["status"] != "waiting" or self._sending(enrollment_id):
+        if first is None or first["status"] != ActionStatus.WAITING or self._sending(enrollment_id):
             return
         status, perform_at = activation(first["type"], json.loads(first["params"]), now)
         self.conn.execute(
@@ -175,7 +183,7 @@ class StagesSQL:
             (status, perform_at, first["id"]),
         )
 
-    def _move(
+    def move(
         self, enrollment_id: int, lead_id: int, lead_stage_id: int, stage_key: str, now: str
     ) -> str | None:
         """Leave the current stage (its open actions skipped) and enter `stage_key`.
@@ -208,7 +216,7 @@ class StagesSQL:
     def _close_stage(self, lead_stage_id: int, now: str) -> None:
         self.conn.execute(
             "UPDATE lead_stage_actions SET status = 'skipped' "
-            f"WHERE lead_stage_id = ? AND status IN {OPEN_STATUSES}",
+            f"WHERE lead_stage_id = ? AND status IN {sql_list(OPEN_STATUSES)}",
             (lead_stage_id,),
         )
         self.conn.execute(
@@ -216,20 +224,20 @@ class StagesSQL:
             (now, lead_stage_id),
         )
 
-    def _stop_enrollment(self, enrollment_id: int, lead_id: int, status: str, now: str) -> None:
+    def stop_enrollment(self, enrollment_id: int, lead_id: int, status: str, now: str) -> None:
         """End an enrollment (`stopped` or `failed`): its open actions are skipped."""
         for (lead_stage_id,) in self.conn.execute(
             "SELECT id FROM lead_stages WHERE enrollment_id = ? AND exited_at IS NULL",
             (enrollment_id,),
         ).fetchall():
             self._close_stage(lead_stage_id, now)
-        self._set_enrollment(enrollment_id, lead_id, status, now)
+        self.set_enrollment(enrollment_id, lead_id, status, now)
 
-    def _set_enrollment(self, enrollment_id: int, lead_id: int, status: str, now: str) -> None:
+    def set_enrollment(self, enrollment_id: int, lead_id: int, status: str, now: str) -> None:
         """An enrollment's state; the lead's status shows its latest enrollment's."""
-        self._set_enrollments([(enrollment_id, lead_id, now)], status)
+        self.set_enrollments([(enrollment_id, lead_id, now)], status)
 
-    def _set_enrollments(self, changes: list[tuple[int, int, str]], status: str) -> None:
+    def set_enrollments(self, changes: list[tuple[int, int, str]], status: str) -> None:
         """`_set_enrollment` for many (enrollment id, lead id, time) at once."""
         self.conn.executemany(
             "UPDATE enrollments SET status = ?, finished_at = ? WHERE id = ?",
@@ -240,6 +248,11 @@ class StagesSQL:
             "AND NOT EXISTS (SELECT 1 FROM enrollments WHERE lead_id = ? AND id > ?)",
             [(status, lead_id, status, lead_id, e) for e, lead_id, _ in changes],
         )
+
+    def forget_config(self) -> None:
+        """Drop the cached stages and actions: `apply` may have changed them since."""
+        self.__dict__.pop("_stage_cache", None)
+        self.__dict__.pop("_actions_cache", None)
 
     def _stage(self, stage_id: int) -> sqlite3.Row:
         cache = self.__dict__.setdefault("_stage_cache", {})

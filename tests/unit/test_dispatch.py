@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 # The one import of the module under test: when it moves, change this line only.
-from pipectl.dispatch import Dispatch
+from pipectl.scheduler.dispatch import Dispatch
 
 
 def send(id: int, account: int = 1, channel: str = "email", concurrency: int = 2) -> dict:

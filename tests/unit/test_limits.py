@@ -9,7 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 # The one import of the module under test: when it moves, change this line only.
-from pipectl.limits import MAX_RETRY_AFTER, next_opening, rate_room, retry_delay, share
+from pipectl.scheduler.limits import rate_room, share
+from pipectl.scheduler.retry import MAX_RETRY_AFTER, retry_delay
+from pipectl.scheduler.windows import next_opening
 
 NEW_YORK = "America/New_York"
 WEEKDAYS_9_TO_5 = {"days": [0, 1, 2, 3, 4], "start": "09:00", "end": "17:00"}

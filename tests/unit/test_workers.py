@@ -7,7 +7,7 @@ import threading
 import pytest
 
 # The one import of the module under test: when it moves, change this line only.
-from pipectl.workers import Workers
+from pipectl.scheduler.workers import Workers
 
 
 def collect(workers: Workers, n: int) -> list:

@@ -12,6 +12,7 @@ from collections import Counter, deque
 from collections.abc import Collection
 from typing import Any
 
+from ..store.rows import Ledger
 from .limits import share
 
 # An account claims up to this many times its concurrency (and the tick this many times its
@@ -25,7 +26,7 @@ Row = dict[str, Any]
 class Dispatch:
     """Which claimed sends wait and which are in flight: what may be claimed and started.
 
-    The store reads it inside a transaction (`capacity`, `room`, `choose`, `waiting`);
+    The claim gets a `ledger()` of plain values and `choose` as the rule for starting sends;
     the tick changes it once that transaction has committed (`update`, `finished`)."""
 
     def __init__(self, workers: int, ahead: int = AHEAD):
@@ -62,6 +63,18 @@ class Dispatch:
         }
         given = share(self.workers - self.in_flight(), wants)
         return [row for a, n in given.items() for row in queues[a][:n]]
+
+    def ledger(self, with_waiting: bool = True) -> Ledger:
+        """What the claim needs to know, as plain values, read-only (the claim changes nothing;
+        the tick changes this only after the claim's transaction). `with_waiting`: the sends
+        not started, needed only to release them or hold back a failing channel's."""
+        return Ledger(
+            capacity=self.capacity(),
+            ahead=self.ahead,
+            held=self.held,
+            served=self.served,
+            waiting=tuple(self.waiting()) if with_waiting else (),
+        )
 
     def waiting(self) -> list[Row]:
         """Every claimed send not started (released when the tick stops claiming)."""

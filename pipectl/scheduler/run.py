@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import sqlite3
 import threading
 import time
 import uuid
@@ -17,19 +16,19 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from .channels import ChannelError, PermanentError, SendAction, TransientError
-from .channels.render import render_message
-from .channels.senders import SenderPool
+from .. import defaults
+from ..channels import ChannelError, PermanentError, SendAction, TransientError
+from ..channels.render import render_message
+from ..channels.senders import SenderPool
+from ..durations import add_seconds, format_time, parse_time, utcnow
+from ..store import Store, WriteError, is_busy
+from ..store.rows import Claim, Result
+from ..wording import counted
 from .dispatch import Dispatch
-from .durations import add_seconds, format_time, parse_time, utcnow
-from .limits import MAX_RETRY_AFTER, retry_delay
 from .lock import TickLock
-from .store import Store
-from .store.scheduler_sql import Claim, Result
-from .wording import counted
+from .retry import MAX_RETRY_AFTER, retry_delay
 from .workers import Workers
 
-DEFAULT_RETRY = {"attempts": 5, "backoff": 60, "max_backoff": 3600}
 # How long the tick keeps trying to write the results of sends that went out while another
 # process holds the database: losing them would send those messages again.
 RESULTS_PATIENCE = 300.0
@@ -86,14 +85,14 @@ def tick(
     db_path: str | os.PathLike[str],
     *,
     now: datetime | None = None,
-    workers: int = 16,
-    max_seconds: float = 50,
+    workers: int = defaults.WORKERS,
+    max_seconds: float = defaults.MAX_SECONDS,
     dry_run: bool = False,
     stop: threading.Event | None = None,
     outbox_dir: Path | None = None,
     senders: SenderPool | None = None,
     locked: bool = False,
-    sync_seconds: float = 15,
+    sync_seconds: float = defaults.SYNC_SECONDS,
 ) -> TickSummary:
     """Run one pass; raises LockHeld (exit 75) when another tick holds the lock.
 
@@ -123,7 +122,7 @@ def tick(
 def _sync_first(store: Store, clock: Clock, seconds: float) -> list[str]:
     """Read what arrived before claiming, so a reply stops the follow-up this tick would send.
     A source that fails never stops the sends: its error is kept for `status`."""
-    from .inbound.sync import sync
+    from ..inbound.sync import sync
 
     try:
         return [e for a in sync(store, now=clock.now(), seconds=seconds) for e in a.total().errors]
@@ -141,7 +140,7 @@ def _run(
 ) -> TickSummary:
     started = time.monotonic()
     summary = TickSummary(started_at=format_time(utcnow()), now=clock.now())
-    summary.recovered = store.recover_running()
+    summary.recovered = store.scheduler.recover_running()
     token = uuid.uuid4().hex
     dispatch = Dispatch(workers)
     pool = Workers(workers, lambda row: perform(row, senders, clock))
@@ -185,10 +184,10 @@ def _run(
             results = _blame_the_send(results, worked)
     finally:
         pool.close()
-    summary.held_back = store.count_due(clock.now())
-    summary.failing_channels = store.failing_channels()
+    summary.held_back = store.scheduler.count_due(clock.now())
+    summary.failing_channels = store.health.failing_channels()
     summary.seconds = round(time.monotonic() - started, 3)
-    store.record_tick(summary.as_dict())
+    store.scheduler.record_tick(summary.as_dict())
     return summary
 
 
@@ -203,11 +202,6 @@ def _time_to_claim(dispatch: Dispatch, claimed_at: float, cut: bool) -> bool:
         or (cut and len(dispatch.choose([])) < dispatch.workers - dispatch.in_flight())
         or time.monotonic() - claimed_at >= CLAIM_EVERY
     )
-
-
-def _is_busy(error: sqlite3.OperationalError) -> bool:
-    """Another process holds the database (SQLITE_BUSY / SQLITE_LOCKED)."""
-    return error.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def _step(
@@ -230,11 +224,17 @@ def _step(
     deadline = time.monotonic() + RESULTS_PATIENCE
     while True:
         try:
-            return store.step(
-                clock.now(), token, results, dispatch, claiming=claiming, claim_now=claim_now
+            return store.scheduler.step(
+                clock.now(),
+                token,
+                results,
+                dispatch.ledger(with_waiting=bool(results) or not claiming),
+                dispatch.choose,
+                claiming=claiming,
+                claim_now=claim_now,
             )
-        except sqlite3.OperationalError as e:
-            if not _is_busy(e):
+        except WriteError as e:
+            if not is_busy(e):
                 if results:
                     return _record_one_by_one(store, clock, results), 0, Claim()
                 raise
@@ -245,9 +245,9 @@ def _step(
                     return _NO_COUNTS, 0, Claim()  # finish what is in flight
                 raise
             try:  # keep only the results, and try again
-                return store.record_results(results), 0, Claim()
-            except sqlite3.OperationalError as again:
-                if not _is_busy(again) or time.monotonic() > deadline:
+                return store.scheduler.record_results(results), 0, Claim()
+            except WriteError as again:
+                if not is_busy(again) or time.monotonic() > deadline:
                     raise
         except Exception:
             if not results:
@@ -260,10 +260,12 @@ def _record_one_by_one(store: Store, clock: Clock, results: list[Result]) -> dic
     counts = dict(_NO_COUNTS)
     for r in results:
         try:
-            for k, n in store.record_results([r]).items():
+            for k, n in store.scheduler.record_results([r]).items():
                 counts[k] += n
         except Exception as e:
-            store.fail_claimed(r.action, f"internal error recording the result: {e}", clock.now())
+            store.scheduler.fail_claimed(
+                r.action, f"internal error recording the result: {e}", clock.now()
+            )
             counts["failed"] += 1
     return counts
 
@@ -346,7 +348,7 @@ def _held(row: dict[str, Any], error: str, retry_after: float | None, now: str) 
 
 
 def _retry_or_fail(row: dict[str, Any], error: str, retry_after: float | None, now: str) -> Result:
-    retry = {**DEFAULT_RETRY, **(row["params"].get("retry") or {})}
+    retry = {**defaults.RETRY, **(row["params"].get("retry") or {})}
     if row["attempts"] >= retry["attempts"]:
         attempts = counted(row["attempts"], "attempt")
         return Result(row, "failed", now, error=f"gave up after {attempts}: {error}")
@@ -371,11 +373,11 @@ def _dry_run(store: Store, clock: Clock, workers: int) -> TickSummary:
     summary = TickSummary(started_at=format_time(utcnow()), now=clock.now())
     try:
         with store.rolled_back():
-            summary.recovered = store.recover_running()
-            summary.admitted = store.admit_queued(clock.now())
-            due = store.count_due(clock.now())
-            claim = store.claim_due(clock.now(), "dry-run", Dispatch(workers))
-            suppressed = store.suppressed_sends(claim.sends)
+            summary.recovered = store.scheduler.recover_running()
+            summary.admitted = store.scheduler.admit_queued(clock.now())
+            due = store.scheduler.count_due(clock.now())
+            claim = store.scheduler.claim_due(clock.now(), "dry-run", Dispatch(workers).ledger())
+            suppressed = store.inbound.suppressed_sends(claim.sends)
             summary.claimed = len(claim.sends) + claim.internal
             summary.done = claim.internal
             summary.skipped = claim.skipped

@@ -10,8 +10,8 @@ import fcntl
 import os
 from pathlib import Path
 
-from .durations import format_time, utcnow
-from .errors import DiskFull, LockHeld, PipectlError, is_no_space
+from ..durations import format_time, utcnow
+from ..errors import DiskFull, LockHeld, PipectlError, is_no_space
 
 
 class TickLock:
@@ -41,7 +41,7 @@ class TickLock:
         except OSError as e:
             os.close(fd)  # and the lock with it
             if is_no_space(e):
-                raise DiskFull(self.path, e.strerror) from None
+                raise DiskFull(self.path, e.strerror or str(e)) from None
             raise PipectlError(f"{self.path}: cannot write the lock file: {e.strerror}") from None
         self.fd = fd
 

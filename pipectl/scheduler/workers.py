@@ -44,8 +44,8 @@ class Workers(Generic[R]):
         wait idle). A worker's unexpected error is raised here, after the results that came
         with it have been returned (they are sends that happened: they must be written)."""
         if self.error is not None:
-            error, self.error = self.error, None
-            raise error
+            raised, self.error = self.error, None
+            raise raised
         out: list[R] = []
         try:
             result, error = self.done.get(timeout=timeout)

@@ -1,0 +1,38 @@
+"""Pure functions: what each account may still do now under its rates, and sharing a batch
+fairly between accounts. No database: the store's claim calls them with plain values."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from typing import TypeVar
+
+K = TypeVar("K", bound=Hashable)
+
+
+def rate_room(
+    rates: Mapping[str, tuple[int, int]], sent: Mapping[str, int], channel: str
+) -> int | None:
+    """How many more sends `channel` may make now under its own and the `all` rate (None: no
+    limit). `sent` counts deliveries in each rate's window plus sends in flight."""
+    rooms = [rates[name][0] - sent.get(name, 0) for name in (channel, "all") if name in rates]
+    return max(0, min(rooms)) if rooms else None
+
+
+def share(capacity: int, wants: Mapping[K, int]) -> dict[K, int]:
+    """Split `capacity` between accounts in turns, one at a time, so a large account gets no
+    more than its share while others wait (water-filling). When a turn cannot go round,
+    the accounts first in `wants` get one more."""
+    given = dict.fromkeys(wants, 0)
+    open_keys = [k for k, n in wants.items() if n > 0]
+    while capacity > 0 and open_keys:
+        # Whole turns at once: as many as capacity allows and no account is yet satisfied.
+        turns = min(capacity // len(open_keys), min(wants[k] - given[k] for k in open_keys))
+        if turns == 0:  # fewer units left than accounts waiting: one each, in order
+            for k in open_keys[:capacity]:
+                given[k] += 1
+            break
+        for k in open_keys:
+            given[k] += turns
+        capacity -= turns * len(open_keys)
+        open_keys = [k for k in open_keys if given[k] < wants[k]]
+    return given

@@ -1,0 +1,22 @@
+"""Retry policy: how long to wait before a send is tried again. A pure function."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+MAX_RETRY_AFTER = 86400.0
+
+
+def retry_delay(
+    attempt: int,
+    base: float,
+    cap: float,
+    retry_after: float | None = None,
+    rand: Callable[[], float] = random.random,
+) -> float:
+    """Exponential backoff with jitter (half fixed, half random), never sooner than the
+    server's Retry-After, which is honoured up to a day (30,000 years overflowed the date)."""
+    delay = min(cap, base * 2 ** max(0, attempt - 1))
+    delay = delay / 2 + rand() * delay / 2
+    return max(delay, min(retry_after or 0, MAX_RETRY_AFTER))
