@@ -13,7 +13,10 @@ from .channel_servers import SmtpRecorder, free_port, http_server, smtp_server
 from .conftest import dump, rows
 from .scenario import T0, serve, setup, smtp_channel, spawn, wait_for, write_yaml
 
-pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS"),
+    pytest.mark.slow,  # real servers down, refusing or late, over many ticks
+]
 
 DRIP = """\
   - key: drip

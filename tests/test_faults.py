@@ -13,9 +13,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from .channel_servers import SmtpRecorder, http_server, smtp_server
 from .conftest import rows
 from .scenario import ONE_EMAIL, T0, pipectl, serve, statuses, write_yaml
+
+pytestmark = pytest.mark.slow  # real servers that hang, time out or answer late
 
 SMS_PIPELINE = """\
   - key: texts

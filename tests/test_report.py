@@ -423,6 +423,7 @@ def _browser(chromium: str, tmp_path: Path, *args: str) -> subprocess.CompletedP
     )
 
 
+@pytest.mark.slow  # a real headless browser
 def test_report_html_opens_in_a_browser_with_its_figures_and_charts(
     campaign, tmp_path: Path
 ) -> None:

@@ -17,6 +17,8 @@ from .channel_servers import free_port
 from .conftest import rows
 from .scenario import T0, outbox, write_yaml
 
+pytestmark = pytest.mark.slow  # a real IMAP server (Dovecot) and SMTP server
+
 SECRET = "s3cret-imap-pw-5521"
 
 ONE_EMAIL = """\

@@ -11,6 +11,8 @@ from pipectl.inbound import SourceError
 from pipectl.inbound.twilio import TwilioFetcher
 from tests.twilio_server import ACCOUNT_SID, AUTH_TOKEN, NUMBER, twilio_server
 
+pytestmark = pytest.mark.slow  # a real HTTP server, timeouts included
+
 NOW = datetime(2026, 11, 30, 18, 0, tzinfo=UTC)
 NOW_TEXT = "2026-11-30T18:00:00Z"
 
