@@ -164,9 +164,9 @@ def _run(
                 pool.submit(row)
             summary.done += counts["done"] + claim.internal - claim.failed
             summary.retried += counts["retry"]
-            summary.failed += counts["failed"] + claim.failed
+            summary.failed += counts["failed"] + claim.failed + claim.suppressed
             summary.admitted += admitted
-            summary.claimed += len(claim.started) + claim.internal
+            summary.claimed += len(claim.started) + claim.internal + claim.suppressed
             summary.skipped += claim.skipped
             summary.deferred += claim.deferred
             progressed = bool(

@@ -25,7 +25,8 @@ class Claim:
     internal: int = 0
     deferred: int = 0
     skipped: int = 0
-    failed: int = 0
+    failed: int = 0  # internal actions that failed (counted in `internal` too)
+    suppressed: int = 0  # sends failed as they were about to start: a suppressed address
 
 
 @dataclass

@@ -213,7 +213,7 @@ class SchedulerSQL(Part):
                 )
         claim.started, suppressed = self.store.inbound.fail_suppressed(claim.started, token, now)
         claim.dropped += suppressed
-        claim.failed += len(suppressed)
+        claim.suppressed += len(suppressed)
 
     def _opted_out_of(self, action: dict[str, Any]) -> bool:
         """The lead opted out of this action's channel only (an import since the claim)."""
