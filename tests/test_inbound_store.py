@@ -394,7 +394,7 @@ def test_a_text_the_provider_could_not_deliver_fails_its_send(cli, store, db):
 
 
 def test_error_21610_suppresses_the_number_for_texts_only(cli, store, db):
-    texted(cli, db, store)
+    d = texted(cli, db, store)
     aid = account_id(db)
     store.inbound.record_text_status(
         aid, TextStatus("SM42", "failed", "21610", "Unsubscribed recipient"), LATER
@@ -402,9 +402,30 @@ def test_error_21610_suppresses_the_number_for_texts_only(cli, store, db):
     assert rows(db, "SELECT channel, address, reason FROM suppressions") == [
         {"channel": "sms", "address": "+12125550123", "reason": "provider"}
     ]
-    assert rows(db, "SELECT do_not_contact FROM leads WHERE email = 'ann@example.com'") == [
-        {"do_not_contact": 0}  # email may go on
-    ]
+    assert rows(
+        db,
+        "SELECT do_not_contact, email_opt_out, sms_opt_out FROM leads"
+        " WHERE email = 'ann@example.com'",
+    ) == [{"do_not_contact": 0, "email_opt_out": 0, "sms_opt_out": 1}]  # email may go on
+    # Run again, Ann's text is skipped as an opt-out (not failed as suppressed, which would
+    # stop the run) and the email after it goes.
+    result = cli(
+        "leads", "enroll", "--account", "acme", "--pipeline", "texts",
+        "--lead", "ann@example.com", "--re-enroll", "--include-failed",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert cli("tick", "--now", "2027-03-02T15:00:00Z", "--no-sync").exit_code == 0
+    assert cli("tick", "--now", "2027-03-03T15:01:00Z", "--no-sync").exit_code == 0
+    assert [
+        (r["type"], r["status"])
+        for r in rows(
+            db,
+            "SELECT a.type, a.status FROM lead_stage_actions a JOIN enrollments e"
+            " ON e.id = a.enrollment_id JOIN pipelines p ON p.id = e.pipeline_id"
+            " WHERE p.key = 'texts' AND a.id > ? ORDER BY a.id",
+            d["lead_stage_action_id"] + 2,
+        )
+    ] == [("sms", "skipped"), ("wait", "done"), ("email", "done")]
 
 
 def test_a_delivered_text_is_marked_delivered(cli, store, db):

@@ -423,9 +423,14 @@ class InboundSQL(Part):
                 account = self.conn.execute(
                     "SELECT * FROM accounts WHERE id = ?", (account_id,)
                 ).fetchone()
-                # Only SMS: the person opted out of texts at the provider, not of email.
+                # Only SMS: the person opted out of texts at the provider, not of email. The
+                # lead's later texts are skipped (its stages go on); its email may go on.
                 self._suppress_quietly(
                     account, "sms", delivery["recipient"], "provider", now, detail
+                )
+                self.conn.execute(
+                    "UPDATE leads SET sms_opt_out = 1, updated_at = ? WHERE id = ?",
+                    (now, delivery["lead_id"]),
                 )
             self._fail_sent(delivery, f"sms {detail}", now)
             return DeliveryStatus.UNDELIVERED
