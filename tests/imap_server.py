@@ -29,6 +29,8 @@ from tests.channel_servers import free_port, tls_certificate
 DOVECOT = os.environ.get("PIPECTL_TEST_DOVECOT", "/usr/sbin/dovecot")
 DOVEADM = shutil.which("doveadm") or "/usr/bin/doveadm"
 PASSWORD = "imap-pass-8e1f"  # a test server's password; never a real one
+UTF8_USER = "utf8@acme.test"  # the one user whose password is not ASCII
+UTF8_PASSWORD = "pässwörd99"  # a test server's password; never a real one
 
 CONFIG = """\
 protocols = imap
@@ -53,6 +55,10 @@ first_valid_uid = 1
 last_valid_uid = 0
 login_trusted_networks = 127.0.0.0/8
 mail_max_userip_connections = 100
+passdb {{
+  driver = passwd-file
+  args = {root}/passwd
+}}
 passdb {{
   driver = static
   args = password={password}
@@ -140,7 +146,10 @@ class Mailbox:
 
     def connect(self) -> imaplib.IMAP4:
         imap = imaplib.IMAP4("127.0.0.1", self.server.port, timeout=10)
-        imap.login(self.user, self.password)
+        if self.password.isascii():
+            imap.login(self.user, self.password)
+        else:  # imaplib's LOGIN sends ASCII only
+            imap.authenticate("PLAIN", lambda _: f"\0{self.user}\0{self.password}".encode())
         return imap
 
     def append(self, *messages: bytes, folder: str = "INBOX") -> None:
@@ -235,6 +244,8 @@ class DovecotServer:
         )
 
     def start(self) -> None:
+        (self.root / "passwd").write_text(f"{UTF8_USER}:{{PLAIN}}{UTF8_PASSWORD}\n", "utf-8")
+        (self.root / "passwd").chmod(0o644)
         log = (self.root / "start.log").open("wb")  # a file, not a pipe: dovecot daemonizes
         subprocess.run([DOVECOT, "-c", str(self.config)], stdout=log, stderr=log, check=True)
         deadline = time.monotonic() + 10
@@ -267,6 +278,10 @@ class DovecotServer:
         """A fresh user with an empty INBOX: every user name logs in with PASSWORD (a static
         passdb), and a user's mail folder is made at its first login."""
         return Mailbox(self, f"user{next(self.users)}@acme.test")
+
+    def utf8_mailbox(self) -> Mailbox:
+        """The user whose password is not ASCII (a passwd-file passdb before the static one)."""
+        return Mailbox(self, UTF8_USER, UTF8_PASSWORD)
 
 
 @pytest.fixture(scope="session")

@@ -162,6 +162,54 @@ def test_login_refused_names_account_source_and_server_never_the_password(mailbo
     assert "wrong-secret-value" not in text and mailbox.password not in text
 
 
+def test_a_non_ascii_password_logs_in_with_authenticate_plain(dovecot, commands):
+    mailbox = dovecot.utf8_mailbox()
+    mailbox.append(samples.plain_mail(message_id="<utf8@acme.test>"))
+    found = fetch(mailbox)
+    assert [m.external_id for m, _ in found] == ["<utf8@acme.test>"]
+    assert "AUTHENTICATE PLAIN" in commands and not any(c.startswith("LOGIN") for c in commands)
+    with pytest.raises(SourceError) as error:  # the wrong non-ASCII password: refused, unnamed
+        fetch(mailbox, password="wröng-pässword")
+    text = str(error.value)
+    assert text.startswith(f"account acme: imap://{mailbox.user}@127.0.0.1:") and "login" in text
+    assert "wröng-pässword" not in text and "Traceback" not in text
+
+
+def test_a_non_ascii_password_without_auth_plain_names_account_and_server():
+    """A server that offers LOGIN only (ASCII): refused before any credential is sent."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    received: list[bytes] = []
+
+    def serve():
+        conn, _ = server.accept()
+        with conn, conn.makefile("rb") as lines:
+            conn.sendall(b"* OK IMAP ready\r\n")
+            for line in lines:
+                received.append(line)
+                tag = line.split(b" ", 1)[0]
+                if b"CAPABILITY" in line.upper():
+                    conn.sendall(b"* CAPABILITY IMAP4rev1 AUTH=LOGIN\r\n%s OK done\r\n" % tag)
+                else:
+                    conn.sendall(b"%s BAD no\r\n" % tag)
+
+    threading.Thread(target=serve, daemon=True).start()
+    config = {"host": "127.0.0.1", "port": port, "security": "none", "username": "team@acme.test"}
+    try:
+        with pytest.raises(SourceError) as error:
+            list(
+                ImapFetcher("acme", {**config, "password": "pässwörd99"}, timeout=5).fetch(
+                    {}, now=NOW
+                )
+            )
+    finally:
+        server.close()
+    text = str(error.value)
+    assert text.startswith(f"account acme: imap://team@acme.test@127.0.0.1:{port}:")
+    assert "AUTH=PLAIN" in text and "pässwörd99" not in text
+    assert not any(b"LOGIN" in line or b"AUTHENTICATE" in line for line in received)
+
+
 def test_server_down_is_a_source_error(mailbox: Mailbox):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -7,14 +7,18 @@ server is in test_sync_e2e.py.
 
 from __future__ import annotations
 
+import base64
 import json
+import socket
 import sqlite3
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from .channel_servers import free_port
-from .conftest import rows
+from .conftest import dump, rows
 from .scenario import T0, outbox, write_yaml
 
 pytestmark = pytest.mark.slow  # a real IMAP server (Dovecot) and SMTP server
@@ -403,3 +407,102 @@ def test_a_message_with_odd_values_is_still_recorded_never_stalling_the_sync(cli
     assert rows(db, "SELECT kind, received_at FROM replies") == [
         {"kind": "reply", "received_at": T0}
     ]
+
+
+class EchoingImap:
+    """An IMAP server that refuses every login, quoting the line it received (some do)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.received: list[bytes] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn, conn.makefile("rb") as lines:
+                conn.sendall(b"* OK IMAP ready\r\n")
+                for line in lines:
+                    self.received.append(line)
+                    tag, _, command = line.rstrip(b"\r\n").partition(b" ")
+                    verb = command.split(b" ", 1)[0].upper()
+                    if verb == b"CAPABILITY":
+                        conn.sendall(b"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n%s OK done\r\n" % tag)
+                    elif verb in (b"LOGIN", b"AUTHENTICATE"):
+                        if verb == b"AUTHENTICATE":
+                            conn.sendall(b"+ \r\n")
+                            line = line.rstrip(b"\r\n") + b" " + lines.readline()
+                            self.received.append(line)
+                        echo = line.rstrip(b"\r\n")
+                        conn.sendall(
+                            b"%s NO [AUTHENTICATIONFAILED] bad credentials in: %s\r\n" % (tag, echo)
+                        )
+                    else:
+                        conn.sendall(b"%s BAD unknown\r\n" % tag)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def echoing_imap() -> Iterator[EchoingImap]:
+    server = EchoingImap()
+    yield server
+    server.close()
+
+
+def forms_of(password: str, user: str) -> set[str]:
+    """The password as it may reach a text: raw, IMAP-quoted, escaped, base64 (AUTH PLAIN)."""
+    quoted = password.replace("\\", "\\\\").replace('"', '\\"')
+    forms = {password, quoted, json.dumps(password)[1:-1]}
+    for text in (password, quoted):
+        forms.update((repr(text)[1:-1], repr(text.encode())[2:-1]))
+    forms.add(base64.b64encode(f"\0{user}\0{password}".encode()).decode())
+    return forms
+
+
+@pytest.mark.parametrize(
+    "password", ['sec"ret\\pw', "two words pw", "back\\slash\\pw", 'it\'s "x"\\', "pässwörd-ü1"]
+)
+def test_a_password_the_server_echoes_never_reaches_output_or_database(
+    cli, db, tmp_path, monkeypatch, echoing_imap, password
+):
+    assert cli("apply", write_yaml(tmp_path, ONE_EMAIL)).exit_code == 0
+    monkeypatch.setenv("IMAP_PASSWORD", password)
+    user = "team@acme.example"
+    set_inbox(
+        db,
+        "acme",
+        {
+            "host": "127.0.0.1",
+            "port": echoing_imap.port,
+            "security": "none",
+            "username": user,
+            "password": "${IMAP_PASSWORD}",
+        },
+    )
+    result = cli("sync", "--now", T0)
+    as_json = cli("sync", "--now", T0, "--json")
+    status = cli("status", "--now", T0)
+    status_json = cli("status", "--now", T0, "--json")
+    assert result.exit_code == 1 and as_json.exit_code == 1
+    assert f"account acme: imap://{user}@127.0.0.1:{echoing_imap.port}" in result.stderr
+    assert "bad credentials in:" in result.stderr and "Traceback" not in result.output
+    # The server did get the password, and quoted it back.
+    sent = b"".join(echoing_imap.received).decode(errors="replace")
+    assert any(form in sent for form in forms_of(password, user))
+    texts = {
+        "sync": result.output,
+        "sync --json": as_json.output,
+        "status": status.output,
+        "status --json": status_json.output,
+        "database": dump(db),
+    }
+    assert "bad credentials in:" in texts["database"]
+    for where, text in texts.items():
+        for form in forms_of(password, user):
+            assert form not in text, f"{form!r} in {where}"

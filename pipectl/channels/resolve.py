@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote
@@ -34,10 +35,15 @@ class Resolved:
 
     def scrub(self, text: str) -> str:
         """`text` with every secret replaced by ***, in every encoding, for error messages."""
-        forms = {form for secret in self.secrets for form in _encodings(secret, self.users)}
-        for form in sorted(forms, key=len, reverse=True):
-            text = text.replace(form, "***")
-        return text
+        return redact(text, self.secrets, self.users)
+
+
+def redact(text: str, secrets: Sequence[str], users: Sequence[str] = ()) -> str:
+    """`text` with each secret replaced by ***, in every form a server or Python may show it."""
+    forms = {form for secret in secrets for form in _encodings(secret, tuple(users))}
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, "***")
+    return text
 
 
 def resolve_config(channel: str, config: Mapping[str, Any], env: Mapping[str, str]) -> Resolved:
@@ -118,8 +124,15 @@ _PATH_SAFE = "/:@!$&'()*+,;="
 
 def _encodings(secret: str, users: tuple[str, ...]) -> set[str]:
     """Every form in which a server may echo a secret: as is, URL-encoded (%20 and +, either
-    hex case), and base64 alone and as HTTP basic or SMTP AUTH PLAIN credentials."""
-    forms = {secret}
+    hex case), IMAP-quoted (`\\` and `\"`, as imaplib sends a LOGIN), escaped as Python's
+    repr of the text or of its UTF-8 bytes, JSON-escaped, and base64 alone and as HTTP basic
+    or SMTP/IMAP AUTH PLAIN credentials."""
+    quoted = secret.replace("\\", "\\\\").replace('"', '\\"')
+    forms = {secret, quoted}
+    for text in (secret, quoted):  # a quoted LOGIN line may reach an error as str(bytes)
+        forms.update((repr(text)[1:-1], repr(text.encode("utf-8"))[2:-1]))
+    forms.add(json.dumps(secret)[1:-1])
+    forms.add(json.dumps(secret, ensure_ascii=False)[1:-1])
     for encoded in (quote(secret, safe=""), quote_plus(secret, safe=""), quote(secret, _PATH_SAFE)):
         forms.update((encoded, re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), encoded)))
     raw = [secret, *(f"{user}:{secret}" for user in users)]

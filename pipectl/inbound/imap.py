@@ -19,6 +19,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .. import defaults
+from ..channels.resolve import MIN_PART as MIN_SECRET
+from ..channels.resolve import redact
 from ..durations import format_time, parse_time
 from . import Cursor, InboundMessage, SourceError, TextStatus
 from .parse import parse_message
@@ -124,7 +126,10 @@ class ImapFetcher:
                 _close(imap)
             raise self._error(f"cannot connect: {_describe(e)}") from None
         try:
-            imap.login(self.username, self.password)
+            self._login(imap)
+        except SourceError:
+            _close(imap)
+            raise
         except imaplib.IMAP4.error as e:
             _close(imap)
             raise self._error(f"login refused for {self.username}: {_describe(e)}") from None
@@ -133,10 +138,23 @@ class ImapFetcher:
             raise self._error(f"login failed: {_describe(e)}") from None
         return imap
 
+    def _login(self, imap: imaplib.IMAP4) -> None:
+        """LOGIN, which imaplib sends in ASCII only; AUTHENTICATE PLAIN (UTF-8) otherwise."""
+        if self.username.isascii() and self.password.isascii():
+            imap.login(self.username, self.password)
+            return
+        if "AUTH=PLAIN" not in imap.capabilities:
+            raise self._error(
+                f"cannot log in as {self.username}: the username or password is not ASCII and"
+                " the server offers no AUTHENTICATE PLAIN (AUTH=PLAIN) to send it in UTF-8"
+            )
+        credentials = f"\0{self.username}\0{self.password}".encode()
+        imap.authenticate("PLAIN", lambda _challenge: credentials)
+
     def _error(self, what: str) -> SourceError:
         text = f"account {self.account}: {self.name}: {what}"
-        if len(self.password) >= 4:
-            text = text.replace(self.password, "***")
+        if len(self.password) >= MIN_SECRET:
+            text = redact(text, (self.password,), (self.username,))
         return SourceError(text)
 
     # -- one folder ----------------------------------------------------------------------------
@@ -283,9 +301,9 @@ def _text(data: Any) -> str:
 
 
 def _describe(e: BaseException) -> str:
-    text = str(e)
-    m = re.fullmatch(r"b['\"](.*)['\"]", text)
-    text = m.group(1) if m else text
+    """An exception as one readable line: a server's answer decoded, never Python's b'...'."""
+    only = e.args[0] if len(e.args) == 1 else None
+    text = only.decode(errors="replace") if isinstance(only, bytes) else str(e)
     if isinstance(e, TimeoutError) or "timed out" in text:
         return "timed out"
     return f"{type(e).__name__}: {text}" if not text.startswith("[") else text
