@@ -493,3 +493,42 @@ def test_report_on_a_terminal_draws_the_funnel_and_the_activity_as_bars(campaign
     assert any("intro" in line for line in bars) and any("lost" in line for line in bars)
     assert any("2027-03-01" in line for line in bars)
     assert "16.7%" in screen and "\x1b[" in screen  # coloured
+
+
+def test_a_far_until_gives_only_the_days_with_activity(campaign) -> None:
+    # --until far ahead built one row per day up to it (8999: three million rows, gigabytes).
+    (p,) = report_json(campaign, "--pipeline", "drip", "--until", "8999-12-31")["pipelines"]
+    assert p["period"]["until"] == "9000-01-01T05:00:00Z"
+    days = [a["period"] for a in p["activity"]]
+    assert days == ["2027-03-01", "2027-03-02", "2027-03-03", "2027-03-04"]
+    (w,) = report_json(campaign, "--pipeline", "drip", "--since", "1900-01-01", "--by", "week")[
+        "pipelines"
+    ]
+    assert [a["period"] for a in w["activity"]] == ["2027-03-01"]
+    lines = campaign("report", "--pipeline", "drip", "--until", "8999-12-31").stdout.splitlines()
+    assert len([line for line in lines if line.startswith("  day ")]) == 4
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--until", "9999-12-31"),
+        ("--until", "9000-01-01"),
+        ("--since", "0001-01-01"),
+        ("--since", "1899-12-31"),
+        ("--since", "0001-01-01T00:00:00Z"),
+        ("--until", "9999-12-31T23:59:59Z"),
+        ("--until", "8999-12-31T23:00:00-05:00"),
+    ],
+)
+def test_report_refuses_dates_out_of_1900_to_8999(
+    campaign, db: Path, option: str, value: str
+) -> None:
+    before = dump(db)
+    result = campaign("report", option, value)
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.stderr.replace("│", " ").split())  # the box may wrap it
+    assert f"{option}: {value!r} is out of range" in message, message
+    assert "from 1900-01-01 to 8999-12-31" in message, message
+    assert "Traceback" not in result.output
+    assert dump(db) == before

@@ -5,7 +5,6 @@ formats render it."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from datetime import timedelta
 from typing import Any
 
 from ..store import Store
@@ -15,7 +14,6 @@ from .period import (
     Period,
     bucket_of,
     buckets_between,
-    local_day_of,
     resolve,
     slot_of,
 )
@@ -155,23 +153,17 @@ def _stages(
 def _activity(
     slots: list[tuple[str, str, int, int]], outcome: dict[int, str | None], period: Period, by: str
 ) -> list[dict[str, Any]]:
-    """Per local day or week: what happened, every bucket from the first to the last."""
+    """Per local day or week in the period: what happened, every bucket from the first with
+    activity to the last (empty ones between included), so a far --since or --until costs
+    nothing."""
     rows: dict[str, Counter[str]] = defaultdict(Counter)
     for slot, metric, stage_id, n in slots:
         figure = outcome.get(stage_id) if metric == "entered" else FIGURE_OF.get(metric)
         if figure:
             rows[bucket_of(slot, by, period.timezone)][figure] += n
-    labels = sorted(rows)
-    first = local_day_of(period.since, by, period.timezone) if period.since else None
-    last = (
-        local_day_of(period.until - timedelta(minutes=1), by, period.timezone)
-        if period.until
-        else None
-    )
-    first = first or (labels[0] if labels else None)
-    last = last or (labels[-1] if labels else first)
-    if first is None or last is None:
+    if not rows:
         return []
+    first, last = min(rows), max(rows)
     return [
         {"period": label, **{f: rows[label][f] for f in ACTIVITY}}
         for label in buckets_between(first, last, by)

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from ..durations import format_time, parse_time
+from ..durations import EARLIEST, LATEST, format_time, parse_time, shown
 
 SLOT_MINUTES = 15  # the counters' granularity (migration m008_report)
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -29,19 +29,33 @@ class Bound:
 
 
 def parse_bound(text: str, option: str) -> Bound:
-    """`2027-03-01` or `2027-03-01T14:00:00Z` (any ISO-8601 time); PeriodError otherwise."""
+    """`2027-03-01` or `2027-03-01T14:00:00Z` (any ISO-8601 time) in the years 1900-8999,
+    as `tick --now` takes (further ones overflowed); PeriodError otherwise."""
     s = text.strip()
     if _DATE.fullmatch(s):
         try:
-            return Bound(s, day=date.fromisoformat(s))
+            bound = Bound(s, day=date.fromisoformat(s))
         except ValueError:
-            raise PeriodError(f"{option}: no such date {text!r}") from None
+            raise PeriodError(f"{option}: no such date {shown(text)}") from None
+        if not EARLIEST.date() <= _day(bound) < LATEST.date():
+            raise _out_of_range(text, option)
+        return bound
     try:
-        return Bound(s, at=parse_time(s))
+        at = parse_time(s)
     except ValueError:
         raise PeriodError(
-            f"{option}: {text!r} is neither a date (2027-03-01) nor a time (2027-03-01T14:00:00Z)"
+            f"{option}: {shown(text)} is neither a date (2027-03-01) nor a time"
+            " (2027-03-01T14:00:00Z)"
         ) from None
+    if not EARLIEST <= at < LATEST:
+        raise _out_of_range(text, option)
+    return Bound(s, at=at)
+
+
+def _out_of_range(text: str, option: str) -> PeriodError:
+    return PeriodError(
+        f"{option}: {shown(text)} is out of range; use a date or time from 1900-01-01 to 8999-12-31"
+    )
 
 
 @dataclass(frozen=True)
@@ -116,11 +130,6 @@ def buckets_between(first: str, last: str, by: str) -> list[str]:
     return out
 
 
-def local_day_of(t: datetime, by: str, timezone: str) -> str:
-    """The bucket holding time `t` (for a period's first and last bucket)."""
-    return bucket_of(_slot_text(_floor(t)), by, timezone)
-
-
 @lru_cache(maxsize=64)
 def zone_of(name: str) -> ZoneInfo:
     return ZoneInfo(name)
@@ -147,4 +156,4 @@ def _ceil(t: datetime) -> datetime:
 
 
 def _slot_text(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
+    return t.astimezone(UTC).isoformat(timespec="minutes")[:16]  # %Y does not pad years < 1000
