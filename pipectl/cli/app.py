@@ -6,6 +6,7 @@ import json
 import os
 import sqlite3
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -121,6 +122,23 @@ def print_json(value: Any) -> None:
 
 def is_terminal() -> bool:
     return sys.stdout.isatty() and "NO_COLOR" not in os.environ
+
+
+def print_rows(header: tuple[str, ...], rows: Sequence[tuple[Any, ...]], empty: str) -> None:
+    """A table on a terminal (then `empty` when there are no rows); piped, tab-separated
+    lines with the header first, nothing cut short, for grep, awk and cut."""
+    if not is_terminal():
+        for row in (header, *rows):
+            typer.echo("\t".join(map(str, row)))
+        return
+    from rich.table import Table  # loads only when a table is drawn
+
+    table = Table(*header)
+    for row in rows:
+        table.add_row(*map(str, row))
+    out.print(table)
+    if not rows:
+        out.print(empty)
 
 
 def main() -> None:

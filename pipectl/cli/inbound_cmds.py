@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from ..inbound import KINDS
 from ..store.inbound_sql import REASONS
-from .app import app, err, is_terminal, open_store, out, print_json
+from .app import app, err, open_store, out, print_json, print_rows
 from .reply_cmds import replies_app
 from .report_cmds import NowOpt, parse_now
 
@@ -125,7 +125,7 @@ def list_replies(
         )
         for r in replies
     ]
-    _table(header, rows, "nothing has arrived that matches")
+    print_rows(header, rows, "nothing has arrived that matches")
 
 
 @suppressions_app.command("list")
@@ -145,7 +145,7 @@ def list_suppressions(ctx: typer.Context, account: AccountOpt = None, as_json: J
         (s["account"], s["channel"], s["address"], s["reason"], s["created_at"], s["detail"] or "")
         for s in entries
     ]
-    _table(header, rows, "no suppressed addresses")
+    print_rows(header, rows, "no suppressed addresses")
 
 
 @suppressions_app.command("add")
@@ -226,18 +226,3 @@ def import_suppressions(
 def _excerpt(subject: str | None, body: str | None, width: int = 60) -> str:
     text = " ".join(" ".join(p for p in (subject, body) if p).split())
     return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]], empty: str) -> None:
-    if not is_terminal():
-        for row in (header, *rows):
-            typer.echo("\t".join(row))
-        return
-    from rich.table import Table  # only when a table is drawn
-
-    table = Table(*header)
-    for row in rows:
-        table.add_row(*row)
-    out.print(table)
-    if not rows:
-        out.print(empty)

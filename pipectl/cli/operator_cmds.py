@@ -11,7 +11,7 @@ from ..durations import format_time, utcnow
 from ..errors import CsvError, PipectlError
 from ..store.reports_sql import ACTION_STATUSES
 from ..wording import counted
-from .app import app, err, is_terminal, open_store, out, print_json
+from .app import app, err, open_store, out, print_json, print_rows
 from .leads_cmds import leads_app
 from .report_cmds import NowOpt, parse_now
 
@@ -79,18 +79,7 @@ def list_actions(
         )
         for a in actions
     ]
-    if not is_terminal():
-        for row in (header, *rows):
-            typer.echo("\t".join(row))
-        return
-    from rich.table import Table  # loads only when a table is drawn
-
-    table = Table(*header)
-    for row in rows:
-        table.add_row(*row)
-    out.print(table)
-    if not actions:
-        out.print("no actions match")
+    print_rows(header, rows, "no actions match")
 
 
 @app.command()
