@@ -49,6 +49,20 @@ ONE_EMAIL = """\
 """
 
 
+# One text, then won: the SMS twin of ONE_EMAIL.
+ONE_TEXT = """\
+  - key: texts
+    account: acme
+    name: Texts
+    stages:
+      - key: intro
+        actions:
+          - sms: "Hi {{ lead.first_name }}"
+          - move: won
+      - {key: won, outcome: won}
+"""
+
+
 def write_yaml(tmp_path: Path, pipelines: str, acme_extra: str = "", beta_extra: str = "") -> Path:
     path = tmp_path / "pipelines.yaml"
     path.write_text(

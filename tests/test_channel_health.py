@@ -11,35 +11,22 @@ import pytest
 
 from .channel_servers import SmtpRecorder, free_port, http_server, smtp_server
 from .conftest import dump, rows
-from .scenario import T0, serve, setup, smtp_channel, spawn, wait_for, write_yaml
+from .scenario import (
+    ONE_EMAIL,
+    ONE_TEXT,
+    T0,
+    serve,
+    setup,
+    smtp_channel,
+    spawn,
+    wait_for,
+    write_yaml,
+)
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS"),
     pytest.mark.slow,  # real servers down, refusing or late, over many ticks
 ]
-
-DRIP = """\
-  - key: drip
-    account: acme
-    name: Drip
-    stages:
-      - key: intro
-        actions:
-          - email: {subject: "Hi {{ lead.first_name }}", body: "Hello"}
-          - move: won
-      - {key: won, outcome: won}
-"""
-TEXTS = """\
-  - key: texts
-    account: acme
-    name: Texts
-    stages:
-      - key: intro
-        actions:
-          - sms: "Hi {{ lead.first_name }}"
-          - move: won
-      - {key: won, outcome: won}
-"""
 
 
 def minute(n: int) -> str:
@@ -78,7 +65,7 @@ def test_sender_refused_holds_every_send_probes_once_a_tick_and_sends_all_once_f
 ):
     with smtp_server() as (server, smtp):
         smtp.mail_reply = "553 5.7.1 <sales@acme.example>: Sender address rejected"
-        setup(cli, tmp_path, DRIP, {("acme", "drip"): 3}, acme_extra=smtp_channel(server.port))
+        setup(cli, tmp_path, ONE_EMAIL, {("acme", "drip"): 3}, acme_extra=smtp_channel(server.port))
 
         first = cli("tick", "--now", T0, "-q")
         assert first.exit_code == 0
@@ -116,7 +103,13 @@ def test_sender_refused_holds_every_send_probes_once_a_tick_and_sends_all_once_f
 def test_status_flags_a_failing_channel_from_the_first_failure(cli, db, tmp_path, leads):
     with smtp_server() as (server, smtp):
         smtp.mail_reply = "553 5.7.1 Sender address rejected"
-        setup(cli, tmp_path, DRIP, {("acme", "drip"): leads}, acme_extra=smtp_channel(server.port))
+        setup(
+            cli,
+            tmp_path,
+            ONE_EMAIL,
+            {("acme", "drip"): leads},
+            acme_extra=smtp_channel(server.port),
+        )
         assert cli("tick", "--now", T0).exit_code == 0
     acme = status(cli, "2027-03-01T14:00:30Z")
     (failing,) = acme["failing_channels"]
@@ -138,7 +131,7 @@ def test_refused_login_is_held_without_the_password_and_goes_once_fixed(
         channel = smtp_channel(server.port).rstrip("}") + (
             ", username: '${SMTP_USER}', password: '${SMTP_PASSWORD}'}"
         )
-        setup(cli, tmp_path, DRIP, {("acme", "drip"): 2}, acme_extra=channel)
+        setup(cli, tmp_path, ONE_EMAIL, {("acme", "drip"): 2}, acme_extra=channel)
         assert cli("tick", "--now", T0).exit_code == 0
         assert cli("tick", "--now", minute(1)).exit_code == 0
         assert_held(db, 2)
@@ -159,7 +152,7 @@ def test_a_server_down_for_hours_fails_no_lead_and_everything_goes_when_it_is_ba
     cli, db, tmp_path
 ):
     port = free_port()  # nothing listens: connections refused
-    setup(cli, tmp_path, DRIP, {("acme", "drip"): 3}, acme_extra=smtp_channel(port))
+    setup(cli, tmp_path, ONE_EMAIL, {("acme", "drip"): 3}, acme_extra=smtp_channel(port))
     for n in range(0, 180, 15):  # three hours of ticks (every 15 minutes, to be quick)
         assert cli("tick", "--now", minute(n)).exit_code == 0
     assert_held(db, 3)
@@ -176,7 +169,7 @@ def test_a_refused_recipient_fails_that_lead_only_and_a_4xx_retries_it(cli, db, 
     with smtp_server() as (server, smtp):
         smtp.replies["lead0@acme.example"] = "550 5.1.1 No such user"
         smtp.replies["lead1@acme.example"] = "451 4.3.0 Try again later"
-        setup(cli, tmp_path, DRIP, {("acme", "drip"): 4}, acme_extra=smtp_channel(server.port))
+        setup(cli, tmp_path, ONE_EMAIL, {("acme", "drip"): 4}, acme_extra=smtp_channel(server.port))
         assert cli("tick", "--now", T0).exit_code == 0
     gone, busy, *fine = sends(db)
     assert gone["status"] == "failed" and gone["attempts"] == 1
@@ -195,7 +188,7 @@ SMS_CSV = "Email,First Name,Phone\n" + "".join(
 
 def webhook_setup(cli, tmp_path, url: str) -> None:
     channel = f"    channels:\n      sms: {{transport: webhook, url: '{url}/hooks/sms'}}"
-    assert cli("apply", write_yaml(tmp_path, TEXTS, acme_extra=channel)).exit_code == 0
+    assert cli("apply", write_yaml(tmp_path, ONE_TEXT, acme_extra=channel)).exit_code == 0
     csv = tmp_path / "phones.csv"
     csv.write_text(SMS_CSV, encoding="utf-8")
     imported = cli("leads", "import", csv, "--account", "acme", "--pipeline", "texts")
@@ -269,7 +262,7 @@ def test_a_channel_error_for_one_lead_while_others_get_through_uses_that_leads_a
 
 
 BOTH = (
-    DRIP
+    ONE_EMAIL
     + """\
   - key: beta-drip
     account: beta
@@ -331,7 +324,7 @@ def test_a_tick_killed_during_a_probe_loses_nothing(cli, db, tmp_path):
     recorder.mail_reply = "553 5.7.1 Sender address rejected"
     server = serve(recorder)
     try:
-        setup(cli, tmp_path, DRIP, {("acme", "drip"): 3}, acme_extra=smtp_channel(server.port))
+        setup(cli, tmp_path, ONE_EMAIL, {("acme", "drip"): 3}, acme_extra=smtp_channel(server.port))
         assert cli("tick", "--now", T0).exit_code == 0
         recorder.delay = 30
         ticking = spawn(db, "tick", "--now", minute(1))
@@ -386,7 +379,7 @@ def test_a_missing_variable_holds_the_channel_until_it_is_set(cli, db, tmp_path,
     monkeypatch.delenv("ACME_SMTP_PASSWORD", raising=False)
     with smtp_server() as (server, smtp):
         channel = smtp_channel(server.port).rstrip("}") + ", password: '${ACME_SMTP_PASSWORD}'}"
-        setup(cli, tmp_path, DRIP, {("acme", "drip"): 2}, acme_extra=channel)
+        setup(cli, tmp_path, ONE_EMAIL, {("acme", "drip"): 2}, acme_extra=channel)
         assert cli("tick", "--now", T0).exit_code == 0
         assert cli("tick", "--now", minute(1)).exit_code == 0
         assert_held(db, 2)

@@ -17,21 +17,9 @@ import pytest
 
 from .channel_servers import SmtpRecorder, http_server, smtp_server
 from .conftest import rows
-from .scenario import ONE_EMAIL, T0, pipectl, serve, statuses, write_yaml
+from .scenario import ONE_EMAIL, ONE_TEXT, T0, pipectl, serve, statuses, write_yaml
 
 pytestmark = pytest.mark.slow  # real servers that hang, time out or answer late
-
-SMS_PIPELINE = """\
-  - key: texts
-    account: acme
-    name: Texts
-    stages:
-      - key: intro
-        actions:
-          - sms: "Hi {{ lead.first_name }}"
-          - move: won
-      - {key: won, outcome: won}
-"""
 
 
 @contextmanager
@@ -160,7 +148,7 @@ def test_http_500_from_the_sms_webhook_is_retried(cli, db, tmp_path, monkeypatch
             f"transport: webhook, url: '{url}/sms', timeout: 2,"
             " headers: {Authorization: 'Bearer ${SMS_HOOK_TOKEN}'}"
         )
-        prepare(cli, tmp_path, SMS_PIPELINE, "texts", 2, extra)
+        prepare(cli, tmp_path, ONE_TEXT, "texts", 2, extra)
         http.answer(500, b"upstream exploded")
         http.answer(500, b"upstream exploded")
         clean_tick(db, T0)
@@ -182,7 +170,7 @@ def test_http_429_with_retry_after_waits_at_least_that_long(cli, db, tmp_path, m
             "transport: twilio, account_sid: '${TWILIO_SID}', auth_token: '${TWILIO_TOKEN}',"
             f" base_url: '{url}', timeout: 2"
         )
-        prepare(cli, tmp_path, SMS_PIPELINE, "texts", 1, extra)
+        prepare(cli, tmp_path, ONE_TEXT, "texts", 1, extra)
         http.answer(429, {"message": "Too Many Requests"}, Retry_After="120")
         clean_tick(db, T0)
         [row] = sends(db, "sms")  # the channel's limit: held, probed after the server's 120 s
@@ -200,7 +188,7 @@ def test_http_429_with_retry_after_waits_at_least_that_long(cli, db, tmp_path, m
 def test_slow_http_server_times_out_and_holds_the_channel(cli, db, tmp_path):
     with silent_server() as (port, accepted):
         extra = sms_account(f"transport: webhook, url: 'http://127.0.0.1:{port}/sms', timeout: 1")
-        prepare(cli, tmp_path, SMS_PIPELINE, "texts", 2, extra)
+        prepare(cli, tmp_path, ONE_TEXT, "texts", 2, extra)
         started = time.monotonic()
         clean_tick(db, T0, "--max-seconds", "5")
         assert time.monotonic() - started < 8
@@ -218,7 +206,7 @@ def test_an_absurd_retry_after_is_capped_and_the_tick_goes_on(cli, db, tmp_path,
         prepare(
             cli,
             tmp_path,
-            SMS_PIPELINE,
+            ONE_TEXT,
             "texts",
             2,
             sms_account(f"transport: webhook, url: '{url}'"),
