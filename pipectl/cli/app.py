@@ -7,7 +7,6 @@ import os
 import sqlite3
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -100,8 +99,12 @@ def _version(value: bool) -> None:
 def main_options(
     ctx: typer.Context,
     db: Annotated[
-        Path | None,
-        typer.Option("--db", envvar="PIPECTL_DB", help="Database file (default ./pipectl.db)."),
+        str | None,
+        typer.Option(
+            "--db",
+            envvar="PIPECTL_DB",
+            help="Database file (default ./pipectl.db), or a postgresql:// URL.",
+        ),
     ] = None,
     version: Annotated[
         bool | None,

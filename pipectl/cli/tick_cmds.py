@@ -13,7 +13,7 @@ import typer
 from .. import defaults
 from ..durations import parse_user_time
 from ..errors import DurationError, LockHeld
-from ..scheduler.lock import TickLock
+from ..scheduler.lock import tick_lock
 from ..wording import counted
 from .app import app, err, out, print_json
 
@@ -63,7 +63,7 @@ def tick(
     """
     at = _parse_now(now)
     # Take the lock before loading the scheduler and its channels: a second tick exits 75 at once.
-    with contextlib.nullcontext() if dry_run else TickLock(ctx.obj["db"]):
+    with contextlib.nullcontext() if dry_run else tick_lock(ctx.obj["db"]):
         from ..scheduler.run import tick as run_tick
 
         summary = run_tick(

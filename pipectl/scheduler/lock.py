@@ -6,12 +6,21 @@ and it cannot expire while its holder lives (the bug that made Mautic send six c
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from ..durations import format_time, utcnow
 from ..errors import DiskFull, LockHeld, PipectlError, is_no_space
+from ..store import one_tick_at_a_time
+
+
+def tick_lock(db: str | os.PathLike[str]) -> AbstractContextManager[object]:
+    """The file lock of a SQLite database; none against PostgreSQL, where many runners tick
+    at once (claims skip each other's rows, and leases recover a dead runner's)."""
+    return TickLock(db) if one_tick_at_a_time(db) else contextlib.nullcontext()
 
 
 class TickLock:

@@ -10,7 +10,6 @@ import json
 import os
 import threading
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,9 +22,10 @@ from ..channels.senders import SenderPool
 from ..durations import add_seconds, format_time, parse_time, utcnow
 from ..store import Store, WriteError, is_busy
 from ..store.rows import Claim, Result
+from ..store.runners_sql import HEARTBEAT_SECONDS, claim_token, new_runner_id
 from ..wording import counted
 from .dispatch import Dispatch
-from .lock import TickLock
+from .lock import tick_lock
 from .retry import MAX_RETRY_AFTER, retry_delay
 from .workers import Workers
 
@@ -36,6 +36,8 @@ GATHER_SECONDS = 0.0005
 # The tick claims at least this often while sends are in flight, and wakes this often.
 CLAIM_EVERY = 1.0
 WAKE_EVERY = 0.25
+# This process, as the runners table knows it: `pipectl run` keeps it across its ticks.
+RUNNER_ID = new_runner_id()
 _NO_COUNTS = {"done": 0, "retry": 0, "failed": 0, "held": 0, "stale": 0}
 
 
@@ -102,7 +104,7 @@ def tick(
     clock = Clock(now)
     if dry_run:
         return _dry_run(Store(db_path), clock, workers)
-    with contextlib.nullcontext() if locked else TickLock(db_path):
+    with contextlib.nullcontext() if locked else tick_lock(db_path):
         store = Store(db_path)
         try:
             sync_errors = _sync_first(store, clock, sync_seconds) if sync_seconds > 0 else []
@@ -140,8 +142,10 @@ def _run(
 ) -> TickSummary:
     started = time.monotonic()
     summary = TickSummary(started_at=format_time(utcnow()), now=clock.now())
-    summary.recovered = store.scheduler.recover_running()
-    token = uuid.uuid4().hex
+    store.runners.start(RUNNER_ID)
+    summary.recovered = store.scheduler.recover_running(RUNNER_ID)
+    token = claim_token(RUNNER_ID)
+    beat = time.monotonic()
     dispatch = Dispatch(workers)
     pool = Workers(workers, lambda row: perform(row, senders, clock))
     results: list[Result] = []
@@ -182,8 +186,12 @@ def _run(
             # A moment more than the first gathers the sends finishing together into one write.
             results = pool.results(timeout=WAKE_EVERY, gather=GATHER_SECONDS)
             results = _blame_the_send(results, worked)
+            if time.monotonic() - beat >= HEARTBEAT_SECONDS:  # its claims are still its own
+                store.runners.heartbeat(RUNNER_ID)
+                beat = time.monotonic()
     finally:
         pool.close()
+    store.runners.stop(RUNNER_ID)
     summary.held_back = store.scheduler.count_due(clock.now())
     summary.failing_channels = store.health.failing_channels()
     summary.seconds = round(time.monotonic() - started, 3)

@@ -12,6 +12,7 @@ Open a database with `Store(path)`; then reach a part and call its verbs:
     store.operator    retry failed actions, enroll existing leads (operator_sql.py)
     store.reports     read-only: status, a lead's timeline, actions by status (reports_sql.py)
     store.funnel      read-only: `pipectl report`'s pipelines, stages and counters (funnel_sql.py)
+    store.runners     the processes that tick, their heartbeats and leases (runners_sql.py)
 
 `database.py` owns the connection, `transaction()`, `rolled_back()`, a busy or full disk and the
 SQL dialect; `migrations.py` the schema. Parts call each other only through public verbs. Nothing
@@ -23,7 +24,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from .config_sql import ConfigSQL
@@ -40,17 +40,26 @@ from .health_sql import HealthSQL
 from .inbound_sql import InboundSQL
 from .leads_sql import LeadsSQL
 from .operator_sql import OperatorSQL
+from .postgres import is_postgres_url
 from .replies_sql import RepliesSQL
 from .reports_sql import ReportsSQL
+from .runners_sql import RunnersSQL
 from .scheduler_sql import SchedulerSQL
 from .stages_sql import StagesSQL
 
 __all__ = ["BUSY_TIMEOUT_MS", "Database", "Store", "busy_timeout_ms", "default_db_path"]
-__all__ += ["WriteError", "is_busy", "is_disk_full"]
+__all__ += ["WriteError", "is_busy", "is_disk_full", "one_tick_at_a_time"]
 
 
-def default_db_path() -> Path:
-    return Path(os.environ.get("PIPECTL_DB", "pipectl.db"))
+def one_tick_at_a_time(target: str | os.PathLike[str]) -> bool:
+    """SQLite: one tick at a time, by a file lock beside the database. A PostgreSQL URL: any
+    number of runners at once (claims skip each other's rows; leases recover the dead)."""
+    return not is_postgres_url(str(target))
+
+
+def default_db_path() -> str:
+    """`PIPECTL_DB` or ./pipectl.db: a file, or a `postgresql://` URL."""
+    return os.environ.get("PIPECTL_DB", "pipectl.db")
 
 
 class Store:
@@ -59,6 +68,9 @@ class Store:
     def __init__(self, path: str | os.PathLike[str]):
         self.database = Database(path)
         self.path = self.database.path
+        self.name = (
+            self.database.name
+        )  # what messages call it: the file, or the URL without password
         self.config = ConfigSQL(self.database, self)
         self.leads = LeadsSQL(self.database, self)
         self.scheduler = SchedulerSQL(self.database, self)
@@ -69,6 +81,7 @@ class Store:
         self.operator = OperatorSQL(self.database, self)
         self.reports = ReportsSQL(self.database, self)
         self.funnel = FunnelSQL(self.database, self)
+        self.runners = RunnersSQL(self.database, self)
 
     @property
     def instance(self) -> str:

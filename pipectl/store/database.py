@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 
 from ..errors import DiskFull, PipectlError
 from .migrations import migrate
+from .pg_schema import WRITE_LOCK, migrate_postgres
+from .postgres import PgConnection, is_postgres_url, redact
 
 if TYPE_CHECKING:
     from . import Store
@@ -46,6 +48,15 @@ class Dialect:
 
 
 SQLITE = Dialect()
+# One write transaction at a time across every runner (the rule SQLite's file lock keeps), so
+# limits read and claims written in a transaction hold for all runners together; the claim's
+# SELECT also skips rows another transaction holds.
+POSTGRES = Dialect(
+    name="postgresql",
+    placeholder="%s",
+    begin_write=f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})",
+    claim_lock=" FOR UPDATE OF a SKIP LOCKED",
+)
 
 
 def busy_timeout_ms() -> int:
@@ -79,14 +90,20 @@ def is_busy(error: Exception) -> bool:
 
 
 class Database:
-    """One SQLite file in WAL mode; writes go through `transaction()` (BEGIN IMMEDIATE)."""
+    """One SQLite file in WAL mode, or a PostgreSQL database named by a `postgresql://` URL;
+    writes go through `transaction()` (SQLite: BEGIN IMMEDIATE)."""
 
     dialect = SQLITE
     # Tests set this to make a write from any thread but the writer's an error (one writer).
     check_writer = os.environ.get("PIPECTL_CHECK_WRITER") == "1"
 
     def __init__(self, path: str | os.PathLike[str]):
+        self.url: str | None = None
+        if is_postgres_url(str(path)):
+            self._open_postgres(str(path))
+            return
         self.path = Path(path)
+        self.name = str(self.path)
         if not self.path.parent.exists():
             raise PipectlError(f"{self.path}: directory {self.path.parent} does not exist")
         self.writer = threading.get_ident()  # the thread that opened it is the one writer
@@ -109,6 +126,24 @@ class Database:
             if is_disk_full(e, self.path):
                 raise DiskFull(self.path, str(e)) from None
             raise PipectlError(f"{self.path}: cannot open the database: {e}") from None
+
+    def _open_postgres(self, url: str) -> None:
+        self.url = url
+        self.name = redact(url)
+        self.path = Path.cwd() / "pipectl.db"  # where files beside a database go (the outbox)
+        self.dialect = POSTGRES
+        self.writer = threading.get_ident()
+        self._savepoints = 0
+        self.conn = PgConnection(url)  # type: ignore[assignment]
+        try:
+            migrate_postgres(self.conn)
+        except Exception as e:
+            self.conn.close()
+            raise PipectlError(f"{self.name}: cannot open the database: {e}") from None
+
+    @property
+    def postgres(self) -> bool:
+        return self.url is not None
 
     @cached_property
     def instance(self) -> str:

@@ -551,6 +551,25 @@ def m010_statuses(conn: sqlite3.Connection) -> None:
 m010_statuses.rebuilds_tables = True  # type: ignore[attr-defined]
 
 
+@migration
+def m014_runners(conn: sqlite3.Connection) -> None:
+    """Every process that ticks, with its heartbeat: against PostgreSQL many runners tick at
+    once, and one whose heartbeat is older than the lease has its claims recovered."""
+    run_script(
+        conn,
+        """
+        CREATE TABLE runners (
+            id TEXT PRIMARY KEY,                -- the first 12 characters of its claim tokens
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            started_at TEXT NOT NULL,
+            heartbeat_at TEXT NOT NULL,         -- real time, never --now
+            stopped_at TEXT                     -- set when a tick ends with nothing in flight
+        );
+        """,
+    )
+
+
 def add_checks(conn: sqlite3.Connection, table: str, checks: dict[str, str]) -> None:
     """Rebuild `table` with `CHECK (column IN ...)` on the given columns (SQLite cannot add a
     CHECK to a column in place), keeping every column, row and index whatever earlier

@@ -19,6 +19,7 @@ from ..scheduler.windows import window_opens
 from ..statuses import ActionStatus, EnrollmentStatus
 from .database import Part
 from .rows import Choose, Claim, Ledger, Result
+from .runners_sql import RUNNER_ID_LENGTH
 from .stages_sql import marks, snapshot
 
 INTERNAL_BATCH = 500
@@ -41,18 +42,28 @@ def _window_opens(row: dict[str, Any], now: str) -> str | None:
 class SchedulerSQL(Part):
     # --- start of a tick --------------------------------------------------------------
 
-    def recover_running(self) -> int:
-        """Rows left `running` by a tick that died are due again (the lock proves it died)."""
+    def recover_running(self, runner_id: str = "") -> int:
+        """Rows left `running` by a tick that died are due again: on SQLite every such row (the
+        lock proves its tick died); against PostgreSQL those of runners that are not working
+        within their lease (this runner's own leftovers included)."""
         self.store.lifecycle.forget_config()  # the YAML may have changed since last tick
+        live = self.store.runners.live_others(runner_id)
+        orphan = "a.status = 'running'"
+        params: tuple[Any, ...] = ()
+        if live:
+            orphan += f" AND substr(a.claim_token, 1, {RUNNER_ID_LENGTH}) NOT IN ({marks(live)})"
+            params = tuple(live)
         with self.transaction():
             moved_on = self.conn.execute(
                 "SELECT DISTINCT a.enrollment_id, s.exited_at FROM lead_stage_actions a "
-                "JOIN lead_stages s ON s.id = a.lead_stage_id "
-                "WHERE a.status = 'running' AND s.exited_at IS NOT NULL"
+                f"JOIN lead_stages s ON s.id = a.lead_stage_id WHERE {orphan} "
+                "AND s.exited_at IS NOT NULL",
+                params,
             ).fetchall()
             recovered = self.conn.execute(
                 f"UPDATE lead_stage_actions SET status = {PENDING_UNLESS_LEFT}, claim_token = NULL "
-                "WHERE status = 'running'"
+                f"WHERE id IN (SELECT a.id FROM lead_stage_actions a WHERE {orphan})",
+                params,
             ).rowcount
             for enrollment_id, left_at in moved_on:
                 self.store.lifecycle.resume_enrollment(enrollment_id, left_at)
@@ -142,11 +153,12 @@ class SchedulerSQL(Part):
         self._expire_reply_waits(now, claim)
         accounts = self.conn.execute("SELECT * FROM accounts ORDER BY id").fetchall()
         health = self.store.health.channel_health()
+        others = self._others_in_flight(token)
         candidates: dict[int, list[dict[str, Any]]] = {}
         for account in accounts:
             self._internal_due(account["id"], now, claim)
             candidates[account["id"]] = self._send_candidates(
-                account, now, token, ledger, claim, health
+                account, now, token, ledger, claim, health, others
             )
         # Accounts in turns across claims too: the least recently served first, so when
         # fewer sends may be claimed than accounts are waiting, the same ones do not win.
@@ -167,6 +179,20 @@ class SchedulerSQL(Part):
             claim.sends = chosen
         return claim
 
+    def _others_in_flight(self, token: str) -> dict[tuple[int, str], int]:
+        """Sends other runners have claimed and not finished, per (account, channel): an
+        account's concurrency and rates hold for all runners together (none on SQLite, where
+        one tick runs at a time)."""
+        return {
+            (r[0], r[1]): r[2]
+            for r in self.conn.execute(
+                "SELECT account_id, channel, count(*) FROM lead_stage_actions "
+                f"WHERE status = 'running' AND substr(claim_token, 1, {RUNNER_ID_LENGTH}) != ? "
+                "GROUP BY account_id, channel",
+                (token[:RUNNER_ID_LENGTH],),
+            )
+        }
+
     def _start(self, rows: list[dict[str, Any]], token: str, now: str, claim: Claim) -> None:
         """Start claimed sends: an attempt from here (`claimed_at` is when it began), unless
         the lead was stopped, moved on or marked do-not-contact since the claim (skipped), or
@@ -186,7 +212,7 @@ class SchedulerSQL(Part):
                 "UPDATE lead_stage_actions SET attempts = attempts + 1, claimed_at = ? "
                 f"WHERE id IN ({marks(ids)}) AND claim_token = ? AND status = 'running' "
                 "AND (SELECT exited_at FROM lead_stages s WHERE s.id = lead_stage_id) IS NULL "
-                "AND (SELECT do_not_contact OR CASE channel WHEN 'email' THEN email_opt_out "
+                "AND (SELECT do_not_contact + CASE channel WHEN 'email' THEN email_opt_out "
                 "WHEN 'sms' THEN sms_opt_out ELSE 0 END FROM leads l WHERE l.id = lead_id) = 0 "
                 "RETURNING id, attempts",
                 (now, *ids, token),
@@ -278,16 +304,18 @@ class SchedulerSQL(Part):
         ledger: Ledger,
         claim: Claim,
         health: dict[tuple[int, str], sqlite3.Row],
+        others: dict[tuple[int, str], int],
     ) -> list[dict[str, Any]]:
         """Due sends of one account that its concurrency and rates allow now, oldest first;
         of a failing channel, one probe a tick while none of its sends is in flight."""
         account_id = account["id"]
-        room = ledger.room(account_id, account["concurrency"])
+        elsewhere = {ch: n for (a, ch), n in others.items() if a == account_id}
+        room = ledger.room(account_id, account["concurrency"]) - sum(elsewhere.values())
         if room <= 0:
             return []
         rates = {k: tuple(v) for k, v in json.loads(account["rates"] or "{}").items()}
         sent = self.sent_in_windows(account_id, rates, now)
-        for (a, ch), n in ledger.held.items():
+        for (a, ch), n in [*ledger.held.items(), *others.items()]:
             if a == account_id:
                 sent[ch] = sent.get(ch, 0) + n
                 sent["all"] = sent.get("all", 0) + n
@@ -372,7 +400,8 @@ class SchedulerSQL(Part):
             "l.do_not_contact, l.email_opt_out, l.sms_opt_out "
             "FROM lead_stage_actions a JOIN leads l ON l.id = a.lead_id "
             "WHERE a.account_id = ? AND a.channel = ? AND a.status = 'pending' "
-            f"AND a.perform_at <= ? {where}ORDER BY a.perform_at, a.id LIMIT ?",
+            f"AND a.perform_at <= ? {where}ORDER BY a.perform_at, a.id LIMIT ?"
+            + self.database.dialect.claim_lock,
             (account["id"], channel, now, *params, limit),
         ).fetchall()
         names = [d[0] for d in cursor.description]
@@ -517,8 +546,9 @@ class SchedulerSQL(Part):
             elif r.outcome == "held":  # its channel failed: due as it was, not an attempt
                 cur = self.conn.execute(
                     f"UPDATE lead_stage_actions SET status = {PENDING_UNLESS_LEFT}, "
-                    "attempts = max(0, attempts - 1), claimed_at = NULL, last_error = ?, "
-                    "claim_token = NULL WHERE id = ? AND claim_token = ? AND status = 'running'",
+                    "attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, "
+                    "claimed_at = NULL, last_error = ?, claim_token = NULL "
+                    "WHERE id = ? AND claim_token = ? AND status = 'running'",
                     (r.error, *fence),
                 )
             else:

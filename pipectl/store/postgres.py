@@ -1,0 +1,216 @@
+"""PostgreSQL behind the same parts: a connection that reads the parts' SQL as SQLite's.
+
+The parts write portable SQL with `?` placeholders and read rows by name or position, as
+`sqlite3` gives them. `PgConnection` keeps that contract on psycopg 3, so no part knows which
+database it talks to: it turns `?` into `%s`, drops SQLite's index hints (`INDEXED BY`),
+reads `json_each(?)` lists with `json_array_elements_text`, and answers `PRAGMA`s with
+nothing. Everything else the parts write runs unchanged on both.
+
+psycopg is imported only here, and only when a `postgresql://` URL is opened: SQLite users
+install nothing more (`pip install 'pipectl[postgres]'` adds it).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from functools import lru_cache
+from typing import Any
+
+from ..errors import PipectlError
+
+URL_PREFIXES = ("postgresql://", "postgres://")
+
+
+def is_postgres_url(target: object) -> bool:
+    return isinstance(target, str) and target.startswith(URL_PREFIXES)
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+class Row(tuple):  # type: ignore[type-arg]
+    """A row by position or by name, like `sqlite3.Row` (`dict(row)` works too)."""
+
+    __slots__ = ()
+    names: tuple[str, ...] = ()
+    index: dict[str, int] = {}
+
+    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self.index[key])
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self.names)
+
+
+@lru_cache(maxsize=256)
+def _row_class(names: tuple[str, ...]) -> type[Row]:
+    return type("Row", (Row,), {"__slots__": (), "names": names, "index": _index(names)})
+
+
+def _index(names: tuple[str, ...]) -> dict[str, int]:
+    index: dict[str, int] = {}
+    for i, name in enumerate(names):
+        index.setdefault(name, i)  # the first of two same-named columns, as sqlite3 does
+    return index
+
+
+def _named_rows(cursor: Any) -> Any:
+    names = tuple(c.name for c in cursor.description or ())
+    cls = _row_class(names)
+    return lambda values: cls(values)
+
+
+def _tuple_rows(cursor: Any) -> Any:
+    return tuple
+
+
+_QUOTED_OR_MARK = re.compile(r"'(?:[^']|'')*'|\"[^\"]*\"|\?|%")
+_INDEXED_BY = re.compile(r"\s+INDEXED BY \w+", re.IGNORECASE)
+_JSON_LIST = re.compile(r"json_each\(\?\)", re.IGNORECASE)
+_JSON_OBJECT = re.compile(r"json_each\((\w+\.\w+)\)", re.IGNORECASE)
+
+
+@lru_cache(maxsize=4096)
+def translate(sql: str, params: bool = True) -> str:
+    """SQLite's spelling of the parts' SQL in PostgreSQL's (cached: the parts' SQL is a
+    few hundred distinct strings). Without parameters, `%` stays as it is."""
+    sql = _INDEXED_BY.sub("", sql)
+    sql = _JSON_LIST.sub("json_array_elements_text(?::json) AS json_each(value)", sql)
+    sql = _JSON_OBJECT.sub(r"json_each(\1::json)", sql)
+
+    def mark(m: re.Match[str]) -> str:
+        token = m.group(0)
+        if token == "?":
+            return "%s"
+        return "%%" if token == "%" and params else token
+
+    return _QUOTED_OR_MARK.sub(mark, sql)
+
+
+class _NoRows:
+    """What a `PRAGMA` returns on PostgreSQL: nothing (they tune SQLite only)."""
+
+    rowcount = -1
+    description = None
+
+    def fetchone(self) -> None:
+        return None
+
+    def fetchall(self) -> list[Any]:
+        return []
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(())
+
+
+class PgCursor:
+    """A psycopg cursor that takes the parts' SQL; `row_factory = None` gives plain tuples."""
+
+    def __init__(self, raw: Any):
+        self.raw = raw
+
+    @property
+    def row_factory(self) -> Any:
+        return self.raw.row_factory
+
+    @row_factory.setter
+    def row_factory(self, factory: Any) -> None:
+        self.raw.row_factory = _tuple_rows if factory is None else _named_rows
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> Any:
+        if sql.lstrip()[:6].upper() == "PRAGMA":
+            return _NoRows()
+        if params:
+            self.raw.execute(translate(sql), tuple(params))
+        else:  # the simple protocol: several statements may go in one round trip
+            self.raw.execute(translate(sql, False))
+        return self
+
+    def executemany(self, sql: str, rows: Any) -> Any:
+        rows = [tuple(r) for r in rows]
+        if rows:
+            self.raw.executemany(translate(sql), rows)
+        return self
+
+    def fetchone(self) -> Any:
+        return self.raw.fetchone() if self.raw.description else None
+
+    def fetchall(self) -> list[Any]:
+        return self.raw.fetchall() if self.raw.description else []
+
+    def fetchmany(self, size: int) -> list[Any]:
+        return self.raw.fetchmany(size) if self.raw.description else []
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.raw) if self.raw.description else iter(())
+
+    @property
+    def rowcount(self) -> int:
+        return int(self.raw.rowcount)
+
+    @property
+    def description(self) -> Any:
+        return self.raw.description
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+class PgConnection:
+    """One psycopg connection in autocommit mode: `Database` says BEGIN and COMMIT itself,
+    as it does on SQLite, so `in_transaction` means the same on both."""
+
+    def __init__(self, url: str):
+        try:
+            import psycopg
+        except ImportError:
+            raise PipectlError(
+                "PostgreSQL needs psycopg: pip install 'pipectl[postgres]'"
+            ) from None
+        self.url = url
+        try:
+            self.raw = psycopg.connect(url, autocommit=True, connect_timeout=10)
+        except psycopg.Error as e:
+            raise PipectlError(f"{redact(url)}: cannot connect: {_first_line(e)}") from None
+        self.raw.adapters.register_dumper(bool, _bool_dumper(psycopg))
+        self.raw.row_factory = _named_rows
+
+    def cursor(self) -> PgCursor:
+        return PgCursor(self.raw.cursor())
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> Any:
+        return self.cursor().execute(sql, params)
+
+    def executemany(self, sql: str, rows: Any) -> Any:
+        return self.cursor().executemany(sql, rows)
+
+    @property
+    def in_transaction(self) -> bool:
+        from psycopg.pq import TransactionStatus
+
+        return bool(self.raw.info.transaction_status != TransactionStatus.IDLE)
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def _bool_dumper(psycopg: Any) -> type:
+    """Python booleans go into the integer flag columns as 0 and 1, as sqlite3 writes them."""
+    from psycopg.adapt import Dumper
+
+    class IntBool(Dumper):
+        oid = psycopg.adapters.types["int8"].oid
+
+        def dump(self, obj: Any) -> bytes:
+            return b"1" if obj else b"0"
+
+    return IntBool
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

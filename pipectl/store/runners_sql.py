@@ -1,0 +1,113 @@
+"""Runners: every process that ticks records itself, and heartbeats while it works.
+
+On SQLite one tick runs at a time (the file lock), so whatever a tick left `running` when
+it died is recovered by the next. Against PostgreSQL many runners tick at once: a runner's
+claims carry its id (the first `RUNNER_ID_LENGTH` characters of the claim token), and the
+others recover them only once its heartbeat is older than the lease, longer than the
+slowest send may take. Heartbeats use the real clock, never `--now`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from typing import Any
+
+from .. import defaults
+from ..durations import add_seconds, format_time, utcnow
+from .database import Part
+
+RUNNER_ID_LENGTH = 12
+# A runner gone this long with no heartbeat, and not stopped, went quiet: its sends are
+# recovered by the others. Tests shorten it with PIPECTL_LEASE_SECONDS.
+LEASE_SECONDS = 2 * (defaults.SEND_TIMEOUT + defaults.CONNECT_TIMEOUT)
+HEARTBEAT_SECONDS = 5.0
+KEEP_STOPPED_SECONDS = 86400
+
+
+def lease_seconds() -> float:
+    value = os.environ.get("PIPECTL_LEASE_SECONDS", "")
+    try:
+        return max(1.0, float(value)) if value else LEASE_SECONDS
+    except ValueError:
+        return LEASE_SECONDS
+
+
+def new_runner_id() -> str:
+    return uuid.uuid4().hex[:RUNNER_ID_LENGTH]
+
+
+def claim_token(runner_id: str) -> str:
+    """A tick's claim token: the runner's id, then the tick's own."""
+    return runner_id + uuid.uuid4().hex[: 32 - RUNNER_ID_LENGTH]
+
+
+class RunnersSQL(Part):
+    """Record runners, heartbeat, and say which runners' claims are orphans."""
+
+    def start(self, runner_id: str) -> None:
+        """This runner is working (a row per process: `pipectl run` keeps its id across ticks)."""
+        now = format_time(utcnow())
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO runners (id, host, pid, started_at, heartbeat_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+                "heartbeat_at = excluded.heartbeat_at, stopped_at = NULL",
+                (runner_id, socket.gethostname(), os.getpid(), now, now),
+            )
+            self.conn.execute(
+                "DELETE FROM runners WHERE stopped_at < ?",
+                (add_seconds(now, -KEEP_STOPPED_SECONDS),),
+            )
+
+    def heartbeat(self, runner_id: str) -> None:
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE runners SET heartbeat_at = ? WHERE id = ?",
+                (format_time(utcnow()), runner_id),
+            )
+
+    def stop(self, runner_id: str) -> None:
+        """The runner finished its tick with nothing in flight."""
+        now = format_time(utcnow())
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE runners SET heartbeat_at = ?, stopped_at = ? WHERE id = ?",
+                (now, now, runner_id),
+            )
+
+    def live_others(self, runner_id: str) -> list[str]:
+        """Other runners working now, within their lease: their claims are theirs."""
+        if not self.database.postgres:
+            return []  # the file lock: no other tick runs, whatever its row says
+        since = add_seconds(format_time(utcnow()), -lease_seconds())
+        return [
+            r[0]
+            for r in self.conn.execute(
+                "SELECT id FROM runners WHERE id != ? AND stopped_at IS NULL AND heartbeat_at >= ?",
+                (runner_id, since),
+            )
+        ]
+
+    def listing(self) -> list[dict[str, Any]]:
+        """Runners seen in the last day, for `status`: working, idle, or quiet (a runner that
+        stopped heartbeating mid-tick: dead, or cut off)."""
+        now = format_time(utcnow())
+        quiet_since = add_seconds(now, -lease_seconds())
+        rows = self.conn.execute(
+            "SELECT id, host, pid, started_at, heartbeat_at, stopped_at FROM runners "
+            "WHERE heartbeat_at >= ? ORDER BY started_at, id",
+            (add_seconds(now, -KEEP_STOPPED_SECONDS),),
+        ).fetchall()
+        listed = []
+        for r in rows:
+            row = dict(r)
+            if r["stopped_at"]:
+                row["state"] = "idle"
+            elif r["heartbeat_at"] < quiet_since:
+                row["state"] = "quiet"
+            else:
+                row["state"] = "working"
+            listed.append(row)
+        return listed
