@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from pipectl.cli import app
 from pipectl.store import Database
+from tests.backends import is_url, new_schema, pg_dump, pg_rows
 
 
 @dataclass
@@ -24,9 +25,42 @@ class Run:
         return self.stdout + self.stderr
 
 
+# Modules whose tests run against both backends: the scheduler, flows, limits, replies,
+# crashes and inbound sync.
+BOTH_BACKENDS = {
+    "test_tick",
+    "test_crash",
+    "test_replies",
+    "test_retries",
+    "test_send_windows",
+    "test_operator",
+    "test_suppressions",
+    "test_sync_e2e",
+    "test_inbound_store",
+    "test_status",
+    "test_loops",
+    "test_runners",
+}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    if "backend" in metafunc.fixturenames and module in BOTH_BACKENDS:
+        metafunc.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
+
+
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "pipectl.db"
+def backend(request: pytest.FixtureRequest) -> str:
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture
+def db(tmp_path: Path, backend: str):
+    """The database a test works on: a file in tmp_path, or a fresh PostgreSQL schema (a URL)."""
+    if backend == "sqlite":
+        yield tmp_path / "pipectl.db"
+    else:
+        yield from new_schema()
 
 
 @pytest.fixture
@@ -43,8 +77,10 @@ def cli(db: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     return run
 
 
-def rows(db: Path, sql: str, *params) -> list[dict]:
-    """Query the database file directly, as a user with sqlite3 would."""
+def rows(db: Path | str, sql: str, *params) -> list[dict]:
+    """Query the database directly, as a user with sqlite3 (or psql) would."""
+    if is_url(db):
+        return pg_rows(str(db), sql, params)
     conn = sqlite3.connect(db)
     conn.row_factory = sqlite3.Row
     try:
@@ -53,8 +89,10 @@ def rows(db: Path, sql: str, *params) -> list[dict]:
         conn.close()
 
 
-def dump(db: Path) -> str:
+def dump(db: Path | str) -> str:
     """The whole database as SQL text, to show that a failed command changed nothing."""
+    if is_url(db):
+        return pg_dump(str(db))
     conn = sqlite3.connect(db)
     try:
         return "\n".join(conn.iterdump())

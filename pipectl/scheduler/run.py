@@ -108,7 +108,7 @@ def tick(
         store = Store(db_path)
         try:
             sync_errors = _sync_first(store, clock, sync_seconds) if sync_seconds > 0 else []
-            senders = senders or SenderPool(outbox_dir or Path(db_path).resolve().parent / "outbox")
+            senders = senders or SenderPool(outbox_dir or store.path.resolve().parent / "outbox")
             try:
                 summary = _run(
                     store, clock, workers, max_seconds, stop or threading.Event(), senders

@@ -414,10 +414,12 @@ class ConfigSQL(Part):
     def _insert(self, table: str, values: dict[str, Any]) -> int:
         columns = ", ".join(values)
         marks = ", ".join("?" for _ in values)
-        cursor = self.conn.execute(
-            f"INSERT INTO {table} ({columns}) VALUES ({marks})", tuple(values.values())
+        return int(
+            self.conn.execute(
+                f"INSERT INTO {table} ({columns}) VALUES ({marks}) RETURNING id",
+                tuple(values.values()),
+            ).fetchone()[0]
         )
-        return cursor.lastrowid  # type: ignore[return-value]
 
     def _update(self, table: str, row_id: int, values: dict[str, Any]) -> None:
         assignments = ", ".join(f"{name} = ?" for name in values)

@@ -141,6 +141,15 @@ class Database:
             self.conn.close()
             raise PipectlError(f"{self.name}: cannot open the database: {e}") from None
 
+    def ids_given(self, table: str) -> None:
+        """Rows were inserted with ids of our choosing: PostgreSQL's identity must move past
+        them (SQLite takes the largest id plus one by itself)."""
+        if self.postgres:
+            self.conn.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"
+                f" (SELECT max(id) FROM {table}))"
+            )
+
     @property
     def postgres(self) -> bool:
         return self.url is not None

@@ -122,7 +122,8 @@ class FunnelSQL(Part):
             " WHERE account_id = ? AND pipeline_id = ?"
             f" AND metric IN ({', '.join('?' * len(wanted))})"
             " AND (? IS NULL OR slot >= ?) AND (? IS NULL OR slot < ?)"
-            " AND (metric != 'entered' OR stage_id IN (SELECT value FROM json_each(?)))"
+            " AND (metric != 'entered' OR stage_id IN"
+            " (SELECT CAST(value AS INTEGER) FROM json_each(?)))"
             " GROUP BY slot, metric, stage_id HAVING sum(n) != 0",
             (
                 account_id,

@@ -141,7 +141,11 @@ class _Merge:
         self.changed = _Bits(self.stored_max)  # ... and changed
         self.inserted = self.merged = 0
         self.first_seen: list[tuple[int]] = []  # this batch's leads, as the file first names them
-        conn.execute("CREATE TEMP TABLE IF NOT EXISTS import_order (lead_id INTEGER NOT NULL)")
+        conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS import_order"
+            " (position INTEGER PRIMARY KEY, lead_id INTEGER NOT NULL)"
+        )
+        self.placed = 0
         conn.execute("DELETE FROM temp.import_order")
 
     def batch(self, records: list[LeadRecord]) -> None:
@@ -238,7 +242,11 @@ class _Merge:
             " WHERE id = ?",
             updates,
         )
-        self.conn.executemany("INSERT INTO temp.import_order (lead_id) VALUES (?)", order)
+        self.conn.executemany(
+            "INSERT INTO temp.import_order (position, lead_id) VALUES (?, ?)",
+            [(self.placed + i, *o) for i, o in enumerate(order)],
+        )
+        self.placed += len(order)
         order.clear()
 
 
@@ -285,12 +293,13 @@ class LeadsSQL(Part):
                     batch = []
             merge.batch(batch)
             counts.rows += len(batch)
+            self.database.ids_given("leads")
             counts.inserted, counts.merged = merge.inserted, merge.merged
             counts.updated = len(merge.changed)
             counts.unchanged = len(merge.seen) - counts.updated
             counts.email_opt_out, counts.sms_opt_out = self.conn.execute(
-                "SELECT count(*) FILTER (WHERE email_opt_out AND NOT do_not_contact),"
-                " count(*) FILTER (WHERE sms_opt_out AND NOT do_not_contact)"
+                "SELECT count(*) FILTER (WHERE email_opt_out = 1 AND do_not_contact = 0),"
+                " count(*) FILTER (WHERE sms_opt_out = 1 AND do_not_contact = 0)"
                 " FROM temp.import_order o JOIN leads l ON l.id = o.lead_id"
             ).fetchone()
             if pipeline_id is not None:
@@ -325,7 +334,7 @@ class LeadsSQL(Part):
             " queued_at) SELECT o.lead_id, ?, ?, ?, 'queued', ? FROM temp.import_order o"
             " JOIN leads l ON l.id = o.lead_id WHERE l.do_not_contact = 0 AND NOT EXISTS"
             " (SELECT 1 FROM enrollments e WHERE e.lead_id = o.lead_id AND e.pipeline_id = ?)"
-            " ORDER BY o.rowid",
+            " ORDER BY o.position",
             (pipeline_id, account_id, stage_id, now, pipeline_id),
         ).rowcount
         # New leads were written queued (unless a later row opted them out); stored ones now.
@@ -346,7 +355,7 @@ class LeadsSQL(Part):
                     "SELECT e.id FROM temp.import_order o JOIN leads l ON l.id = o.lead_id"
                     " JOIN enrollments e ON e.lead_id = o.lead_id AND e.pipeline_id = ?"
                     f" WHERE l.do_not_contact = 0 AND e.id <= ? AND e.status IN {RESTARTABLE_SQL}"
-                    " ORDER BY o.rowid",
+                    " ORDER BY o.position",
                     (pipeline_id, stored_max),
                 )
             ]
@@ -379,23 +388,25 @@ class LeadsSQL(Part):
         # The lead leaves the stage it finished in; nothing of it may stay due.
         self.conn.execute(
             f"UPDATE lead_stage_actions SET status = 'skipped' WHERE status IN {OPEN_ACTIONS}"
-            " AND enrollment_id IN (SELECT value FROM json_each(?))",
+            " AND enrollment_id IN (SELECT CAST(value AS INTEGER) FROM json_each(?))",
             (ids,),
         )
         self.conn.execute(
             "UPDATE lead_stages SET exited_at = ? WHERE exited_at IS NULL"
-            " AND enrollment_id IN (SELECT value FROM json_each(?))",
+            " AND enrollment_id IN (SELECT CAST(value AS INTEGER) FROM json_each(?))",
             (now, ids),
         )
         self.conn.execute(
             "UPDATE enrollments SET status = 'queued', entry_stage_id = ?, queued_at = ?,"
-            " started_at = NULL, finished_at = NULL WHERE id IN (SELECT value FROM json_each(?))",
+            " started_at = NULL, finished_at = NULL"
+            " WHERE id IN (SELECT CAST(value AS INTEGER) FROM json_each(?))",
             (stage_id, now, ids),
         )
         self.conn.execute(  # a lead's status is its latest enrollment's, which may be another
             "UPDATE leads SET status = (SELECT e.status FROM enrollments e"
             " WHERE e.lead_id = leads.id ORDER BY e.id DESC LIMIT 1) WHERE id IN"
-            " (SELECT lead_id FROM enrollments WHERE id IN (SELECT value FROM json_each(?)))",
+            " (SELECT lead_id FROM enrollments"
+            " WHERE id IN (SELECT CAST(value AS INTEGER) FROM json_each(?)))",
             (ids,),
         )
 
@@ -521,7 +532,7 @@ class LeadsSQL(Part):
             " LEFT JOIN pipeline_stages entry ON entry.id = COALESCE(e.entry_stage_id,"
             "  (SELECT id FROM pipeline_stages WHERE pipeline_id = e.pipeline_id"
             "   AND outcome IS NULL AND removed_at IS NULL ORDER BY position LIMIT 1))"
-            " WHERE e.lead_id IN (SELECT value FROM json_each(?)) ORDER BY e.id",
+            " WHERE e.lead_id IN (SELECT CAST(value AS INTEGER) FROM json_each(?)) ORDER BY e.id",
             (json.dumps(list(by_id)),),
         ):
             by_id[row["lead_id"]]["enrollments"].append(

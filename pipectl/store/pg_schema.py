@@ -126,7 +126,12 @@ def _create_or_upgrade(conn: Any, *, fresh: bool) -> None:
         for column in lite.execute(f'PRAGMA table_info("{name}")').fetchall():
             if (name, column[1]) not in have:
                 conn.execute(f'ALTER TABLE "{name}" ADD COLUMN {_column_ddl(column)}')
-    indexes = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes").fetchall()}
+    indexes = {
+        r[0]
+        for r in conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()"
+        ).fetchall()
+    }
     for name, _, sql in _indexes(lite):
         if name not in indexes:
             conn.execute(sql)

@@ -73,6 +73,11 @@ _QUOTED_OR_MARK = re.compile(r"'(?:[^']|'')*'|\"[^\"]*\"|\?|%")
 _INDEXED_BY = re.compile(r"\s+INDEXED BY \w+", re.IGNORECASE)
 _JSON_LIST = re.compile(r"json_each\(\?\)", re.IGNORECASE)
 _JSON_OBJECT = re.compile(r"json_each\((\w+\.\w+)\)", re.IGNORECASE)
+_TEMP = re.compile(r"\btemp\.(?=\w)")
+# SQLite's `a IS NOT b` between values that may be NULL (PostgreSQL's IS takes NULL only).
+# A parameter tested for NULL has no type PostgreSQL can infer.
+_PARAM_IS_NULL = re.compile(r"(?<![\w.])\?(?= IS (?:NOT )?NULL\b)")
+_IS_NOT = re.compile(r"\bIS NOT (?!NULL\b|DISTINCT\b)")
 
 
 @lru_cache(maxsize=4096)
@@ -82,6 +87,9 @@ def translate(sql: str, params: bool = True) -> str:
     sql = _INDEXED_BY.sub("", sql)
     sql = _JSON_LIST.sub("json_array_elements_text(?::json) AS json_each(value)", sql)
     sql = _JSON_OBJECT.sub(r"json_each(\1::json)", sql)
+    sql = _TEMP.sub("pg_temp.", sql)
+    sql = _IS_NOT.sub("IS DISTINCT FROM ", sql)
+    sql = _PARAM_IS_NULL.sub("CAST(? AS TEXT)", sql)
 
     def mark(m: re.Match[str]) -> str:
         token = m.group(0)

@@ -75,9 +75,9 @@ class StagesSQL(Part):
         stage = self._stage(stage_id)
         lead_stage_id = self.conn.execute(
             "INSERT INTO lead_stages (lead_id, enrollment_id, pipeline_stage_id, entered_at) "
-            "VALUES (?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?) RETURNING id",
             (lead_id, enrollment_id, stage_id, now),
-        ).lastrowid
+        ).fetchone()[0]
         actions = self._stage_actions(stage_id)
         if stage["outcome"] or not actions:
             self.set_enrollment(
