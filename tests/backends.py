@@ -80,5 +80,5 @@ def pg_dump(url: str) -> str:
         ]
         for table in tables:
             for row in conn.execute(f'SELECT * FROM "{table}" ORDER BY 1'):
-                lines.append(f"{table}: {row!r}")
+                lines.append(f'INSERT INTO "{table}" VALUES{row!r}')
     return "\n".join(lines)

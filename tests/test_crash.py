@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from .channel_servers import SmtpRecorder, SmtpServer
+from .backends import is_url
 from .conftest import rows
 from .scenario import (
     T0,
@@ -45,7 +46,10 @@ WORKERS = 4
 FINISHED = {"done", "failed", "skipped"}
 
 
-def lock_taken(db: Path, pid: int) -> bool:
+def lock_taken(db: Path | str, pid: int) -> bool:
+    """The tick took its lock (SQLite), or recorded itself as a runner (PostgreSQL)."""
+    if is_url(db):
+        return bool(rows(db, "SELECT 1 FROM runners WHERE pid = ?", pid))
     try:
         return Path(f"{db}.lock").read_text().split()[:1] == [str(pid)]
     except FileNotFoundError:
@@ -70,12 +74,13 @@ def settle(recorder: SmtpRecorder) -> None:
 def assert_sound(db: Path) -> None:
     """Holds at every moment, crash or not: an intact file, and per lead per enrollment at most
     one action pending, running or awaiting a reply."""
-    conn = sqlite3.connect(db)
-    try:
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
-    finally:
-        conn.close()
+    if not is_url(db):
+        conn = sqlite3.connect(db)
+        try:
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        finally:
+            conn.close()
     doubled = rows(
         db,
         "SELECT lead_id, enrollment_id, count(*) AS n FROM lead_stage_actions "

@@ -22,7 +22,7 @@ from ..channels.senders import SenderPool
 from ..durations import add_seconds, format_time, parse_time, utcnow
 from ..store import Store, WriteError, is_busy
 from ..store.rows import Claim, Result
-from ..store.runners_sql import HEARTBEAT_SECONDS, claim_token, new_runner_id
+from ..store.runners_sql import claim_token, heartbeat_seconds, new_runner_id
 from ..wording import counted
 from .dispatch import Dispatch
 from .lock import tick_lock
@@ -186,7 +186,7 @@ def _run(
             # A moment more than the first gathers the sends finishing together into one write.
             results = pool.results(timeout=WAKE_EVERY, gather=GATHER_SECONDS)
             results = _blame_the_send(results, worked)
-            if time.monotonic() - beat >= HEARTBEAT_SECONDS:  # its claims are still its own
+            if time.monotonic() - beat >= heartbeat_seconds():  # its claims are still its own
                 store.runners.heartbeat(RUNNER_ID)
                 beat = time.monotonic()
     finally:

@@ -22,7 +22,7 @@ RUNNER_ID_LENGTH = 12
 # A runner gone this long with no heartbeat, and not stopped, went quiet: its sends are
 # recovered by the others. Tests shorten it with PIPECTL_LEASE_SECONDS.
 LEASE_SECONDS = 2 * (defaults.SEND_TIMEOUT + defaults.CONNECT_TIMEOUT)
-HEARTBEAT_SECONDS = 5.0
+HEARTBEAT_SECONDS = 5.0  # at most: a quarter of the lease when the lease is shorter
 KEEP_STOPPED_SECONDS = 86400
 
 
@@ -34,6 +34,10 @@ def lease_seconds() -> float:
         return LEASE_SECONDS
 
 
+def heartbeat_seconds() -> float:
+    return min(HEARTBEAT_SECONDS, lease_seconds() / 4)
+
+
 def new_runner_id() -> str:
     return uuid.uuid4().hex[:RUNNER_ID_LENGTH]
 
@@ -41,6 +45,16 @@ def new_runner_id() -> str:
 def claim_token(runner_id: str) -> str:
     """A tick's claim token: the runner's id, then the tick's own."""
     return runner_id + uuid.uuid4().hex[: 32 - RUNNER_ID_LENGTH]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 class RunnersSQL(Part):
@@ -82,12 +96,15 @@ class RunnersSQL(Part):
         if not self.database.postgres:
             return []  # the file lock: no other tick runs, whatever its row says
         since = add_seconds(format_time(utcnow()), -lease_seconds())
+        host = socket.gethostname()
         return [
             r[0]
             for r in self.conn.execute(
-                "SELECT id FROM runners WHERE id != ? AND stopped_at IS NULL AND heartbeat_at >= ?",
+                "SELECT id, host, pid FROM runners WHERE id != ? AND stopped_at IS NULL"
+                " AND heartbeat_at >= ?",
                 (runner_id, since),
             )
+            if r[1] != host or _alive(r[2])  # one on this host that died needs no lease
         ]
 
     def listing(self) -> list[dict[str, Any]]:
