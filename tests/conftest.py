@@ -39,7 +39,6 @@ BOTH_BACKENDS = {
     "test_inbound_store",
     "test_status",
     "test_loops",
-    "test_runners",
 }
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from .channel_servers import SmtpRecorder, SmtpServer
 from .backends import is_url
+from .channel_servers import SmtpRecorder, SmtpServer
 from .conftest import rows
 from .scenario import (
     T0,

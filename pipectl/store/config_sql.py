@@ -204,7 +204,7 @@ class ConfigSQL(Part):
             " JOIN pipeline_stages s ON s.id = ls.pipeline_stage_id"
             " WHERE s.pipeline_id = ? AND ls.exited_at IS NULL"
             " UNION SELECT lead_id FROM enrollments"
-            " WHERE pipeline_id = ? AND status IN ('queued', 'active'))",
+            " WHERE pipeline_id = ? AND status IN ('queued', 'active')) AS held",
             row["id"],
             row["id"],
         )
@@ -282,7 +282,7 @@ class ConfigSQL(Part):
             "SELECT count(*) FROM ("
             " SELECT lead_id FROM lead_stages WHERE pipeline_stage_id = ? AND exited_at IS NULL"
             " UNION SELECT lead_id FROM enrollments"
-            " WHERE entry_stage_id = ? AND status IN ('queued', 'active'))",
+            " WHERE entry_stage_id = ? AND status IN ('queued', 'active')) AS held",
             row["id"],
             row["id"],
         )

@@ -70,7 +70,7 @@ class HealthSQL(Part):
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (account_id, channel) DO UPDATE SET"
                 " last_error = excluded.last_error,"
-                " failures = failures + excluded.failures,"
+                " failures = channel_health.failures + excluded.failures,"
                 " last_probe_at = excluded.last_probe_at,"
                 " next_probe_at = excluded.next_probe_at,"
                 " probe_action_id = excluded.probe_action_id,"

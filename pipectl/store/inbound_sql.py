@@ -196,9 +196,9 @@ class InboundSQL(Part):
             " uidvalidity = excluded.uidvalidity, last_uid = excluded.last_uid,"
             " position = excluded.position"
             # Never backwards: two syncs of one source at once (cron's tick and a `sync`).
-            " WHERE uidvalidity IS NOT excluded.uidvalidity"
-            " OR coalesce(excluded.last_uid, 0) >= coalesce(last_uid, 0)"
-            " AND coalesce(excluded.position, '') >= coalesce(position, '')",
+            " WHERE sync_cursors.uidvalidity IS NOT excluded.uidvalidity"
+            " OR coalesce(excluded.last_uid, 0) >= coalesce(sync_cursors.last_uid, 0)"
+            " AND coalesce(excluded.position, '') >= coalesce(sync_cursors.position, '')",
             (source_id, cursor.folder, cursor.uidvalidity, cursor.last_uid, cursor.position),
         )
 
@@ -302,8 +302,8 @@ class InboundSQL(Part):
             delivery = self.conn.execute(
                 "SELECT d.*, a.enrollment_id FROM deliveries d"
                 " JOIN lead_stage_actions a ON a.id = d.lead_stage_action_id"
-                " WHERE d.account_id = ? AND d.channel = 'email' AND d.recipient = ?"
-                " COLLATE NOCASE ORDER BY d.sent_at DESC, d.id DESC LIMIT 1",
+                " WHERE d.account_id = ? AND d.channel = 'email'"
+                " AND lower(d.recipient) = lower(?) ORDER BY d.sent_at DESC, d.id DESC LIMIT 1",
                 (account["id"], message.failed_recipient.strip()),
             ).fetchone()
         reply_id = self.store.replies.insert_reply(

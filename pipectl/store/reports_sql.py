@@ -84,7 +84,7 @@ class ReportsSQL(Part):
             (state or NOT_ENROLLED): n
             for state, n in self.conn.execute(
                 "SELECT status, count(*) FROM leads WHERE account_id = ?"
-                " GROUP BY status ORDER BY status",
+                " GROUP BY status ORDER BY coalesce(status, '')",
                 (account_id,),
             )
         }

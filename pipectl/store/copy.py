@@ -1,0 +1,86 @@
+"""`pipectl db copy`: a SQLite database into an empty PostgreSQL one, every row and id kept.
+
+The rows go in with COPY, table by table in the order foreign keys need, in one transaction
+on the target: a copy that fails leaves the target as empty as it was. The report's counters
+are copied as they are, with the triggers that keep them off while the rows go in. Identity
+columns then continue after the largest id copied, and the database's instance id (which
+Message-IDs carry) is the source's, so a send repeated after the move has the same Message-ID.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..errors import PipectlError
+from .database import Database
+from .pg_schema import table_order
+
+BATCH = 10_000
+KEPT_META = ("schema_version",)  # the target's own; every other meta row is the source's
+
+
+def copy_database(
+    source: Database, target: Database, progress: Callable[[str, int], None] | None = None
+) -> dict[str, int]:
+    """Copy every table of `source` (SQLite) into `target` (PostgreSQL, empty); rows per table."""
+    if source.postgres:
+        raise PipectlError(f"{source.name}: db copy reads a SQLite database (--db a file)")
+    if not target.postgres:
+        raise PipectlError(f"{target.name}: db copy writes to PostgreSQL (--to postgresql://...)")
+    tables = table_order()
+    held = [t for t in tables if t not in ("meta", "runners") and _has_rows(target, t)]
+    if held:
+        raise PipectlError(
+            f"{target.name} is not empty ({', '.join(held)} hold rows); db copy fills an empty"
+            " database only"
+        )
+    copied: dict[str, int] = {}
+    raw = target.conn.raw  # type: ignore[attr-defined]
+    source.conn.execute("BEGIN")  # one snapshot of the source
+    try:
+        with target.transaction():
+            for table in tables:
+                raw.execute(f'ALTER TABLE "{table}" DISABLE TRIGGER USER')
+            raw.execute("DELETE FROM meta WHERE key NOT IN ('schema_version')")
+            for table in tables:
+                copied[table] = _copy_table(source, raw, table, progress)
+            for table in tables:
+                raw.execute(f'ALTER TABLE "{table}" ENABLE TRIGGER USER')
+                if _has_identity(raw, table):
+                    target.ids_given(table)
+    finally:
+        source.conn.execute("ROLLBACK")
+    return copied
+
+
+def _copy_table(
+    source: Database, raw: object, table: str, progress: Callable[[str, int], None] | None
+) -> int:
+    columns = [r[1] for r in source.conn.execute(f'PRAGMA table_info("{table}")')]
+    names = ", ".join(f'"{c}"' for c in columns)
+    where = " WHERE key NOT IN ('schema_version')" if table == "meta" else ""
+    cursor = source.conn.cursor()
+    cursor.row_factory = None
+    cursor.execute(f'SELECT {names} FROM "{table}"{where}')
+    count = 0
+    with raw.cursor() as pg, pg.copy(f'COPY "{table}" ({names}) FROM STDIN') as copy:  # type: ignore[attr-defined]
+        while rows := cursor.fetchmany(BATCH):
+            for row in rows:
+                copy.write_row(row)
+            count += len(rows)
+            if progress:
+                progress(table, count)
+    return count
+
+
+def _has_rows(db: Database, table: str) -> bool:
+    return bool(db.conn.execute(f'SELECT EXISTS (SELECT 1 FROM "{table}")').fetchone()[0])
+
+
+def _has_identity(raw: object, table: str) -> bool:
+    row = raw.execute(  # type: ignore[attr-defined]
+        "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()"
+        " AND table_name = %s AND column_name = 'id' AND is_identity = 'YES'",
+        (table,),
+    ).fetchone()
+    return row is not None

@@ -1,0 +1,347 @@
+"""Many runners against one PostgreSQL database: every send once, limits held across runners,
+a dead runner's sends recovered after its lease, and `db copy` of a database mid-run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from .backends import new_schema
+from .channel_servers import SmtpRecorder, SmtpServer, free_port
+from .conftest import dump, rows
+from .scenario import ONE_EMAIL, T0, setup, smtp_channel, spawn, statuses, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+class Crowded(SmtpRecorder):
+    """Takes `delay` seconds per message and notes how many of each account's messages it
+    held at once (the recipient's domain names the account)."""
+
+    def __init__(self, delay: float):
+        super().__init__()
+        self.delay = delay
+        self.now: Counter[str] = Counter()
+        self.most: Counter[str] = Counter()
+
+    async def handle_DATA(self, server, session, envelope):
+        account = envelope.rcpt_tos[0].rsplit("@", 1)[1].split(".")[0]
+        with self.lock:
+            self.now[account] += 1
+            self.most[account] = max(self.most[account], self.now[account])
+        try:
+            await asyncio.sleep(self.delay)
+            return await super().handle_DATA(server, session, envelope)
+        finally:
+            with self.lock:
+                self.now[account] -= 1
+
+
+def smtp(delay: float) -> tuple[SmtpServer, Crowded]:
+    recorder = Crowded(delay)
+    server = SmtpServer(recorder, free_port())
+    server.start()
+    return server, recorder
+
+
+@pytest.fixture
+def pg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A PostgreSQL schema, a short lease for every runner started here, cwd in tmp_path."""
+    monkeypatch.setenv("PIPECTL_LEASE_SECONDS", "3")
+    monkeypatch.chdir(tmp_path)
+    yield from new_schema()
+
+
+@pytest.fixture
+def pg_cli(pg, tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from pipectl.cli import app
+
+    from .conftest import Run
+
+    def run(*args: str) -> Run:
+        result = CliRunner().invoke(app, ["--db", pg, *map(str, args)])
+        if result.exception and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return Run(result.exit_code, result.stdout, result.stderr)
+
+    return run
+
+
+def finish(procs: list[subprocess.Popen], timeout: float = 240) -> list[tuple[int, str]]:
+    out = []
+    for p in procs:
+        _, stderr = p.communicate(timeout=timeout)
+        out.append((p.returncode, stderr))
+    return out
+
+
+def test_four_runners_send_every_message_once_within_limits_held_across_them(pg, pg_cli, tmp_path):
+    """4 runners at once, 5,000 sends to a server that takes 50 ms each: each lead gets its
+    message once, and neither account's concurrency nor beta's rate is exceeded by the
+    runners together."""
+    server, recorder = smtp(delay=0.05)
+    beta = ONE_EMAIL.replace("key: drip", "key: drip-b").replace("account: acme", "account: beta")
+    try:
+        setup(
+            pg_cli,
+            tmp_path,
+            ONE_EMAIL + beta,
+            {("acme", "drip"): 4900, ("beta", "drip-b"): 500},
+            acme_extra="    limits: {concurrency: 24}\n" + smtp_channel(server.port),
+            beta_extra="    limits: {concurrency: 6, rates: {email: 100/hour}}\n"
+            + smtp_channel(server.port),
+        )
+        started = time.monotonic()
+        runners = [
+            spawn(pg, "tick", "--now", T0, "--workers", "16", "--max-seconds", "120", "--json")
+            for _ in range(4)
+        ]
+        ended = finish(runners)
+        seconds = time.monotonic() - started
+    finally:
+        server.stop()
+    assert [code for code, _ in ended] == [0, 0, 0, 0], ended
+    per_lead = Counter(r.rcpt_tos[0] for r in recorder.received)
+    acme = [a for a in per_lead if a.endswith("@acme.example")]
+    assert len(acme) == 4900 and len(per_lead) == 5000, len(per_lead)
+    assert set(per_lead.values()) == {1}  # no message twice
+    assert recorder.most["acme"] <= 24 and recorder.most["beta"] <= 6, recorder.most
+    assert recorder.most["acme"] >= 16  # the runners together used the room
+    assert rows(pg, "SELECT count(*) AS n FROM deliveries")[0]["n"] == 5000
+    assert rows(pg, "SELECT max(attempts) AS n FROM lead_stage_actions")[0]["n"] == 1
+    assert statuses(pg, "beta") == {"done": 100, "pending": 400}  # 100/hour, all runners
+    workers = rows(pg, "SELECT id, stopped_at FROM runners")
+    assert len(workers) == 4 and all(w["stopped_at"] for w in workers)
+    print(f"4 runners: 5,000 sends in {seconds:.1f} s")
+
+
+def test_a_runner_killed_mid_tick_has_its_sends_recovered_after_its_lease(pg, pg_cli, tmp_path):
+    """kill -9 of one runner while its sends are on the wire: another runner goes on with its
+    own; a runner started within the lease leaves the dead one's sends alone; after the lease
+    they are sent, the only repeats being the dead runner's in-flight sends, with the same
+    Message-ID."""
+    server, recorder = smtp(delay=0.3)
+    try:
+        setup(
+            pg_cli,
+            tmp_path,
+            ONE_EMAIL,
+            {("acme", "drip"): 120},
+            acme_extra="    limits: {concurrency: 16}\n" + smtp_channel(server.port),
+        )
+        args = ("tick", "--now", T0, "--workers", "8", "--max-seconds", "60")
+        victim, other = spawn(pg, *args), spawn(pg, *args)
+        prefix = lambda: rows(pg, "SELECT id FROM runners WHERE pid = ?", victim.pid)  # noqa: E731
+        wait_for(lambda: prefix() and len(recorder.received) >= 10, timeout=60, process=victim)
+        victim_id = prefix()[0]["id"]
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        # As if it ran on another host: no pid to check, only its lease says it is gone.
+        rows(pg, f"UPDATE runners SET host = 'elsewhere' WHERE id = '{victim_id}'")
+        orphans = rows(
+            pg,
+            "SELECT id FROM lead_stage_actions WHERE status = 'running'"
+            f" AND claim_token LIKE '{victim_id}%'",
+        )
+        assert orphans, "the victim died with sends in flight"
+        soon = spawn(pg, *args)  # within the lease: the victim's claims are still its own
+        assert finish([soon, other]) == [(0, ""), (0, "")]
+        left = rows(
+            pg,
+            "SELECT count(*) AS n FROM lead_stage_actions WHERE status = 'running'"
+            f" AND claim_token LIKE '{victim_id}%'",
+        )[0]["n"]
+        assert left == len(orphans)
+        time.sleep(3.5)  # the lease runs out
+        late = spawn(pg, *args)
+        assert finish([late]) == [(0, "")]
+        time.sleep(0.5)
+    finally:
+        server.stop()
+    assert statuses(pg) == {"done": 120}
+    per_lead = Counter(r.rcpt_tos[0] for r in recorder.received)
+    assert len(per_lead) == 120
+    repeated = [lead for lead, n in per_lead.items() if n > 1]
+    assert len(repeated) <= len(orphans)
+    for lead in repeated:
+        ids = {m.message["Message-ID"] for m in recorder.received if m.rcpt_tos[0] == lead}
+        assert len(ids) == 1  # the same Message-ID both times
+
+
+ROUNDS = """
+import sys
+from datetime import datetime, UTC, timedelta
+from pipectl.scheduler.run import tick
+
+db = sys.argv[1]
+for i in range(100):
+    tick(db, now=datetime(2027, 3, 1, 14, tzinfo=UTC), workers=2, max_seconds=0.05,
+         sync_seconds=0)
+"""
+
+CHAIN = """\
+  - key: drip
+    account: acme
+    name: Drip
+    stages:
+      - key: intro
+        actions:
+          - email: {subject: "One", body: "1"}
+          - email: {subject: "Two", body: "2"}
+          - email: {subject: "Three", body: "3"}
+          - move: won
+      - {key: won, outcome: won}
+"""
+
+
+def test_eight_runners_a_hundred_rounds_each_claim_nothing_twice(pg, pg_cli, tmp_path):
+    setup(pg_cli, tmp_path, CHAIN, {("acme", "drip"): 300})
+    runners = [
+        subprocess.Popen(
+            [sys.executable, "-c", ROUNDS, pg],
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "NO_COLOR": "1"},
+        )
+        for _ in range(8)
+    ]
+    for p in runners:
+        _, stderr = p.communicate(timeout=600)
+        assert p.returncode == 0, stderr
+    pg_cli("tick", "--now", T0)  # whatever the rounds left due
+    assert (
+        rows(
+            pg,
+            "SELECT lead_stage_action_id, count(*) AS n FROM deliveries"
+            " GROUP BY lead_stage_action_id HAVING count(*) > 1",
+        )
+        == []
+    )
+    assert rows(pg, "SELECT count(*) AS n FROM deliveries")[0]["n"] == 900
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 900
+    assert rows(pg, "SELECT max(attempts) AS n FROM lead_stage_actions")[0]["n"] == 1
+    assert statuses(pg) == {"done": 1200}
+    assert len(rows(pg, "SELECT id FROM runners")) == 8
+
+
+MID_RUN = """\
+  - key: drip
+    account: acme
+    name: Drip
+    on_reply: answered
+    stages:
+      - key: intro
+        actions:
+          - email: {subject: "Hi {{ lead.first_name }}", body: "Hello"}
+          - wait_for_reply: {timeout: 2d, on_timeout: nudge}
+      - key: nudge
+        actions:
+          - wait: 1d
+          - sms: "Still there?"
+          - move: lost
+      - key: answered
+        actions:
+          - email: {subject: "Next steps", body: "Call?"}
+          - move: won
+      - {key: won, outcome: won}
+      - {key: lost, outcome: lost}
+"""
+
+
+def test_db_copy_mid_run_then_ticks_against_postgresql_finish_it(cli, db, tmp_path):
+    """A SQLite database with sends done, leads awaiting replies, waits pending and leads
+    queued is copied; the same commands then finish the run on PostgreSQL exactly as they
+    would have on SQLite."""
+    setup(
+        cli,
+        tmp_path,
+        MID_RUN,
+        {("acme", "drip"): 30},
+        acme_extra="    limits: {active_leads: 20}",
+    )
+    cli("tick", "--now", T0)
+    cli(
+        "reply",
+        "--account",
+        "acme",
+        "--email",
+        "lead3@acme.example",
+        "--at",
+        "2027-03-01T15:00:00Z",
+    )
+    assert rows(db, "SELECT count(*) AS n FROM enrollments WHERE status = 'queued'")[0]["n"] == 10
+    twin = tmp_path / "twin.db"  # the same run, left on SQLite
+    with sqlite3.connect(db) as source, sqlite3.connect(twin) as copy:
+        source.backup(copy)
+    for url in new_schema():
+        copied = cli("db", "copy", "--to", url, "--json")
+        assert copied.exit_code == 0, copied.output
+        counts = json.loads(copied.stdout)
+        assert (
+            counts["leads"] == 30
+            and counts["lead_stage_actions"]
+            == rows(db, "SELECT count(*) AS n FROM lead_stage_actions")[0]["n"]
+        )
+        tables = ("leads", "enrollments", "lead_stages", "lead_stage_actions", "deliveries")
+        for table in tables:
+            assert rows(url, f"SELECT * FROM {table} ORDER BY id") == rows(
+                db, f"SELECT * FROM {table} ORDER BY id"
+            )
+        again = cli("db", "copy", "--to", url)
+        assert again.exit_code == 1 and "is not empty" in again.stderr
+        before = dump(url)
+        for when in (
+            "2027-03-01T15:01:00Z",
+            "2027-03-03T14:01:00Z",
+            "2027-03-04T14:02:00Z",
+            "2027-03-06T14:03:00Z",
+            "2027-03-07T14:04:00Z",
+        ):
+            for target in (url, str(twin)):
+                result = cli_at(target, "tick", "--now", when)
+                assert result.returncode == 0, result.stderr
+        assert dump(url) != before
+        query = "SELECT lead_id, status FROM enrollments ORDER BY id"
+        assert rows(url, query) == rows(twin, query)
+        assert {r["status"] for r in rows(url, query)} == {"won", "failed"}  # no phone to text
+        query = "SELECT lead_stage_action_id, recipient, message_id FROM deliveries ORDER BY id"
+        assert rows(url, query) == rows(twin, query)  # ids kept: the same Message-IDs
+        report = cli_at(url, "report", "--json").stdout
+        assert json.loads(report) == json.loads(cli_at(str(twin), "report", "--json").stdout)
+
+
+def cli_at(target: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pipectl", "--db", target, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+
+
+def test_db_copy_refuses_what_is_not_a_sqlite_file_into_postgresql(cli, db, tmp_path):
+    cli("init")
+    result = cli("db", "copy", "--to", str(tmp_path / "other.db"))
+    assert result.exit_code == 1 and "postgresql://" in result.stderr
+    for url in new_schema():
+        moved = subprocess.run(
+            [sys.executable, "-m", "pipectl", "--db", url, "db", "copy", "--to", url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert moved.returncode == 1 and "reads a SQLite database" in moved.stderr
+        assert "Traceback" not in moved.stderr
