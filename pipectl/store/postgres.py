@@ -186,6 +186,7 @@ class PgConnection:
         except psycopg.Error as e:
             raise PipectlError(f"{redact(url)}: cannot connect: {_first_line(e)}") from None
         self.raw.adapters.register_dumper(bool, _bool_dumper(psycopg))
+        self.raw.adapters.register_loader("numeric", _NumberLoader)
         self.raw.row_factory = _named_rows
 
     def cursor(self) -> PgCursor:
@@ -218,6 +219,24 @@ def _bool_dumper(psycopg: Any) -> type:
             return b"1" if obj else b"0"
 
     return IntBool
+
+
+def _number(data: Any) -> int | float:
+    text = bytes(data).decode()
+    return float(text) if "." in text or "e" in text.lower() else int(text)
+
+
+class _NumberLoader:
+    """`sum()` of integers is `numeric` in PostgreSQL: read it as the int SQLite gives (a
+    Decimal would print as a string in JSON)."""
+
+    format = 0
+
+    def __init__(self, oid: int, context: Any = None):
+        self.oid = oid
+
+    def load(self, data: Any) -> int | float:
+        return _number(data)
 
 
 def _first_line(error: Exception) -> str:
