@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
 from typing import Any
 
@@ -60,6 +61,8 @@ def _alive(pid: int) -> bool:
 class RunnersSQL(Part):
     """Record runners, heartbeat, and say which runners' claims are orphans."""
 
+    _last_beat = 0.0
+
     def start(self, runner_id: str) -> None:
         """This runner is working (a row per process: `pipectl run` keeps its id across ticks)."""
         now = format_time(utcnow())
@@ -73,6 +76,16 @@ class RunnersSQL(Part):
             self.conn.execute(
                 "DELETE FROM runners WHERE stopped_at < ?",
                 (add_seconds(now, -KEEP_STOPPED_SECONDS),),
+            )
+
+    def beat(self, token: str) -> None:
+        """Inside the tick's own transactions: a heartbeat when one is due."""
+        now = time.monotonic()
+        if now - self._last_beat >= heartbeat_seconds():
+            self._last_beat = now
+            self.conn.execute(
+                "UPDATE runners SET heartbeat_at = ? WHERE id = ?",
+                (format_time(utcnow()), token[:RUNNER_ID_LENGTH]),
             )
 
     def heartbeat(self, runner_id: str) -> None:

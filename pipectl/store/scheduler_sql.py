@@ -47,13 +47,15 @@ class SchedulerSQL(Part):
         lock proves its tick died); against PostgreSQL those of runners that are not working
         within their lease (this runner's own leftovers included)."""
         self.store.lifecycle.forget_config()  # the YAML may have changed since last tick
-        live = self.store.runners.live_others(runner_id)
-        orphan = "a.status = 'running'"
-        params: tuple[Any, ...] = ()
-        if live:
-            orphan += f" AND substr(a.claim_token, 1, {RUNNER_ID_LENGTH}) NOT IN ({marks(live)})"
-            params = tuple(live)
-        with self.transaction():
+        with self.transaction():  # read under the write lock: a runner claims only once recorded
+            live = self.store.runners.live_others(runner_id)
+            orphan = "a.status = 'running'"
+            params: tuple[Any, ...] = ()
+            if live:
+                orphan += (
+                    f" AND substr(a.claim_token, 1, {RUNNER_ID_LENGTH}) NOT IN ({marks(live)})"
+                )
+                params = tuple(live)
             moved_on = self.conn.execute(
                 "SELECT DISTINCT a.enrollment_id, s.exited_at FROM lead_stage_actions a "
                 f"JOIN lead_stages s ON s.id = a.lead_stage_id WHERE {orphan} "
@@ -102,6 +104,8 @@ class SchedulerSQL(Part):
             skip = {row["id"] for row in held}
             self._start(choose(claim.sends, skip), token, now, claim)
             claim.dropped += held
+            # Last, so the others read it fresh however long this took: its claims are its own.
+            self.store.runners.beat(token)
             return counts, admitted, claim
 
     def _admit(self, now: str, cap: int) -> int:
@@ -203,7 +207,7 @@ class SchedulerSQL(Part):
             claim.skipped += skipped
             claim.deferred += 1 - skipped
         claim.dropped += [row for row in rows if row["id"] in closed]
-        rows = [row for row in rows if row["id"] not in closed]
+        rows = self._within_concurrency([row for row in rows if row["id"] not in closed])
         if not rows:
             return
         ids = [row["id"] for row in rows]
@@ -223,12 +227,13 @@ class SchedulerSQL(Part):
                 claim.started.append({**row, "attempts": attempts[row["id"]]})
                 continue
             claim.dropped.append(row)
-            claim.skipped += 1
-            self.conn.execute(
+            if not self.conn.execute(
                 "UPDATE lead_stage_actions SET status = 'skipped', claim_token = NULL "
                 "WHERE id = ? AND claim_token = ? AND status = 'running'",
                 (row["id"], token),
-            )
+            ).rowcount:
+                continue  # no longer ours: recovered by another runner, which sends it
+            claim.skipped += 1
             if self.left_stage(row):
                 self.store.lifecycle.resume_enrollment(row["enrollment_id"], now)
             elif self._opted_out_of(row):  # of this channel only: the next action goes on
@@ -240,6 +245,28 @@ class SchedulerSQL(Part):
         claim.started, suppressed = self.store.inbound.fail_suppressed(claim.started, token, now)
         claim.dropped += suppressed
         claim.suppressed += len(suppressed)
+
+    def _within_concurrency(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The sends that may start now: an account's sends on the wire, started by any runner,
+        stay within its concurrency. The rest wait, still claimed. (One tick alone has
+        already chosen within it; with many runners each knows only its own.)"""
+        if not rows:
+            return rows
+        on_wire = dict(
+            self.conn.execute(
+                "SELECT account_id, count(*) FROM lead_stage_actions WHERE status = 'running'"
+                " AND claimed_at IS NOT NULL GROUP BY account_id"
+            ).fetchall()
+        )
+        room: dict[int, int] = {}
+        starting = []
+        for row in rows:
+            account = row["account_id"]
+            left = room.get(account, row["concurrency"] - on_wire.get(account, 0))
+            if left > 0:
+                starting.append(row)
+            room[account] = left - 1
+        return starting
 
     def _opted_out_of(self, action: dict[str, Any]) -> bool:
         """The lead opted out of this action's channel only (an import since the claim)."""
@@ -348,9 +375,11 @@ class SchedulerSQL(Part):
             channels = ("email", "sms") if name == "all" else (name,)
             sent[name] = sum(
                 self.conn.execute(
+                    # No upper bound: a send another runner stamped a moment ahead of this
+                    # runner's clock still counts.
                     "SELECT count(*) FROM deliveries "
-                    "WHERE account_id = ? AND channel = ? AND sent_at > ? AND sent_at <= ?",
-                    (account_id, ch, since, now),
+                    "WHERE account_id = ? AND channel = ? AND sent_at > ?",
+                    (account_id, ch, since),
                 ).fetchone()[0]
                 for ch in channels
             )
