@@ -36,3 +36,30 @@ def share(capacity: int, wants: Mapping[K, int]) -> dict[K, int]:
         capacity -= turns * len(open_keys)
         open_keys = [k for k in open_keys if given[k] < wants[k]]
     return given
+
+
+def local_day(now: str, timezone: str) -> str:
+    """The date (YYYY-MM-DD) that `now` (UTC text) falls on in `timezone`: a sender's day."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    moment = datetime.fromisoformat(now.replace("Z", "+00:00"))
+    return moment.astimezone(ZoneInfo(timezone)).date().isoformat()
+
+
+def sender_cap(
+    daily_limit: int,
+    warmup: tuple[int, int] | None,
+    first_sent_on: str | None,
+    today: str,
+) -> tuple[int, int | None]:
+    """A sender's cap today and its warm-up day (None: no warm-up). Day 1 is the day it first
+    sent (today, if it never has); each day after allows `step` more, up to `daily_limit`."""
+    if warmup is None:
+        return daily_limit, None
+    from datetime import date
+
+    start, step = warmup
+    first = date.fromisoformat(first_sent_on) if first_sent_on else date.fromisoformat(today)
+    day = max(1, (date.fromisoformat(today) - first).days + 1)
+    return min(daily_limit, start + step * (day - 1)), day

@@ -283,6 +283,8 @@ def perform(row: dict[str, Any], senders: SenderPool, clock: Clock) -> Result:
             lead=lead_context(row),
             config=row["channel_config"],
             instance=row.get("instance", ""),
+            sent_at=clock.now(),
+            thread=row.get("thread"),
         )
         message = render_message(action)
     except PermanentError as e:
@@ -309,6 +311,8 @@ def perform(row: dict[str, Any], senders: SenderPool, clock: Clock) -> Result:
         message_id=message.message_id,
         provider_id=provider_id,
         reached=True,
+        subject=message.subject,
+        references=message.headers.get("References"),
     )
 
 
@@ -391,6 +395,7 @@ def _dry_run(store: Store, clock: Clock, workers: int) -> TickSummary:
                     "to": r["email"] if r["type"] == "email" else r["phone"],
                     "perform_at": r["perform_at"],
                     "suppressed": suppressed.get(r["id"]),
+                    "sender": r.get("sender_address"),
                 }
                 for r in claim.sends
             ]

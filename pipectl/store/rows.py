@@ -42,6 +42,8 @@ class Result:
     recipient: str | None = None
     message_id: str | None = None
     provider_id: str | None = None
+    subject: str | None = None  # an email's, as sent: a threaded follow-up's `Re: `
+    references: str | None = None  # an email's References header, when it was threaded
 
 
 @dataclass(frozen=True)
