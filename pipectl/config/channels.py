@@ -269,6 +269,8 @@ class ChannelsReader:
         """A transport with the settings it cannot work without (after merging defaults)."""
         transport = settings.get("transport", defaults.TRANSPORT)
         missing = [s for s in REQUIRED_SETTINGS.get(transport, ()) if not settings.get(s)]
+        if settings.get("senders") and "from" in missing:  # each sender has its own
+            missing.remove("from")
         if transport == "twilio" and not {"from", "messaging_service_sid"} & set(settings):
             missing.append("from (or messaging_service_sid)")
         if missing:

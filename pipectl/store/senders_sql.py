@@ -120,7 +120,7 @@ class SendersSQL(Part):
         ).fetchall()
         in_flight = dict(
             self.conn.execute(
-                "SELECT l.sender_id, count(*) FROM lead_stage_actions a INDEXED BY lsa_running"
+                "SELECT l.sender_id, count(*) FROM lead_stage_actions a"
                 " JOIN leads l ON l.id = a.lead_id WHERE a.status = 'running'"
                 " AND a.account_id = ? AND a.channel = 'email' AND l.sender_id IS NOT NULL"
                 " GROUP BY l.sender_id",
@@ -264,7 +264,7 @@ class SendersSQL(Part):
             held += f" OR l.sender_id IS NULL OR l.sender_id NOT IN ({', '.join('?' * len(live))})"
             params += live
         return self.conn.execute(
-            "SELECT count(*) FROM lead_stage_actions a INDEXED BY lsa_due"
+            "SELECT count(*) FROM lead_stage_actions a"
             " JOIN leads l ON l.id = a.lead_id WHERE a.account_id = ? AND a.channel = 'email'"
             f" AND a.status = 'pending' AND a.perform_at <= ? AND ({held})",
             params,
