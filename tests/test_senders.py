@@ -333,7 +333,8 @@ def test_a_reply_to_a_threaded_follow_up_acts_on_the_enrollment_that_sent_it(
     db = tmp_path / "pipectl.db"
     reply = rows(
         db,
-        "SELECT r.kind, d.message_id, p.key FROM replies r JOIN deliveries d ON d.id = r.delivery_id"
+        "SELECT r.kind, d.message_id, p.key FROM replies r"
+        " JOIN deliveries d ON d.id = r.delivery_id"
         " JOIN lead_stage_actions a ON a.id = d.lead_stage_action_id"
         " JOIN enrollments e ON e.id = a.enrollment_id JOIN pipelines p ON p.id = e.pipeline_id",
     )
