@@ -348,4 +348,3 @@ def test_a_reply_to_a_threaded_follow_up_acts_on_the_enrollment_that_sent_it(
         {"key": "followup", "status": "won"},
         {"key": "outreach", "status": "active"},
     ]
-
