@@ -348,3 +348,25 @@ def test_a_reply_to_a_threaded_follow_up_acts_on_the_enrollment_that_sent_it(
         {"key": "followup", "status": "won"},
         {"key": "outreach", "status": "active"},
     ]
+
+
+def test_every_emails_date_is_the_ticks_clock_without_senders_too(cli, tmp_path):
+    with smtp_server() as (server, smtp):
+        text = f"""\
+version: 1
+accounts: [{{key: acme}}]
+channels:
+  email: {{transport: smtp, host: 127.0.0.1, port: {server.port}, security: none,
+          from: "Acme <sales@acme.example>"}}
+pipelines:
+  - key: outreach
+    account: acme
+    stages:
+      - key: intro
+        actions:
+{ONE_EMAIL}"""
+        assert cli("apply", write(tmp_path, text)).exit_code == 0
+        import_leads(cli, tmp_path, 1)
+        tick(cli, "2031-07-04T12:34:56Z")
+    (message,) = (r.message for r in smtp.received)
+    assert parsedate_to_datetime(message["Date"]).isoformat() == "2031-07-04T12:34:56+00:00"
