@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from operator import attrgetter
 from email.utils import getaddresses
 from typing import Any
 
@@ -36,10 +37,15 @@ class Mailbox:
     cap: int  # today's: min(daily_limit, warm-up)
     sent: int  # really sent today
     in_flight: int = 0  # claimed, result not written yet
+    room: int = field(init=False)  # what it may still send today
 
-    @property
-    def room(self) -> int:
-        return max(0, self.cap - self.sent - self.in_flight)
+    def __post_init__(self) -> None:
+        self.room = max(0, self.cap - self.sent - self.in_flight)
+
+    def take(self) -> None:
+        """One more email claimed from this sender."""
+        self.in_flight += 1
+        self.room -= 1
 
 
 class SendersSQL(Part):
@@ -152,19 +158,20 @@ class SendersSQL(Part):
         settings: a lead keeps its sender; a lead without one (or whose sender was removed)
         gets the one with the most room left. The rest stay pending, held back."""
         by_id = {b.id: b for b in boxes}
+        by_room = attrgetter("room")  # boxes are in id order: a tie goes to the oldest sender
         chosen: dict[int, int] = {}  # lead id -> sender id, for leads met in this batch
         kept, assigned = [], []
         for row in rows:
             box = by_id.get(chosen.get(row["lead_id"], row.get("sender_id") or 0))
             if box is None:
-                box = max(boxes, key=lambda b: (b.room, -b.id), default=None)
+                box = max(boxes, key=by_room, default=None)
                 if box is None or box.room <= 0:
                     continue  # every sender is full: a new lead's first email waits too
                 assigned.append((box.id, row["lead_id"]))
             if box.room <= 0:
                 continue
             chosen[row["lead_id"]] = box.id
-            box.in_flight += 1
+            box.take()
             row["sender_id"], row["sender_address"] = box.id, box.address
             row["channel_config"] = {**row["channel_config"], **box.settings}
             kept.append(row)
