@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from operator import attrgetter
 from email.utils import getaddresses
+from operator import attrgetter
 from typing import Any
 
 from ..scheduler.limits import local_day, sender_cap
