@@ -9,6 +9,7 @@ from typing import Any
 from yaml.nodes import MappingNode, Node, ScalarNode
 
 from .. import defaults
+from ..channels.addresses import mailbox_address as sender_address
 from ..channels.resolve import is_secret_key
 from ..yaml_nodes import NodeReader
 from .model import CHANNELS, Inbox, SenderLimits, Warmup, yaml_keys
@@ -18,7 +19,7 @@ CHANNEL_KEYS = {channel: yaml_keys(settings) for channel, settings in CHANNELS.i
 INBOX_KEYS = yaml_keys(Inbox)
 # A sender mailbox overrides any email channel key and adds its daily limit and warm-up.
 SENDER_KEYS = tuple(k for k in CHANNEL_KEYS["email"] if k != "senders") + yaml_keys(SenderLimits)
-SENDER_OWN = ("daily_limit", "warmup", "inbox")  # a sender's keys that are not SMTP settings
+SENDER_OWN = defaults.SENDER_OWN
 WARMUP_KEYS = yaml_keys(Warmup)
 # Folders where the team's own mail lies (by their usual names; the server's \Sent, \Drafts
 # and \All flags are checked again at sync): reading them would count follow-ups as replies.
@@ -41,11 +42,6 @@ def is_address(value: str) -> bool:
     return bool(pairs) and all(
         "@" in address and address.rpartition("@")[2] for _, address in pairs
     )
-
-
-def sender_address(value: str) -> str:
-    """A sender's identity: the lower-case address of its `from`."""
-    return getaddresses([value])[0][1].strip().lower() if value else ""
 
 
 class ChannelsReader:

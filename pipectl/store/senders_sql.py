@@ -11,20 +11,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from email.utils import getaddresses
 from operator import attrgetter
 from typing import Any
 
+from .. import defaults
+from ..channels.addresses import mailbox_address as sender_address
 from ..scheduler.limits import local_day, sender_cap
 from .database import Part
 from .rows import Result
 
-SENDER_OWN = ("daily_limit", "warmup", "inbox")  # a sender's keys that are not SMTP settings
-
-
-def sender_address(value: str) -> str:
-    """A sender's identity: the lower-case address of its `from`."""
-    return getaddresses([value])[0][1].strip().lower() if value else ""
+SENDER_OWN = defaults.SENDER_OWN
 
 
 @dataclass
