@@ -176,7 +176,10 @@ def test_a_full_sender_waits_for_the_next_day_in_the_accounts_time_zone(cli, tmp
     assert "claimed 0" in tick(cli, "2027-03-02T04:30:00Z")
     status = cli("status", "--now", "2027-03-02T04:30:00Z")
     assert "overdue 0" in status.stdout
-    assert "waiting for a sender: 3 emails due" in status.stdout
+    assert (
+        "waiting for a sender: 3 emails due: their senders have reached today's cap; they go"
+        " when the next day opens, at 2027-03-02T05:00:00Z"
+    ) in status.stdout
     assert "sender ann@acme.example: 2/2 today, 2 leads" in status.stdout
     as_json = cli("status", "--json", "--now", "2027-03-02T04:30:00Z").stdout
     assert '"waiting_for_sender": 3' in as_json and '"cap_today": 2' in as_json

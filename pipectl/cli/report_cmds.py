@@ -121,11 +121,12 @@ def _lines(entry: dict[str, Any]) -> list[tuple[str, str]]:
     ]
     lines.append(("limits", ", ".join(use)))
     if a.get("waiting_for_sender"):
+        opens = entry["senders"][0]["next_day_at"]
         lines.append(
             (
                 "waiting for a sender",
                 f"{counted(a['waiting_for_sender'], 'email')} due: their senders have reached"
-                " today's cap; they go when the next day opens (the account's time zone)",
+                f" today's cap; they go when the next day opens, at {opens}",
             )
         )
     for sender in entry.get("senders", []):

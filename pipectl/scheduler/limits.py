@@ -66,3 +66,14 @@ def sender_cap(
     first = date.fromisoformat(first_sent_on) if first_sent_on else date.fromisoformat(today)
     day = max(1, (date.fromisoformat(today) - first).days + 1)
     return min(daily_limit, start + step * (day - 1)), day
+
+
+def next_day_opens(now: str, timezone: str) -> str:
+    """When the day after `now`'s local day begins in `timezone`, as UTC text: when a full
+    sender may send again."""
+    from datetime import UTC, date, datetime, time, timedelta
+    from zoneinfo import ZoneInfo
+
+    tomorrow = date.fromisoformat(local_day(now, timezone)) + timedelta(days=1)
+    opens = datetime.combine(tomorrow, time(0), tzinfo=ZoneInfo(timezone)).astimezone(UTC)
+    return opens.strftime("%Y-%m-%dT%H:%M:%SZ")

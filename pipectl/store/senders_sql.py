@@ -16,7 +16,7 @@ from typing import Any
 
 from .. import defaults
 from ..channels.addresses import mailbox_address as sender_address
-from ..scheduler.limits import local_day, sender_cap
+from ..scheduler.limits import local_day, next_day_opens, sender_cap
 from .database import Part
 from .rows import Result
 
@@ -246,6 +246,7 @@ class SendersSQL(Part):
                     else {"start": warmup[0], "step": warmup[1], "day": day},
                     "leads": leads,
                     "removed": r["removed_at"] is not None,
+                    "next_day_at": next_day_opens(now, account["timezone"]),
                 }
             )
         return report

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 # The one import of the module under test: when it moves, change this line only.
-from pipectl.scheduler.limits import local_day, rate_room, sender_cap, share
+from pipectl.scheduler.limits import local_day, next_day_opens, rate_room, sender_cap, share
 from pipectl.scheduler.retry import MAX_RETRY_AFTER, retry_delay
 from pipectl.scheduler.windows import next_opening
 
@@ -197,3 +197,9 @@ def test_a_cap_never_exceeds_the_daily_limit_and_never_falls(limit, start, step,
     cap, day = sender_cap(limit, (start, step), first.isoformat(), today)
     assert cap <= limit and day == days + 1
     assert sender_cap(limit, (start, step), first.isoformat(), tomorrow)[0] >= cap
+
+
+def test_the_next_day_opens_at_local_midnight_across_daylight_saving():
+    assert next_day_opens("2027-03-01T14:00:00Z", NEW_YORK) == "2027-03-02T05:00:00Z"
+    assert next_day_opens("2027-03-14T03:00:00Z", NEW_YORK) == "2027-03-14T05:00:00Z"
+    assert next_day_opens("2027-03-14T12:00:00Z", NEW_YORK) == "2027-03-15T04:00:00Z"
