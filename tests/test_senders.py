@@ -373,3 +373,39 @@ pipelines:
         tick(cli, "2031-07-04T12:34:56Z")
     (message,) = (r.message for r in smtp.received)
     assert parsedate_to_datetime(message["Date"]).isoformat() == "2031-07-04T12:34:56+00:00"
+
+
+def test_a_sender_whose_login_fails_holds_only_its_own_leads(cli, tmp_path, servers, monkeypatch):
+    ports = {n: servers[n][0] for n in NAMES}
+    text = config(ports, {"ann": "daily_limit: 10", "bo": "daily_limit: 10"}, ONE_EMAIL)
+    assert cli("apply", write(tmp_path, text)).exit_code == 0
+    import_leads(cli, tmp_path, 6)
+    monkeypatch.setenv("ANN_PASSWORD", "a-wrong-password")
+    ticked = cli("tick", "--now", "2027-03-01T14:00:00Z", "--no-sync")
+    assert ticked.exit_code == 0
+    assert "WARNING: acme: email:ann@acme.example failing since" in ticked.stderr
+    assert "authentication refused (535)" in ticked.stderr
+    assert "a-wrong-password" not in ticked.output
+    assert len(servers["bo"][1].received) == 3 and servers["ann"][1].received == []
+    db = tmp_path / "pipectl.db"
+    waiting = rows(
+        db,
+        "SELECT a.status, a.attempts, s.address FROM lead_stage_actions a"
+        " JOIN leads l ON l.id = a.lead_id JOIN senders s ON s.id = l.sender_id"
+        " WHERE s.address = 'ann@acme.example'",
+    )
+    assert [(w["status"], w["attempts"]) for w in waiting] == [("pending", 0)] * 3
+    status = cli("status", "--now", "2027-03-01T14:05:00Z").stdout
+    assert "email:ann@acme.example failing since 2027-03-01T14:00" in status
+    assert "3 sends held back" in status
+    # While ann fails, new leads go to bo; ann's own leads wait for her.
+    csv = tmp_path / "more.csv"
+    csv.write_text("email,first_name\nm1@x.example,M1\nm2@x.example,M2\n")
+    assert cli("leads", "import", csv, "--account", "acme", "--pipeline", "outreach").exit_code == 0
+    tick(cli, "2027-03-01T14:10:00Z")  # ann's probe fails again: one try a tick
+    assert sorted(received_by(servers, "bo"))[-2:] == ["m1@x.example", "m2@x.example"]
+    assert servers["ann"][1].received == []
+    monkeypatch.setenv("ANN_PASSWORD", "ann-secret-3")  # the operator fixes the environment
+    tick(cli, "2027-03-01T14:20:00Z")
+    assert len(servers["ann"][1].received) == 3
+    assert rows(db, "SELECT count(*) AS n FROM channel_health") == [{"n": 0}]

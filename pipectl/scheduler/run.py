@@ -22,7 +22,7 @@ from ..channels.render import render_message
 from ..channels.senders import SenderPool
 from ..durations import add_seconds, format_time, parse_time, utcnow
 from ..store import Store, WriteError, is_busy
-from ..store.rows import Claim, Result
+from ..store.rows import Claim, Result, health_key
 from ..wording import counted
 from .dispatch import Dispatch
 from .lock import TickLock
@@ -323,11 +323,9 @@ def _blame_the_send(results: list[Result], worked: dict[tuple[int, str], bool]) 
     channel for good. When a server goes down, the first failure after the last success is
     blamed this way, and the next ones hold the channel.
     `worked`: per (account, channel), whether its latest send in this tick got through."""
-    last_reached = {
-        (r.action["account_id"], r.action["channel"]): i for i, r in enumerate(results) if r.reached
-    }
+    last_reached = {health_key(r.action): i for i, r in enumerate(results) if r.reached}
     for i, r in enumerate(results):
-        key = (r.action["account_id"], r.action["channel"])
+        key = health_key(r.action)
         if r.outcome == "held":
             if worked.get(key) or last_reached.get(key, -1) > i:
                 wait = seconds_between(r.finished_at, r.retry_at) if r.retry_at else None

@@ -244,15 +244,18 @@ class ReportsSQL(Part):
             "SELECT * FROM channel_health WHERE account_id = ? ORDER BY channel", (account_id,)
         ).fetchall():
             channel = row["channel"]
-            held = self.conn.execute(
-                "SELECT count(*) FROM lead_stage_actions INDEXED BY lsa_due"
-                " WHERE account_id = ? AND channel = ? AND status = 'pending' AND perform_at <= ?",
-                (account_id, channel, now),
-            ).fetchone()[0]
-            last_sent = self.conn.execute(
-                "SELECT max(sent_at) FROM deliveries WHERE account_id = ? AND channel = ?",
-                (account_id, channel),
-            ).fetchone()[0]
+            if ":" in channel:  # a sender mailbox, `email:<address>`
+                held, last_sent = self.store.senders.held_by_failing(account_id, channel, now)
+            else:
+                held = self.conn.execute(
+                    "SELECT count(*) FROM lead_stage_actions INDEXED BY lsa_due WHERE account_id"
+                    " = ? AND channel = ? AND status = 'pending' AND perform_at <= ?",
+                    (account_id, channel, now),
+                ).fetchone()[0]
+                last_sent = self.conn.execute(
+                    "SELECT max(sent_at) FROM deliveries WHERE account_id = ? AND channel = ?",
+                    (account_id, channel),
+                ).fetchone()[0]
             failing.append(
                 {
                     "channel": channel,

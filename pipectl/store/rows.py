@@ -14,6 +14,12 @@ Row = dict[str, Any]  # a claimed send, as the claim read it
 Choose = Callable[[list[Row], Collection[int]], list[Row]]
 
 
+def health_key(row: Row) -> tuple[int, str]:
+    """Whose health a send tells: its sender mailbox's (`email:<address>`), else its
+    account's channel's."""
+    return row["account_id"], row.get("health_channel") or row["channel"]
+
+
 @dataclass
 class Claim:
     """What one turn's transaction did: sends claimed, sends started (and dropped: skipped

@@ -18,7 +18,7 @@ from ..scheduler.limits import rate_room, share
 from ..scheduler.windows import window_opens
 from ..statuses import ActionStatus, EnrollmentStatus
 from .database import Part
-from .rows import Choose, Claim, Ledger, Result
+from .rows import Choose, Claim, Ledger, Result, health_key
 from .senders_sql import Mailbox
 from .stages_sql import marks, snapshot
 
@@ -245,11 +245,7 @@ class SchedulerSQL(Part):
         health = self.store.health.channel_health()
         if not health:
             return []
-        held = [
-            row
-            for row in ledger.waiting
-            if (row["account_id"], row["channel"]) in health and not row.get("probe")
-        ]
+        held = [row for row in ledger.waiting if health_key(row) in health and not row.get("probe")]
         if held:
             self._put_back([row["id"] for row in held], token, now)
         return held
@@ -301,9 +297,10 @@ class SchedulerSQL(Part):
             limit = rate_room(rates, sent, channel)
             limit = room if limit is None else min(room, limit)
             if channel == "email" and boxes is not None:
-                if not any(b.room for b in boxes):
-                    continue  # every sender is full today: its emails wait for tomorrow
-                limit = min(limit, sum(b.room for b in boxes))
+                rows += self._sender_sends(
+                    account, channels, now, limit, claim, boxes, health, token
+                )
+                continue
             failing = health.get((account_id, channel))
             if failing is None:
                 if limit > 0:
@@ -315,10 +312,40 @@ class SchedulerSQL(Part):
                 and not ledger.held.get((account_id, channel), 0)
                 and self.store.health.may_probe(failing, token, now)
             ):
-                rows += self._probe(account, channel, channels, now, claim, failing, boxes)
+                rows += self._probe(account, channel, channels, now, claim, failing)
         rows.sort(key=lambda r: (r["perform_at"], r["id"]))
         all_room = rate_room({"all": rates["all"]}, sent, "all") if "all" in rates else None
         return rows[: min(room, all_room if all_room is not None else room)]
+
+    def _sender_sends(
+        self,
+        account: sqlite3.Row,
+        channels: dict[str, Any],
+        now: str,
+        limit: int,
+        claim: Claim,
+        boxes: list[Mailbox],
+        health: dict[tuple[int, str], sqlite3.Row],
+        token: str,
+    ) -> list[dict[str, Any]]:
+        """Due emails of an account with sender mailboxes, each sender within its room today.
+        A failing sender (its login refused, say) holds its own leads' emails, not attempts,
+        and sends one of them a tick as a probe; the other senders go on."""
+        rows: list[dict[str, Any]] = []
+        for box in boxes:
+            failing = health.get((account["id"], f"email:{box.address}"))
+            if failing is None:
+                continue
+            had_room, box.room = box.room, 0
+            if had_room > 0 and limit > 0 and self.store.health.may_probe(failing, token, now):
+                probe = Mailbox(box.id, box.address, box.settings, box.cap, box.sent, box.in_flight)
+                probed = self._probe(account, "email", channels, now, claim, failing, [probe])
+                rows += probed
+                limit -= len(probed)
+        limit = min(limit, sum(b.room for b in boxes))
+        if limit > 0:  # else every sender is full today: its emails wait for tomorrow
+            rows += self._due_sends(account, "email", channels, now, limit, claim, boxes=boxes)
+        return rows
 
     def sent_in_windows(
         self, account_id: int, rates: dict[str, tuple[int, int]], now: str
@@ -346,16 +373,16 @@ class SchedulerSQL(Part):
         now: str,
         claim: Claim,
         health: sqlite3.Row,
-        boxes: list[Mailbox] | None,
+        boxes: list[Mailbox] | None = None,
     ) -> list[dict[str, Any]]:
         """The failing channel's probe: the due send after the last one tried (else the
-        oldest), so one send that fails alone does not hold its channel for good."""
-        if channel != "email":
-            boxes = None
+        oldest), so one send that fails alone does not hold its channel for good. `boxes`:
+        the one failing sender mailbox whose leads' emails are probed."""
         after = self.store.health.probe_cursor(health)
-        rows = self._due_sends(account, channel, channels, now, 1, claim, after, boxes)
+        one = boxes is not None
+        rows = self._due_sends(account, channel, channels, now, 1, claim, after, boxes, one)
         if not rows and after:
-            rows = self._due_sends(account, channel, channels, now, 1, claim, boxes=boxes)
+            rows = self._due_sends(account, channel, channels, now, 1, claim, None, boxes, one)
         for row in rows:
             row["probe"] = True
         return rows
@@ -370,6 +397,7 @@ class SchedulerSQL(Part):
         claim: Claim,
         after: tuple[str, int] | None = None,
         boxes: list[Mailbox] | None = None,
+        probing: bool = False,
     ) -> list[dict[str, Any]]:
         """Up to `limit` due sends (after `after`, a (perform_at, id), if given);
         do-not-contact leads are stopped and windows deferred. With sender mailboxes
@@ -383,6 +411,8 @@ class SchedulerSQL(Part):
         if boxes is not None:
             full, full_ids = self.store.senders.full_filter(boxes)
             where, params = where + full, (*params, *full_ids)
+            if probing:  # one failing sender's probe: only its own leads
+                where, params = where + "AND l.sender_id = ? ", (*params, boxes[0].id)
         rows = cursor.execute(
             "SELECT a.id, a.lead_id, a.account_id, a.enrollment_id, a.lead_stage_id, "
             "a.sequence_number, a.type, a.channel, a.params, a.attempts, a.perform_at, "

@@ -169,6 +169,7 @@ class SendersSQL(Part):
             chosen[row["lead_id"]] = box.id
             box.take()
             row["sender_id"], row["sender_address"] = box.id, box.address
+            row["health_channel"] = f"email:{box.address}"  # a broken mailbox holds its own
             row["channel_config"] = {**row["channel_config"], **box.settings}
             kept.append(row)
         if assigned:
@@ -273,3 +274,22 @@ class SendersSQL(Part):
             f" AND a.status = 'pending' AND a.perform_at <= ? AND ({held})",
             params,
         ).fetchone()[0]
+
+    def held_by_failing(self, account_id: int, channel: str, now: str) -> tuple[int, str | None]:
+        """A failing sender's (`email:<address>`) due emails held back, and its last send."""
+        row = self.conn.execute(
+            "SELECT id FROM senders WHERE account_id = ? AND address = ?",
+            (account_id, channel.split(":", 1)[1]),
+        ).fetchone()
+        if row is None:
+            return 0, None
+        held = self.conn.execute(
+            "SELECT count(*) FROM lead_stage_actions a JOIN leads l ON l.id = a.lead_id"
+            " WHERE a.account_id = ? AND a.channel = 'email' AND a.status = 'pending'"
+            " AND a.perform_at <= ? AND l.sender_id = ?",
+            (account_id, now, row[0]),
+        ).fetchone()[0]
+        last = self.conn.execute(
+            "SELECT max(sent_at) FROM deliveries WHERE sender_id = ?", (row[0],)
+        ).fetchone()[0]
+        return held, last
