@@ -60,6 +60,7 @@ class SendersSQL(Part):
             for r in self.conn.execute("SELECT * FROM senders WHERE account_id = ?", (account_id,))
         }
         changes: list[tuple[str, str, str]] = []
+        senders = list(senders)
         for sender in senders:
             address = sender_address(str(sender.get("from") or ""))
             warmup = sender.get("warmup") or {}
@@ -105,7 +106,8 @@ class SendersSQL(Part):
                 "SELECT count(*) FROM leads WHERE sender_id = ?", (row["id"],)
             ).fetchone()[0]
             moving = "1 lead" if leads == 1 else f"{leads} leads"
-            changes.append((address, "removed", f"{moving} will move to another sender"))
+            to = "another sender" if senders else "the email channel's from"
+            changes.append((address, "removed", f"{moving} will move to {to}"))
         return changes
 
     # --- the claim --------------------------------------------------------------------
