@@ -71,6 +71,8 @@ class Plan:
     sync_runs: int = 10
     report_leads: int = 1_000_000  # a pipeline with this many leads and their history
     report_runs: int = 5
+    sender_sends: int = 10_000  # a due tick of this many sends, from one channel or senders
+    senders: int = 10
 
 
 QUICK = Plan(
@@ -93,6 +95,7 @@ QUICK = Plan(
     sync_runs=3,
     report_leads=2_000,
     report_runs=2,
+    sender_sends=200,
 )
 
 
@@ -191,6 +194,24 @@ def due_tick(db: Path, now: str, plan: Plan) -> dict[str, Any]:
     copy.replace(db)
     runs.sort(key=lambda r: r["actions_per_s"])
     return {**runs[len(runs) // 2], "runs_actions_per_s": [r["actions_per_s"] for r in runs]}
+
+
+def senders_measurement(plan: Plan, workdir: Path, log: Any) -> dict[str, Any]:
+    """A due tick of `sender_sends` emails from one account, sent from its one email channel
+    and then spread over `senders` mailboxes (each sticky per lead, capped per day): what
+    choosing a sender and counting its day costs."""
+    out: dict[str, Any] = {"sends": plan.sender_sends, "sender_count": plan.senders}
+    room = plan.sender_sends // plan.senders + 100  # every send fits under the caps
+    for label, count in (("one_channel", 0), ("over_senders", plan.senders)):
+        log(f"senders: due tick, {plan.sender_sends:,} sends, {count or 'no'} senders")
+        accounts = [Account("mail", SEND, held=True, senders=count, sender_limit=room)]
+        db = create(workdir / f"senders-{count}.db", workdir, accounts)
+        load(db, workdir, {"mail": plan.sender_sends + 1}, HOT_ADMIT_AT)
+        release(db, workdir, accounts, ["mail"])
+        out[label] = due_tick(db, stamp(DUE_AT), plan)
+        for p in db.parent.glob(f"{db.name}*"):
+            p.unlink()
+    return out
 
 
 def pool_measurement(plan: Plan, workdir: Path, log: Any) -> dict[str, Any]:
@@ -299,11 +320,7 @@ def table(results: dict[str, Any]) -> str:
     m, lines = results["measurements"], []
 
     def add(what: str, value: str, target: str, ok: bool | None, proc: dict[str, float]) -> None:
-        mark = "" if ok is None else ("yes" if ok else "NO")
-        lines.append(
-            f"{what:<44} {value:>18} {target:>14} {mark:>4} "
-            f"{proc.get('wall_s', 0):>8.1f} {proc.get('peak_rss_mib', 0):>8.0f}"
-        )
+        lines.append(line(what, value, target, ok, proc))
 
     imp = next(b for b in m["build"] if b["leads"] == results["plan"]["import_size"])
     add(
@@ -464,6 +481,8 @@ def table(results: dict[str, Any]) -> str:
             None,
             t["process"],
         )
+    if "senders" in m:
+        senders_rows(m["senders"], add)
     r = m["report"]
     add(
         f"8 report, pipeline of {r['leads']:,} leads (in-process)",
@@ -486,6 +505,37 @@ def table(results: dict[str, Any]) -> str:
         None,
         r["build"],
     )
+    return _head(lines)
+
+
+def senders_rows(m: dict[str, Any], add: Any) -> None:
+    """The due tick of one channel beside the same sends over sender mailboxes."""
+    one, many = m["one_channel"], m["over_senders"]
+    add(
+        f"3 due tick, {m['sends']:,} sends, one channel",
+        f"{one['actions_per_s']:,}/s (cpu {one['cpu_s']:.2f} s)",
+        ">= 5,000",
+        one["actions_per_s"] >= 5000,
+        one["process"],
+    )
+    add(
+        f"  same, over {m['sender_count']} senders",
+        f"{many['actions_per_s']:,}/s (cpu {many['cpu_s']:.2f} s)",
+        ">= 5,000",
+        many["actions_per_s"] >= 5000,
+        many["process"],
+    )
+
+
+def line(what: str, value: str, target: str, ok: bool | None, proc: dict[str, float]) -> str:
+    mark = "" if ok is None else ("yes" if ok else "NO")
+    return (
+        f"{what:<44} {value:>18} {target:>14} {mark:>4} "
+        f"{proc.get('wall_s', 0):>8.1f} {proc.get('peak_rss_mib', 0):>8.0f}"
+    )
+
+
+def _head(lines: list[str]) -> str:
     head = (
         f"{'measurement':<44} {'figure':>18} {'target':>14} {'met':>4} {'wall s':>8} {'RSS MiB':>8}"
     )
@@ -497,12 +547,24 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, a few seconds")
     parser.add_argument("--workdir", type=Path, help="scratch directory (default: a temp dir)")
     parser.add_argument("--out", type=Path, default=BENCH / "results.json")
+    parser.add_argument(
+        "--only-senders", action="store_true", help="only the due ticks with sender mailboxes"
+    )
     opts = parser.parse_args()
     plan = QUICK if opts.quick else Plan()
     started = time.perf_counter()
 
     def log(message: str) -> None:
         print(f"[{time.perf_counter() - started:6.1f} s] {message}", file=sys.stderr, flush=True)
+
+    if opts.only_senders:
+        with tempfile.TemporaryDirectory(prefix="pipectl-bench-") as scratch:
+            m = senders_measurement(plan, Path(scratch), log)
+        rows: list[str] = []
+        senders_rows(m, lambda *a: rows.append(line(*a)))
+        print(json.dumps(m, indent=2), file=sys.stderr)
+        print(_head(rows))
+        return
 
     workdir = opts.workdir or Path(tempfile.mkdtemp(prefix="pipectl-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -512,6 +574,7 @@ def main() -> None:
         measurements.update(leads_measurements(plan, workdir, log))
         measurements["pool"] = pool_measurement(plan, workdir, log)
         measurements["noisy"] = noisy_measurement(plan, workdir, log)
+        measurements["senders"] = senders_measurement(plan, workdir, log)
         measurements["report"] = report_measurement(plan, workdir, log)
         measurements["compare"] = compare(plan, measurements)
         measurements["startup"] = startup_measurement(workdir, plan.startup_runs, log)

@@ -46,6 +46,8 @@ class Account:
     actions: tuple[str, ...]
     concurrency: int = 16
     held: bool = False  # one email a day until released: its sends stay due
+    senders: int = 0  # sender mailboxes, each with room for `sender_limit` emails a day
+    sender_limit: int = 2000
 
     def yaml(self, released: bool) -> tuple[list[str], list[str]]:
         rates = "" if released or not self.held else ", rates: {email: 1/day}"
@@ -55,6 +57,12 @@ class Account:
             "    country: US",
             f"    limits: {{concurrency: {self.concurrency}{rates}}}",
         ]
+        if self.senders:
+            account += ["    channels:", "      email:", "        senders:"]
+            account += [
+                f'          - {{from: "s{n}@{self.key}.example", daily_limit: {self.sender_limit}}}'
+                for n in range(self.senders)
+            ]
         pipeline = [
             f"  - key: {self.key}-p",
             f"    account: {self.key}",

@@ -31,6 +31,7 @@ SMTP_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
 SEND_TIMEOUT = 30.0  # seconds: SMTP and HTTP reads
 CONNECT_TIMEOUT = 10.0  # seconds: an HTTP provider's connect
 EMAIL_FROM = "pipectl@pipectl.local"  # the outbox's sender when none is configured
+SENDER_OWN = ("daily_limit", "warmup", "inbox")  # a sender mailbox's keys that are not SMTP's
 
 # Secrets: settings whose value must be a ${VAR} in the YAML and is hidden from every message.
 # Channels today have two (`password` of email and inbox, `auth_token` of Twilio); the rest are

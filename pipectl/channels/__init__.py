@@ -51,6 +51,7 @@ class Message:
     subject: str | None = None
     html: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    date: str | None = None  # the tick's clock (`--now` included), UTC text: the Date header
 
 
 @dataclass(frozen=True)
@@ -65,3 +66,6 @@ class SendAction:
     lead: dict[str, Any]  # email, phone, first_name, last_name, timezone and custom fields
     config: dict[str, Any]  # the account's config for this channel (may be empty)
     instance: str = ""  # the database's random id, part of the Message-ID
+    sent_at: str | None = None  # the tick's clock as it sends: the Date header
+    # `thread: true`: the enrollment's previous email {"message_id", "subject", "references"}
+    thread: dict[str, Any] | None = None

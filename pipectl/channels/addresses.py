@@ -6,6 +6,13 @@ from __future__ import annotations
 from functools import lru_cache
 
 
+def mailbox_address(value: str) -> str:
+    """A sender mailbox's identity: the lower-case address of its `from`."""
+    from email.utils import getaddresses
+
+    return getaddresses([value])[0][1].strip().lower() if value else ""
+
+
 class AddressError(ValueError):
     """An address whose domain has no ASCII form."""
 

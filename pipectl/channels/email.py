@@ -46,7 +46,7 @@ def build_mime(message: Message, config: dict) -> EmailMessage:
     msg["From"] = _header("From", ascii_domains(str(config.get("from") or DEFAULT_FROM)))
     msg["To"] = single_line(message.to)
     msg["Subject"] = single_line(message.subject or "")
-    msg["Date"] = _header("Date", formatdate(usegmt=True))
+    msg["Date"] = _date(message.date)
     msg["Message-ID"] = message.message_id
     if config.get("reply_to"):
         msg["Reply-To"] = _header("Reply-To", ascii_domains(str(config["reply_to"])))
@@ -60,6 +60,15 @@ def build_mime(message: Message, config: dict) -> EmailMessage:
     if message.html:
         msg.add_alternative(message.html, subtype="html")
     return msg
+
+
+def _date(when: str | None):
+    """The Date header: the tick's clock (`--now` included), else the real one."""
+    if when is None:
+        return _header("Date", formatdate(usegmt=True))
+    from ..durations import parse_time
+
+    return _header("Date", formatdate(parse_time(when).timestamp(), usegmt=True))
 
 
 @lru_cache(maxsize=256)

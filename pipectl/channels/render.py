@@ -24,9 +24,12 @@ def render_message(action: SendAction) -> Message:
     lead = lead_context(action.lead)
     context = {"lead": lead}
     params = action.params
+    headers: dict[str, str] = {}
     if action.type == "email":
         to = _address(lead.get("email"), "email address")
         subject = single_line(_render(params.get("subject") or "", context, "subject"))
+        if params.get("thread") and action.thread:
+            subject, headers = _in_thread(action.thread, subject)
         body = _render(params.get("body") or "", context, "body")
         html_source = params.get("html")
         html = _render(html_source, context, "html", html=True) if html_source else None
@@ -45,7 +48,20 @@ def render_message(action: SendAction) -> Message:
         message_id=message_id(action.action_id, (action.config or {}).get("from"), action.instance),
         subject=subject,
         html=html,
+        headers=headers,
+        date=action.sent_at,
     )
+
+
+def _in_thread(previous: dict[str, Any], subject: str) -> tuple[str, dict[str, str]]:
+    """A reply to the enrollment's previous email: its subject with `Re: ` (unless the
+    action gives one), and In-Reply-To and References naming it."""
+    if not subject:
+        before = str(previous.get("subject") or "")
+        subject = before if before[:3].lower() == "re:" else f"Re: {before}".rstrip()
+    parent = str(previous["message_id"])
+    references = f"{previous.get('references') or ''} {parent}".strip()
+    return subject, {"In-Reply-To": parent, "References": references}
 
 
 def lead_context(lead: dict[str, Any]) -> Lead:

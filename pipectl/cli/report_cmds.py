@@ -120,6 +120,17 @@ def _lines(entry: dict[str, Any]) -> list[tuple[str, str]]:
         for name, r in limits["rates"].items()
     ]
     lines.append(("limits", ", ".join(use)))
+    if a.get("waiting_for_sender"):
+        opens = entry["senders"][0]["next_day_at"]
+        lines.append(
+            (
+                "waiting for a sender",
+                f"{counted(a['waiting_for_sender'], 'email')} due: their senders have reached"
+                f" today's cap; they go when the next day opens, at {opens}",
+            )
+        )
+    for sender in entry.get("senders", []):
+        lines.append((f"sender {sender['sender']}", _sender_use(sender)))
     for f in entry["failing_channels"]:
         lines.append(
             (
@@ -135,6 +146,19 @@ def _lines(entry: dict[str, Any]) -> list[tuple[str, str]]:
         )
         lines.append((f"inbound {s['kind']}", f"{s['name']}: {synced}; {state}"))
     return lines
+
+
+def _sender_use(sender: dict[str, Any]) -> str:
+    """`5/20 today (warm-up day 2: 10 + 10 a day, up to 300), 12 leads`."""
+    use = f"{sender['sent_today']}/{sender['cap_today']} today"
+    warmup = sender["warmup"]
+    if warmup:
+        use += (
+            f" (warm-up day {warmup['day']}: {warmup['start']} + {warmup['step']} a day,"
+            f" up to {sender['daily_limit']})"
+        )
+    use += f", {counted(sender['leads'], 'lead')}"
+    return use + (" (removed from the YAML: its leads move on)" if sender["removed"] else "")
 
 
 def _counts(states: dict[str, int]) -> str:

@@ -38,6 +38,8 @@ def _render(lead: dict[str, Any]) -> None:
         + ("; DO NOT CONTACT" if lead["do_not_contact"] else ""),
         markup=False,
     )
+    if lead.get("sender"):
+        out.print(f"sender: {lead['sender']}", markup=False)
     if lead["fields"]:
         fields = ", ".join(f"{k}={v}" for k, v in lead["fields"].items())
         out.print(f"fields: {fields}", markup=False)

@@ -88,8 +88,10 @@ def tick(
             )
             if a.get("suppressed"):
                 what = f"would fail {a['type']} to {a['to']}: {a['suppressed'].split(';')[0]}"
+            sender = f", from {a['sender']}" if a.get("sender") else ""
             out.print(
-                f"{what} (action {a['action_id']}, account {a['account']}, due {a['perform_at']})",
+                f"{what} (action {a['action_id']}, account {a['account']}{sender},"
+                f" due {a['perform_at']})",
                 markup=False,
             )
         out.print(

@@ -58,6 +58,8 @@ class AccountsReader:
         merged = {ch: settings for ch, settings in merged.items() if settings}
         for channel, settings in merged.items():
             self.channels.check_transport(channel, settings, fields.get("channels", node), what)
+        if (merged.get("email") or {}).get("senders"):
+            self.channels.check_senders(merged["email"], fields.get("channels", node), what)
         timezone = defaults.TIMEZONE
         if "timezone" in fields:
             timezone = nodes.timezone(fields["timezone"], f"{what} timezone") or defaults.TIMEZONE

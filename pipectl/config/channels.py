@@ -9,13 +9,18 @@ from typing import Any
 from yaml.nodes import MappingNode, Node, ScalarNode
 
 from .. import defaults
+from ..channels.addresses import mailbox_address as sender_address
 from ..channels.resolve import is_secret_key
 from ..yaml_nodes import NodeReader
-from .model import CHANNELS, Inbox, yaml_keys
+from .model import CHANNELS, Inbox, SenderLimits, Warmup, yaml_keys
 
 VAR_REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 CHANNEL_KEYS = {channel: yaml_keys(settings) for channel, settings in CHANNELS.items()}
 INBOX_KEYS = yaml_keys(Inbox)
+# A sender mailbox overrides any email channel key and adds its daily limit and warm-up.
+SENDER_KEYS = tuple(k for k in CHANNEL_KEYS["email"] if k != "senders") + yaml_keys(SenderLimits)
+SENDER_OWN = defaults.SENDER_OWN
+WARMUP_KEYS = yaml_keys(Warmup)
 # Folders where the team's own mail lies (by their usual names; the server's \Sent, \Drafts
 # and \All flags are checked again at sync): reading them would count follow-ups as replies.
 OUTGOING_FOLDERS = (
@@ -44,6 +49,7 @@ class ChannelsReader:
 
     def __init__(self, nodes: NodeReader):
         self.nodes = nodes
+        self.sender_nodes: dict[int, Node] = {}  # id of a sender's dict -> its node, for lines
 
     def channels(self, node: Node, what: str) -> dict[str, dict[str, Any]]:
         """Channel settings as written: `${VAR}` stays a reference, resolved only at send time."""
@@ -64,6 +70,8 @@ class ChannelsReader:
             return self.headers(node, what)
         if name == "inbox":
             return self.inbox(node, what)
+        if name == "senders":
+            return self.senders(node, what)
         if name == "inbound":
             return self.nodes.flag(node, what)
         if name in NUMBER_SETTINGS and isinstance(node, ScalarNode):
@@ -107,8 +115,92 @@ class ChannelsReader:
                 f'{what} {value!r} is not an email address like "Acme Sales <sales@acme.example>"',
             )
 
-    def inbox(self, node: Node, what: str) -> dict[str, Any] | None:
-        """The IMAP mailbox where replies and bounces arrive; secrets stay ${VAR} references."""
+    def senders(self, node: Node, what: str) -> list[dict[str, Any]]:
+        """Sender mailboxes: each overrides the email channel's keys, with its own daily limit,
+        warm-up and inbox; named by its `from` address, which must be written out."""
+        senders: list[dict[str, Any]] = []
+        seen: dict[str, int] = {}
+        for number, sender_node in enumerate(self.nodes.sequence(node, what), start=1):
+            where = f"{what}[{number}]"
+            fields = self.nodes.mapping(sender_node, SENDER_KEYS, where)
+            if not isinstance(sender_node, MappingNode):
+                continue
+            sender: dict[str, Any] = {}
+            for name, value_node in fields.items():
+                value = self.sender_setting(value_node, f"{where}.{name}", name)
+                if value is not None:
+                    sender[name] = value
+            address = self.sender_identity(fields, sender_node, where)
+            if "daily_limit" not in fields:
+                self.nodes.problem(
+                    sender_node, f"{where} needs daily_limit (sends per day, e.g. 300)"
+                )
+            if address in seen:
+                self.nodes.problem(
+                    fields["from"],
+                    f"{where}: sender {address} is listed twice (first at line {seen[address]})",
+                )
+            elif address:
+                seen[address] = fields["from"].start_mark.line + 1
+            self.sender_nodes[id(sender)] = sender_node
+            senders.append(sender)
+        return senders
+
+    def sender_setting(self, node: Node, what: str, name: str) -> Any:
+        if name == "daily_limit":
+            return self.nodes.positive_int(node, what)
+        if name == "warmup":
+            fields = self.nodes.mapping(node, WARMUP_KEYS, what)
+            warmup = {}
+            for key in WARMUP_KEYS:
+                if key not in fields:
+                    if isinstance(node, MappingNode):
+                        self.nodes.problem(node, f"{what} needs {key} (e.g. start: 20, step: 10)")
+                    continue
+                if (value := self.nodes.positive_int(fields[key], f"{what}.{key}")) is not None:
+                    warmup[key] = value
+            return warmup if len(warmup) == len(WARMUP_KEYS) else None
+        if name == "inbox":
+            return self.inbox(node, what, partial=True)
+        return self.setting(node, what, "email", name)
+
+    def sender_identity(self, fields: dict[str, Node], node: Node, what: str) -> str:
+        """The sender's address, from its `from` (written out: a ${VAR} cannot name it)."""
+        if "from" not in fields:
+            self.nodes.problem(node, f'{what} needs from, e.g. "Ann Lee <ann@acme.example>"')
+            return ""
+        value = self.nodes.value(fields["from"])
+        if not isinstance(value, str) or VAR_REFERENCE.search(value) or not is_address(value):
+            if isinstance(value, str) and VAR_REFERENCE.search(value):
+                self.nodes.problem(
+                    fields["from"],
+                    f"{what}.from names the sender: write the address out, not {value!r}",
+                )
+            return ""
+        return sender_address(value)
+
+    def check_senders(self, email: dict[str, Any], node: Node, what: str) -> None:
+        """Each sender with the channel's settings it inherits: a transport it can use and
+        an inbox complete once merged with the channel's."""
+        base = {k: v for k, v in email.items() if k not in ("senders", "inbox")}
+        for sender in email.get("senders") or ():
+            where = self.sender_nodes.get(id(sender), node)
+            name = f"{what} sender {sender_address(str(sender.get('from') or ''))}"
+            settings = {**base, **{k: v for k, v in sender.items() if k not in SENDER_OWN}}
+            self.check_transport("email", settings, where, name)
+            if "inbox" in sender:
+                inbox = {**(email.get("inbox") or {}), **(sender["inbox"] or {})}
+                missing = [k for k in ("host", "username", "password") if not inbox.get(k)]
+                if missing:
+                    self.nodes.problem(
+                        where,
+                        f"{name}: inbox needs {', '.join(missing)}"
+                        " (under the sender's inbox or the channel's)",
+                    )
+
+    def inbox(self, node: Node, what: str, *, partial: bool = False) -> dict[str, Any] | None:
+        """The IMAP mailbox where replies and bounces arrive; secrets stay ${VAR} references.
+        `partial`: a sender's, completed by the channel's inbox."""
         fields = self.nodes.mapping(node, INBOX_KEYS, what)
         if not isinstance(node, MappingNode):
             return None
@@ -128,7 +220,7 @@ class ChannelsReader:
             if value is not None:
                 inbox[name] = value
         missing = [k for k in ("host", "username", "password") if k not in fields]
-        if missing:
+        if missing and not partial:
             self.nodes.problem(node, f"{what} needs {', '.join(missing)}")
         return inbox
 
@@ -173,6 +265,8 @@ class ChannelsReader:
         """A transport with the settings it cannot work without (after merging defaults)."""
         transport = settings.get("transport", defaults.TRANSPORT)
         missing = [s for s in REQUIRED_SETTINGS.get(transport, ()) if not settings.get(s)]
+        if settings.get("senders") and "from" in missing:  # each sender has its own
+            missing.remove("from")
         if transport == "twilio" and not {"from", "messaging_service_sid"} & set(settings):
             missing.append("from (or messaging_service_sid)")
         if missing:

@@ -100,6 +100,23 @@ class EmailChannel:
     list_unsubscribe: str = ""
     list_unsubscribe_post: str = ""
     inbox: Inbox | None = None
+    senders: tuple[dict[str, Any], ...] = ()  # Sender mailboxes, each a dict as written
+
+
+@dataclass(frozen=True)
+class Warmup:
+    """A new mailbox's ramp: `start` sends on its first day, `step` more each day after."""
+
+    start: int = 0
+    step: int = 0
+
+
+@dataclass(frozen=True)
+class SenderLimits:
+    """What a sender adds to the email channel's keys (which it may all override)."""
+
+    daily_limit: int = 0  # sends per day, in the account's time zone
+    warmup: Warmup | None = None
 
 
 @dataclass(frozen=True)
@@ -157,6 +174,7 @@ class EmailParams:
     subject: str = ""
     body: str = field(default="", metadata=written_as("body", file=True))
     html: str | None = field(default=None, metadata=written_as("html", file=True))
+    thread: bool = False  # sent as a reply in the enrollment's thread (subject optional)
 
 
 @dataclass(frozen=True)
@@ -176,7 +194,8 @@ class Action:
     """One action of a stage.
 
     `params` by type (all JSON-serialisable; durations already in seconds):
-      email:          {"subject": str, "body": str, "html": str | None}
+      email:          {"subject": str, "body": str, "html": str | None,
+                       "thread": True (only when set: a reply in the enrollment's thread)}
       sms:            {"body": str}
       wait:           {"seconds": int}
       wait_for_reply: {"timeout": int, "on_reply": str | None, "on_timeout": str | None}

@@ -187,15 +187,19 @@ class PipelinesReader:
 
     def email(self, node: Node, what: str, stage: _Inherited, lines: dict) -> dict[str, Any]:
         fields = self.nodes.mapping(node, EMAIL_KEYS, what)
-        if "subject" not in fields and isinstance(node, MappingNode):
-            self.nodes.problem(node, f"{what} needs a subject")
+        thread = "thread" in fields and bool(self.nodes.flag(fields["thread"], f"{what} thread"))
+        if "subject" not in fields and isinstance(node, MappingNode) and not thread:
+            self.nodes.problem(node, f"{what} needs a subject (or thread: true to reply)")
         subject = self.template_text(fields, "subject", None, node, what, required=False)
-        return {
+        params = {
             "subject": subject or "",
             "body": self.template_text(fields, "body", "body_file", node, what, required=True),
             "html": self.template_text(fields, "html", "html_file", node, what, required=False),
             **self.send_options(fields, what, stage),
         }
+        if thread:  # only when set, so snapshots of existing actions stay as they were
+            params["thread"] = True
+        return params
 
     def sms(self, node: Node, what: str, stage: _Inherited, lines: dict) -> dict[str, Any]:
         if isinstance(node, ScalarNode):

@@ -131,10 +131,17 @@ def _left(deadline: float | None) -> float:
 
 
 def _configs(channels: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    found = []
+    """The account's inbound sources: the email channel's inbox and every sender's, and the
+    SMS provider's inbound messages."""
+    found: list[tuple[str, dict[str, Any]]] = []
     email = channels.get("email") or {}
-    if isinstance(email.get("inbox"), Mapping):
-        found.append(("imap", dict(email["inbox"])))
+    inboxes = [dict(email["inbox"])] if isinstance(email.get("inbox"), Mapping) else []
+    for sender in email.get("senders") or ():  # each sender's own, completed by the channel's
+        if isinstance(sender, Mapping) and isinstance(sender.get("inbox"), Mapping):
+            inboxes.append({**(email.get("inbox") or {}), **sender["inbox"]})
+    for inbox in inboxes:
+        if ("imap", inbox) not in found:  # two senders sharing one mailbox: read it once
+            found.append(("imap", inbox))
     sms = channels.get("sms") or {}
     inbound = sms.get("inbound", defaults.SMS_INBOUND)
     if sms.get("transport") == "twilio" and str(inbound).strip().lower() not in _OFF:
@@ -281,12 +288,14 @@ def _sane(message: InboundMessage, now: str) -> InboundMessage:
 def _own_addresses(email: Mapping[str, Any]) -> frozenset[str]:
     """The account's own sending addresses (`from`, `reply_to`), lower-case."""
     found = set()
-    for key in ("from", "reply_to"):
-        value = str(email.get(key) or "")
-        if value and "${" not in value:
-            address = parseaddr(value)[1].strip().lower()
-            if "@" in address:
-                found.add(address)
+    mailboxes = [email, *(s for s in email.get("senders") or () if isinstance(s, Mapping))]
+    for mailbox in mailboxes:
+        for key in ("from", "reply_to"):
+            value = str(mailbox.get(key) or "")
+            if value and "${" not in value:
+                address = parseaddr(value)[1].strip().lower()
+                if "@" in address:
+                    found.add(address)
     return frozenset(found)
 
 

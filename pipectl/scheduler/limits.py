@@ -4,6 +4,7 @@ fairly between accounts. No database: the store's claim calls them with plain va
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
+from functools import lru_cache
 from typing import TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -36,3 +37,43 @@ def share(capacity: int, wants: Mapping[K, int]) -> dict[K, int]:
         capacity -= turns * len(open_keys)
         open_keys = [k for k in open_keys if given[k] < wants[k]]
     return given
+
+
+@lru_cache(maxsize=4096)
+def local_day(now: str, timezone: str) -> str:
+    """The date (YYYY-MM-DD) that `now` (UTC text) falls on in `timezone`: a sender's day
+    (cached: a tick records thousands of sends within a few seconds)."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    moment = datetime.fromisoformat(now.replace("Z", "+00:00"))
+    return moment.astimezone(ZoneInfo(timezone)).date().isoformat()
+
+
+def sender_cap(
+    daily_limit: int,
+    warmup: tuple[int, int] | None,
+    first_sent_on: str | None,
+    today: str,
+) -> tuple[int, int | None]:
+    """A sender's cap today and its warm-up day (None: no warm-up). Day 1 is the day it first
+    sent (today, if it never has); each day after allows `step` more, up to `daily_limit`."""
+    if warmup is None:
+        return daily_limit, None
+    from datetime import date
+
+    start, step = warmup
+    first = date.fromisoformat(first_sent_on) if first_sent_on else date.fromisoformat(today)
+    day = max(1, (date.fromisoformat(today) - first).days + 1)
+    return min(daily_limit, start + step * (day - 1)), day
+
+
+def next_day_opens(now: str, timezone: str) -> str:
+    """When the day after `now`'s local day begins in `timezone`, as UTC text: when a full
+    sender may send again."""
+    from datetime import UTC, date, datetime, time, timedelta
+    from zoneinfo import ZoneInfo
+
+    tomorrow = date.fromisoformat(local_day(now, timezone)) + timedelta(days=1)
+    opens = datetime.combine(tomorrow, time(0), tzinfo=ZoneInfo(timezone)).astimezone(UTC)
+    return opens.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -21,7 +21,7 @@ from ..channels.render import render_message
 from ..channels.senders import SenderPool
 from ..durations import add_seconds, format_time, parse_time, utcnow
 from ..store import Store, WriteError, is_busy
-from ..store.rows import Claim, Result
+from ..store.rows import Claim, Result, health_key
 from ..store.runners_sql import claim_token, heartbeat_seconds, new_runner_id
 from ..wording import counted
 from .dispatch import Dispatch
@@ -291,6 +291,8 @@ def perform(row: dict[str, Any], senders: SenderPool, clock: Clock) -> Result:
             lead=lead_context(row),
             config=row["channel_config"],
             instance=row.get("instance", ""),
+            sent_at=clock.now(),
+            thread=row.get("thread"),
         )
         message = render_message(action)
     except PermanentError as e:
@@ -317,6 +319,8 @@ def perform(row: dict[str, Any], senders: SenderPool, clock: Clock) -> Result:
         message_id=message.message_id,
         provider_id=provider_id,
         reached=True,
+        subject=message.subject,
+        references=message.headers.get("References"),
     )
 
 
@@ -327,11 +331,9 @@ def _blame_the_send(results: list[Result], worked: dict[tuple[int, str], bool]) 
     channel for good. When a server goes down, the first failure after the last success is
     blamed this way, and the next ones hold the channel.
     `worked`: per (account, channel), whether its latest send in this tick got through."""
-    last_reached = {
-        (r.action["account_id"], r.action["channel"]): i for i, r in enumerate(results) if r.reached
-    }
+    last_reached = {health_key(r.action): i for i, r in enumerate(results) if r.reached}
     for i, r in enumerate(results):
-        key = (r.action["account_id"], r.action["channel"])
+        key = health_key(r.action)
         if r.outcome == "held":
             if worked.get(key) or last_reached.get(key, -1) > i:
                 wait = seconds_between(r.finished_at, r.retry_at) if r.retry_at else None
@@ -399,6 +401,7 @@ def _dry_run(store: Store, clock: Clock, workers: int) -> TickSummary:
                     "to": r["email"] if r["type"] == "email" else r["phone"],
                     "perform_at": r["perform_at"],
                     "suppressed": suppressed.get(r["id"]),
+                    "sender": r.get("sender_address"),
                 }
                 for r in claim.sends
             ]

@@ -5,6 +5,7 @@ Open a database with `Store(path)`; then reach a part and call its verbs:
     store.config      pipelines from the YAML: apply, plan, lookups by key (config_sql.py)
     store.leads       leads and the enrollment queue: import, export, list (leads_sql.py)
     store.scheduler   the tick's SQL: recover, admit, claim, record results (scheduler_sql.py)
+    store.senders     mailboxes: daily caps, each lead's sender, threads (senders_sql.py)
     store.lifecycle   a lead in a pipeline: enter a stage, advance, move, stop (stages_sql.py)
     store.health      channels failing for reasons not the lead's; probes (health_sql.py)
     store.replies     replies by hand or CSV, opt-outs, stopping a lead (replies_sql.py)
@@ -45,6 +46,7 @@ from .replies_sql import RepliesSQL
 from .reports_sql import ReportsSQL
 from .runners_sql import RunnersSQL
 from .scheduler_sql import SchedulerSQL
+from .senders_sql import SendersSQL
 from .stages_sql import StagesSQL
 
 __all__ = ["BUSY_TIMEOUT_MS", "Database", "Store", "busy_timeout_ms", "default_db_path"]
@@ -74,6 +76,7 @@ class Store:
         self.config = ConfigSQL(self.database, self)
         self.leads = LeadsSQL(self.database, self)
         self.scheduler = SchedulerSQL(self.database, self)
+        self.senders = SendersSQL(self.database, self)
         self.lifecycle = StagesSQL(self.database, self)
         self.health = HealthSQL(self.database, self)
         self.replies = RepliesSQL(self.database, self)

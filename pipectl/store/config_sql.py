@@ -140,6 +140,13 @@ class ConfigSQL(Part):
                 plan.add("account", account.key, CHANGED, ", ".join(changed))
             else:
                 plan.add("account", account.key, UNCHANGED)
+        for account in config.accounts:
+            senders = (account.channels.get("email") or {}).get("senders") or ()
+            for address, change, detail in self.store.senders.apply_senders(
+                ids[account.key], senders, now
+            ):
+                if change != UNCHANGED:
+                    plan.add("sender", f"{account.key}/{address}", change, detail)
         return ids
 
     def _remove_absent_accounts(self, config: Config, plan: Plan, had_pipelines: set[int]) -> None:

@@ -14,11 +14,12 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .database import Part
+from .rows import health_key
 
 if TYPE_CHECKING:
     from .scheduler_sql import Result
 
-Key = tuple[int, str]  # (account id, channel)
+Key = tuple[int, str]  # (account id, channel), the channel `email:<address>` for a sender
 
 
 class HealthSQL(Part):
@@ -48,7 +49,7 @@ class HealthSQL(Part):
         held: dict[Key, list[Result]] = {}
         reached: set[Key] = set()
         for r in results:
-            key = (r.action["account_id"], r.action["channel"])
+            key = health_key(r.action)
             if r.outcome == "held":
                 held.setdefault(key, []).append(r)
                 reached.discard(key)
@@ -57,6 +58,9 @@ class HealthSQL(Part):
                 reached.add(key)
         if not held and not reached:
             return
+        # A sender mailbox that works also ends a failure of its account's whole channel
+        # (one recorded before the account had senders).
+        reached |= {(a, ch.split(":", 1)[0]) for a, ch in reached if ":" in ch}
         failing = self.channel_health()
         for key in reached & failing.keys():
             self.conn.execute(
@@ -111,5 +115,5 @@ class HealthSQL(Part):
                 self.conn.execute(
                     "UPDATE channel_health SET probe_token = ?, probe_action_id = ?"
                     " WHERE account_id = ? AND channel = ?",
-                    (token, row["id"], row["account_id"], row["channel"]),
+                    (token, row["id"], *health_key(row)),
                 )

@@ -105,9 +105,19 @@ class ReportsSQL(Part):
         late_in_tick, _ = self._claimed_waiting(account_id, overdue_before)
         _, oldest_in_tick = self._claimed_waiting(account_id, now)
         oldest = [t for t in (self._oldest_due(account_id, now), oldest_in_tick) if t]
+        # Emails whose sender is full today wait for the next day: held back, not overdue.
+        senders = self.store.senders.sender_status(account, now)
+        late_for_sender = (
+            self.store.senders.waiting_for_sender(account, now, overdue_before) if senders else 0
+        )
         actions: dict[str, Any] = {
             "due_now": self._pending_count(account_id, now),
-            "overdue": self._pending_count(account_id, overdue_before) + late_in_tick,
+            "overdue": self._pending_count(account_id, overdue_before)
+            + late_in_tick
+            - late_for_sender,
+            "waiting_for_sender": (
+                self.store.senders.waiting_for_sender(account, now, now) if senders else 0
+            ),
             "oldest_due": min(oldest, default=None),
             "running": self._count_status(account_id, ActionStatus.RUNNING),
             "awaiting_reply": self._count_status(account_id, ActionStatus.AWAITING_REPLY),
@@ -138,6 +148,7 @@ class ReportsSQL(Part):
             "lateness": lateness,
             "limits": limits,
             "failing_channels": failing,
+            "senders": senders,
             "inbound": (inbound := self.store.inbound.inbound_status(account_id)),
             "warnings": warnings + [w for s in inbound if (w := s["warning"])],
         }
@@ -233,15 +244,18 @@ class ReportsSQL(Part):
             "SELECT * FROM channel_health WHERE account_id = ? ORDER BY channel", (account_id,)
         ).fetchall():
             channel = row["channel"]
-            held = self.conn.execute(
-                "SELECT count(*) FROM lead_stage_actions INDEXED BY lsa_due"
-                " WHERE account_id = ? AND channel = ? AND status = 'pending' AND perform_at <= ?",
-                (account_id, channel, now),
-            ).fetchone()[0]
-            last_sent = self.conn.execute(
-                "SELECT max(sent_at) FROM deliveries WHERE account_id = ? AND channel = ?",
-                (account_id, channel),
-            ).fetchone()[0]
+            if ":" in channel:  # a sender mailbox, `email:<address>`
+                held, last_sent = self.store.senders.held_by_failing(account_id, channel, now)
+            else:
+                held = self.conn.execute(
+                    "SELECT count(*) FROM lead_stage_actions INDEXED BY lsa_due WHERE account_id"
+                    " = ? AND channel = ? AND status = 'pending' AND perform_at <= ?",
+                    (account_id, channel, now),
+                ).fetchone()[0]
+                last_sent = self.conn.execute(
+                    "SELECT max(sent_at) FROM deliveries WHERE account_id = ? AND channel = ?",
+                    (account_id, channel),
+                ).fetchone()[0]
             failing.append(
                 {
                     "channel": channel,
@@ -275,6 +289,7 @@ class ReportsSQL(Part):
             "timezone": lead["timezone"],
             "status": lead["status"],
             "do_not_contact": bool(lead["do_not_contact"]),
+            "sender": self._sender_of(lead["sender_id"]),
             "fields": json.loads(lead["fields"] or "{}"),
             "created_at": lead["created_at"],
             "updated_at": lead["updated_at"],
@@ -347,6 +362,17 @@ class ReportsSQL(Part):
         return result
 
     # --- actions ------------------------------------------------------------------------
+
+    def _sender_of(self, sender_id: int | None) -> str | None:
+        """The mailbox a lead's emails come from (its `from` as written), if it has one."""
+        if sender_id is None:
+            return None
+        row = self.conn.execute(
+            "SELECT sender, removed_at FROM senders WHERE id = ?", (sender_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        return row["sender"] + (" (removed: the next email moves)" if row["removed_at"] else "")
 
     def list_actions(
         self, *, status: str | None = None, account_id: int | None = None, limit: int = 100

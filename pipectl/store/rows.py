@@ -14,6 +14,12 @@ Row = dict[str, Any]  # a claimed send, as the claim read it
 Choose = Callable[[list[Row], Collection[int]], list[Row]]
 
 
+def health_key(row: Row) -> tuple[int, str]:
+    """Whose health a send tells: its sender mailbox's (`email:<address>`), else its
+    account's channel's."""
+    return row["account_id"], row.get("health_channel") or row["channel"]
+
+
 @dataclass
 class Claim:
     """What one turn's transaction did: sends claimed, sends started (and dropped: skipped
@@ -42,6 +48,8 @@ class Result:
     recipient: str | None = None
     message_id: str | None = None
     provider_id: str | None = None
+    subject: str | None = None  # an email's, as sent: a threaded follow-up's `Re: `
+    references: str | None = None  # an email's References header, when it was threaded
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,9 @@ from ..scheduler.limits import rate_room, share
 from ..scheduler.windows import window_opens
 from ..statuses import ActionStatus, EnrollmentStatus
 from .database import Part
-from .rows import Choose, Claim, Ledger, Result
+from .rows import Choose, Claim, Ledger, Result, health_key
 from .runners_sql import RUNNER_ID_LENGTH
+from .senders_sql import Mailbox
 from .stages_sql import marks, snapshot
 
 INTERNAL_BATCH = 500
@@ -297,11 +298,7 @@ class SchedulerSQL(Part):
         health = self.store.health.channel_health()
         if not health:
             return []
-        held = [
-            row
-            for row in ledger.waiting
-            if (row["account_id"], row["channel"]) in health and not row.get("probe")
-        ]
+        held = [row for row in ledger.waiting if health_key(row) in health and not row.get("probe")]
         if held:
             self._put_back([row["id"] for row in held], token, now)
         return held
@@ -348,13 +345,23 @@ class SchedulerSQL(Part):
                 sent["all"] = sent.get("all", 0) + n
         rows: list[dict[str, Any]] = []
         channels = json.loads(account["channels"] or "{}")
+        boxes = None
+        if (channels.get("email") or {}).get("senders"):
+            boxes = self.store.senders.mailboxes(account_id, account["timezone"], now)
         for channel in ("email", "sms"):
             limit = rate_room(rates, sent, channel)
             limit = room if limit is None else min(room, limit)
+            if channel == "email" and boxes is not None:
+                rows += self._sender_sends(
+                    account, channels, now, limit, claim, boxes, health, token
+                )
+                continue
             failing = health.get((account_id, channel))
             if failing is None:
                 if limit > 0:
-                    rows += self._due_sends(account, channel, channels, now, limit, claim)
+                    rows += self._due_sends(
+                        account, channel, channels, now, limit, claim, boxes=boxes
+                    )
             elif (
                 limit > 0
                 and not ledger.held.get((account_id, channel), 0)
@@ -364,6 +371,36 @@ class SchedulerSQL(Part):
         rows.sort(key=lambda r: (r["perform_at"], r["id"]))
         all_room = rate_room({"all": rates["all"]}, sent, "all") if "all" in rates else None
         return rows[: min(room, all_room if all_room is not None else room)]
+
+    def _sender_sends(
+        self,
+        account: sqlite3.Row,
+        channels: dict[str, Any],
+        now: str,
+        limit: int,
+        claim: Claim,
+        boxes: list[Mailbox],
+        health: dict[tuple[int, str], sqlite3.Row],
+        token: str,
+    ) -> list[dict[str, Any]]:
+        """Due emails of an account with sender mailboxes, each sender within its room today.
+        A failing sender (its login refused, say) holds its own leads' emails, not attempts,
+        and sends one of them a tick as a probe; the other senders go on."""
+        rows: list[dict[str, Any]] = []
+        for box in boxes:
+            failing = health.get((account["id"], f"email:{box.address}"))
+            if failing is None:
+                continue
+            had_room, box.room = box.room, 0
+            if had_room > 0 and limit > 0 and self.store.health.may_probe(failing, token, now):
+                probe = Mailbox(box.id, box.address, box.settings, box.cap, box.sent, box.in_flight)
+                probed = self._probe(account, "email", channels, now, claim, failing, [probe])
+                rows += probed
+                limit -= len(probed)
+        limit = min(limit, sum(b.room for b in boxes))
+        if limit > 0:  # else every sender is full today: its emails wait for tomorrow
+            rows += self._due_sends(account, "email", channels, now, limit, claim, boxes=boxes)
+        return rows
 
     def sent_in_windows(
         self, account_id: int, rates: dict[str, tuple[int, int]], now: str
@@ -393,13 +430,16 @@ class SchedulerSQL(Part):
         now: str,
         claim: Claim,
         health: sqlite3.Row,
+        boxes: list[Mailbox] | None = None,
     ) -> list[dict[str, Any]]:
         """The failing channel's probe: the due send after the last one tried (else the
-        oldest), so one send that fails alone does not hold its channel for good."""
+        oldest), so one send that fails alone does not hold its channel for good. `boxes`:
+        the one failing sender mailbox whose leads' emails are probed."""
         after = self.store.health.probe_cursor(health)
-        rows = self._due_sends(account, channel, channels, now, 1, claim, after)
+        one = boxes is not None
+        rows = self._due_sends(account, channel, channels, now, 1, claim, after, boxes, one)
         if not rows and after:
-            rows = self._due_sends(account, channel, channels, now, 1, claim)
+            rows = self._due_sends(account, channel, channels, now, 1, claim, None, boxes, one)
         for row in rows:
             row["probe"] = True
         return rows
@@ -413,20 +453,28 @@ class SchedulerSQL(Part):
         limit: int,
         claim: Claim,
         after: tuple[str, int] | None = None,
+        boxes: list[Mailbox] | None = None,
+        probing: bool = False,
     ) -> list[dict[str, Any]]:
         """Up to `limit` due sends (after `after`, a (perform_at, id), if given);
-        do-not-contact leads are stopped and windows deferred."""
+        do-not-contact leads are stopped and windows deferred. With sender mailboxes
+        (`boxes`), emails whose sender is full today stay pending, held back."""
         cursor = self.conn.cursor()
         cursor.row_factory = None  # plain tuples, made into dicts below: thousands a second
         where, params = "", cast(tuple[Any, ...], ())
         if after:
             where = "AND a.perform_at >= ? AND (a.perform_at > ? OR a.id > ?) "
             params = (after[0], after[0], after[1])
+        if boxes is not None:
+            full, full_ids = self.store.senders.full_filter(boxes)
+            where, params = where + full, (*params, *full_ids)
+            if probing:  # one failing sender's probe: only its own leads
+                where, params = where + "AND l.sender_id = ? ", (*params, boxes[0].id)
         rows = cursor.execute(
             "SELECT a.id, a.lead_id, a.account_id, a.enrollment_id, a.lead_stage_id, "
             "a.sequence_number, a.type, a.channel, a.params, a.attempts, a.perform_at, "
             "l.email, l.phone, l.first_name, l.last_name, l.fields, l.timezone, "
-            "l.do_not_contact, l.email_opt_out, l.sms_opt_out "
+            "l.do_not_contact, l.email_opt_out, l.sms_opt_out, l.sender_id "
             "FROM lead_stage_actions a JOIN leads l ON l.id = a.lead_id "
             "WHERE a.account_id = ? AND a.channel = ? AND a.status = 'pending' "
             f"AND a.perform_at <= ? {where}ORDER BY a.perform_at, a.id LIMIT ?"
@@ -439,7 +487,9 @@ class SchedulerSQL(Part):
             "instance": self.instance,
             # What the send needs: the inbound settings (and their ${VAR}s) are sync's.
             "channel_config": {
-                k: v for k, v in channels.get(channel, {}).items() if k not in ("inbox", "inbound")
+                k: v
+                for k, v in channels.get(channel, {}).items()
+                if k not in ("inbox", "inbound", "senders")
             },
             "concurrency": account["concurrency"],
             "account_timezone": account["timezone"],
@@ -466,8 +516,12 @@ class SchedulerSQL(Part):
                 )
                 claim.deferred += 1
                 continue
+            if row["params"].get("thread"):
+                row["thread"] = self.store.senders.previous_email(
+                    row["lead_id"], row["enrollment_id"]
+                )
             due.append(row)
-        return due
+        return due if boxes is None else self.store.senders.assign(due, boxes)
 
     def _internal_due(self, account_id: int, now: str, claim: Claim) -> None:
         """Waits and moves need no thread: they are done here, in the claim transaction."""
@@ -543,7 +597,8 @@ class SchedulerSQL(Part):
         # Sends that went out: delivered, and each lead's next action due (in bulk).
         self.conn.executemany(
             "INSERT INTO deliveries (account_id, lead_id, lead_stage_action_id, channel, "
-            "recipient, message_id, provider_id, sent_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "recipient, message_id, provider_id, sent_at, sender_id, subject, "
+            "thread_references) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     r.action["account_id"],
@@ -554,10 +609,14 @@ class SchedulerSQL(Part):
                     r.message_id,
                     r.provider_id,
                     r.finished_at,
+                    r.action.get("sender_id"),
+                    r.subject,
+                    r.references,
                 )
                 for r in done
             ],
         )
+        self.store.senders.count_sent(done)
         self.store.lifecycle.advance_many([(r.action, r.finished_at) for r in done])
         counts["done"] = len(done)
         for r in results:

@@ -26,7 +26,7 @@ def test_each_section_allows_its_dataclass_fields_in_order_and_never_line():
 
 def test_template_keys_come_with_their_file_twins_then_the_send_options():
     assert EMAIL_KEYS == (
-        "subject", "body", "body_file", "html", "html_file", "retry", "send_window",
+        "subject", "body", "body_file", "html", "html_file", "thread", "retry", "send_window",
     )  # fmt: skip
     assert SMS_KEYS == ("body", "body_file", "retry", "send_window")
 

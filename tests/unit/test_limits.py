@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 # The one import of the module under test: when it moves, change this line only.
-from pipectl.scheduler.limits import rate_room, share
+from pipectl.scheduler.limits import local_day, next_day_opens, rate_room, sender_cap, share
 from pipectl.scheduler.retry import MAX_RETRY_AFTER, retry_delay
 from pipectl.scheduler.windows import next_opening
 
@@ -166,3 +166,40 @@ def test_retry_delay_is_bounded_by_the_cap_and_grows_with_each_attempt(attempt, 
     full = min(cap, base * 2 ** max(0, attempt - 1))
     assert full / 2 <= delay <= cap
     assert retry_delay(attempt + 1, base, cap, rand=lambda: jitter) >= delay
+
+
+# sender mailboxes: the day in the account's time zone, the cap with warm-up
+
+
+def test_a_senders_day_is_the_accounts_local_date():
+    assert local_day("2027-03-02T04:59:59Z", NEW_YORK) == "2027-03-01"
+    assert local_day("2027-03-02T05:00:00Z", NEW_YORK) == "2027-03-02"
+    assert local_day("2027-03-02T23:30:00Z", "Asia/Tokyo") == "2027-03-03"
+
+
+def test_warm_up_starts_on_the_first_day_sent_and_grows_to_the_daily_limit():
+    caps = [sender_cap(30, (20, 4), "2027-03-01", f"2027-03-0{d}") for d in range(1, 6)]
+    assert caps == [(20, 1), (24, 2), (28, 3), (30, 4), (30, 5)]
+    assert sender_cap(30, (20, 4), None, "2027-06-01") == (20, 1)  # never sent: day 1 today
+    assert sender_cap(300, None, "2027-03-01", "2027-03-09") == (300, None)
+
+
+@given(
+    limit=st.integers(1, 5000),
+    start=st.integers(1, 500),
+    step=st.integers(1, 100),
+    days=st.integers(0, 400),
+)
+def test_a_cap_never_exceeds_the_daily_limit_and_never_falls(limit, start, step, days):
+    first = datetime(2027, 1, 1).date()
+    today = (first + timedelta(days=days)).isoformat()
+    tomorrow = (first + timedelta(days=days + 1)).isoformat()
+    cap, day = sender_cap(limit, (start, step), first.isoformat(), today)
+    assert cap <= limit and day == days + 1
+    assert sender_cap(limit, (start, step), first.isoformat(), tomorrow)[0] >= cap
+
+
+def test_the_next_day_opens_at_local_midnight_across_daylight_saving():
+    assert next_day_opens("2027-03-01T14:00:00Z", NEW_YORK) == "2027-03-02T05:00:00Z"
+    assert next_day_opens("2027-03-14T03:00:00Z", NEW_YORK) == "2027-03-14T05:00:00Z"
+    assert next_day_opens("2027-03-14T12:00:00Z", NEW_YORK) == "2027-03-15T04:00:00Z"
