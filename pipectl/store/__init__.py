@@ -5,6 +5,7 @@ Open a database with `Store(path)`; then reach a part and call its verbs:
     store.config      pipelines from the YAML: apply, plan, lookups by key (config_sql.py)
     store.leads       leads and the enrollment queue: import, export, list (leads_sql.py)
     store.scheduler   the tick's SQL: recover, admit, claim, record results (scheduler_sql.py)
+    store.admission   queued enrollments into their first stage, in batches (admission_sql.py)
     store.lifecycle   a lead in a pipeline: enter a stage, advance, move, stop (stages_sql.py)
     store.health      channels failing for reasons not the lead's; probes (health_sql.py)
     store.replies     replies by hand or CSV, opt-outs, stopping a lead (replies_sql.py)
@@ -12,6 +13,7 @@ Open a database with `Store(path)`; then reach a part and call its verbs:
     store.operator    retry failed actions, enroll existing leads (operator_sql.py)
     store.reports     read-only: status, a lead's timeline, actions by status (reports_sql.py)
     store.funnel      read-only: `pipectl report`'s pipelines, stages and counters (funnel_sql.py)
+    store.counters    the report's counters kept as leads enroll and enter stages (counters_sql.py)
 
 `database.py` owns the connection, `transaction()`, `rolled_back()`, a busy or full disk and the
 SQL dialect; `migrations.py` the schema. Parts call each other only through public verbs. Nothing
@@ -26,7 +28,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .admission_sql import AdmissionSQL
 from .config_sql import ConfigSQL
+from .counters_sql import CountersSQL
 from .database import (
     BUSY_TIMEOUT_MS,
     Database,
@@ -62,6 +66,7 @@ class Store:
         self.config = ConfigSQL(self.database, self)
         self.leads = LeadsSQL(self.database, self)
         self.scheduler = SchedulerSQL(self.database, self)
+        self.admission = AdmissionSQL(self.database, self)
         self.lifecycle = StagesSQL(self.database, self)
         self.health = HealthSQL(self.database, self)
         self.replies = RepliesSQL(self.database, self)
@@ -69,6 +74,7 @@ class Store:
         self.operator = OperatorSQL(self.database, self)
         self.reports = ReportsSQL(self.database, self)
         self.funnel = FunnelSQL(self.database, self)
+        self.counters = CountersSQL(self.database, self)
 
     @property
     def instance(self) -> str:

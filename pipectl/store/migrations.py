@@ -551,6 +551,14 @@ def m010_statuses(conn: sqlite3.Connection) -> None:
 m010_statuses.rebuilds_tables = True  # type: ignore[attr-defined]
 
 
+@migration
+def m013_admit_counters(conn: sqlite3.Connection) -> None:
+    """Admission writes a batch of leads at once and counts them in the same statement
+    (`store.counters`): the per-row triggers for `enrolled` and `entered` go."""
+    conn.execute("DROP TRIGGER IF EXISTS report_enrolled")
+    conn.execute("DROP TRIGGER IF EXISTS report_entered")
+
+
 def add_checks(conn: sqlite3.Connection, table: str, checks: dict[str, str]) -> None:
     """Rebuild `table` with `CHECK (column IN ...)` on the given columns (SQLite cannot add a
     CHECK to a column in place), keeping every column, row and index whatever earlier
