@@ -17,9 +17,9 @@ from ..durations import add_seconds
 from ..scheduler.limits import rate_room, share
 from ..scheduler.windows import window_opens
 from ..statuses import ActionStatus, EnrollmentStatus
+from .admission_sql import admit_batch_size
 from .database import Part
 from .rows import Choose, Claim, Ledger, Result
-from .admission_sql import admit_batch_size
 from .stages_sql import marks, snapshot
 
 INTERNAL_BATCH = 500
