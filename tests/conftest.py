@@ -5,12 +5,31 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import typer
+import typer.main
+import typer.testing
 from typer.testing import CliRunner
 
 from pipectl.cli import app
 from pipectl.store import Database
+
+# typer builds the click command from the app's annotations on every `CliRunner.invoke`
+# (tens of milliseconds for pipectl's commands, more than most commands take to run); the app
+# never changes during a test run, so each app is built once.
+_COMMANDS: dict[int, Any] = {}
+
+
+def _command_once(typer_instance: typer.Typer) -> Any:
+    key = id(typer_instance)
+    if key not in _COMMANDS:
+        _COMMANDS[key] = typer.main.get_command(typer_instance)
+    return _COMMANDS[key]
+
+
+typer.testing._get_command = _command_once  # type: ignore[attr-defined]
 
 
 @dataclass
