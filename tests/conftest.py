@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ import typer.testing
 from typer.testing import CliRunner
 
 from pipectl.cli import app
-from pipectl.store import Database
+from pipectl.store import Database, Store
 
 # typer builds the click command from the app's annotations on every `CliRunner.invoke`
 # (tens of milliseconds for pipectl's commands, more than most commands take to run); the app
@@ -43,9 +44,27 @@ class Run:
         return self.stdout + self.stderr
 
 
+@pytest.fixture(scope="session")
+def migrated_empty_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A database with every migration applied and no rows, made once per test process:
+    migrating a new file takes longer than most tests (tests/test_migrations.py and
+    `test_init_creates_...` cover a new file's migrations)."""
+    path = tmp_path_factory.mktemp("template") / "empty.db"
+    Store(path).close()  # closing the last connection folds the WAL into the file
+    return path
+
+
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "pipectl.db"
+def db(tmp_path: Path, migrated_empty_database: Path) -> Path:
+    """`pipectl.db` in tmp_path: a copy of the migrated empty database, with its own instance
+    id (Message-IDs carry it: two test databases must not share one)."""
+    path = tmp_path / "pipectl.db"
+    shutil.copyfile(migrated_empty_database, path)
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("UPDATE meta SET value = lower(hex(randomblob(6))) WHERE key = 'instance'")
+    conn.close()
+    return path
 
 
 @pytest.fixture
