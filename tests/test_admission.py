@@ -175,3 +175,28 @@ def test_a_new_lead_stage_of_a_batch_belongs_to_its_own_lead(cli, db: Path, tmp_
     )
     assert mismatched == []
     assert rows(db, "SELECT count(*) AS n FROM lead_stages")[0]["n"] == 30
+
+
+def test_with_nothing_queued_admission_probes_an_index_and_scans_no_enrollments(
+    cli, db: Path, tmp_path: Path
+) -> None:
+    """An idle tick stays flat with a million active leads: its queue check seeks per account."""
+    setup(cli, tmp_path, DRIP, {("acme", "drip"): 30, ("beta", "beta-drip"): 5})
+    tick(cli, T0)
+    store = Store(db)
+    statements: list[str] = []
+    store.database.conn.set_trace_callback(statements.append)
+    try:
+        assert store.scheduler.admit_queued(T0) == 0
+        store.database.conn.set_trace_callback(None)
+        plans = [
+            row["detail"]
+            for sql in statements
+            if "enrollments" in sql
+            for row in store.database.conn.execute(f"EXPLAIN QUERY PLAN {sql}")
+        ]
+    finally:
+        store.close()
+    partial = ("enrollments_queued", "enrollments_fifo")  # indexes of queued rows only
+    scans = [p for p in plans if p.startswith("SCAN e") and not any(i in p for i in partial)]
+    assert plans and scans == [], plans
