@@ -17,7 +17,8 @@ from .counters_sql import UPSERT, slot
 from .database import Part
 from .stages_sql import FINISHED, activation, snapshot
 
-# The batch being admitted, in FIFO order (`seq`); a temporary table of this connection.
+# The batch being admitted, in FIFO order (`seq`, numbered by the statement that fills it);
+# a temporary table of this connection.
 BATCH_TABLE = """
 CREATE TEMP TABLE IF NOT EXISTS admit_batch (
     seq INTEGER PRIMARY KEY,
@@ -82,13 +83,15 @@ class AdmissionSQL(Part):
         self.conn.execute(BATCH_TABLE)
         self.conn.execute("DELETE FROM admit_batch")
         taken = self.conn.execute(
-            "INSERT INTO admit_batch (enrollment_id, lead_id, pipeline_id, stage_id, removed)"
-            " SELECT e.id, e.lead_id, e.pipeline_id, e.entry_stage_id,"
-            " CASE WHEN p.removed_at IS NOT NULL OR s.removed_at IS NOT NULL THEN 1 ELSE 0 END"
+            "INSERT INTO admit_batch (seq, enrollment_id, lead_id, pipeline_id, stage_id, removed)"
+            " SELECT row_number() OVER (ORDER BY q.queued_at, q.id), q.id, q.lead_id,"
+            " q.pipeline_id, q.entry_stage_id, q.removed FROM (SELECT e.id, e.queued_at,"
+            " e.lead_id, e.pipeline_id, e.entry_stage_id, CASE WHEN p.removed_at IS NOT NULL"
+            " OR s.removed_at IS NOT NULL THEN 1 ELSE 0 END AS removed"
             " FROM enrollments e JOIN pipelines p ON p.id = e.pipeline_id"
             " LEFT JOIN pipeline_stages s ON s.id = e.entry_stage_id"
             " WHERE e.account_id = ? AND e.status = 'queued'"
-            " ORDER BY e.queued_at, e.id LIMIT ?",  # a re-enrolled lead queues anew
+            " ORDER BY e.queued_at, e.id LIMIT ?) q",  # a re-enrolled lead queues anew
             (account_id, limit),
         ).rowcount
         if not taken:
