@@ -20,14 +20,13 @@ from pipectl.store import Database, Store
 # typer builds the click command from the app's annotations on every `CliRunner.invoke`
 # (tens of milliseconds for pipectl's commands, more than most commands take to run); the app
 # never changes during a test run, so each app is built once.
-_COMMANDS: dict[int, Any] = {}
+_COMMANDS: dict[typer.Typer, Any] = {}  # holds each app, so no other takes its place
 
 
 def _command_once(typer_instance: typer.Typer) -> Any:
-    key = id(typer_instance)
-    if key not in _COMMANDS:
-        _COMMANDS[key] = typer.main.get_command(typer_instance)
-    return _COMMANDS[key]
+    if typer_instance not in _COMMANDS:
+        _COMMANDS[typer_instance] = typer.main.get_command(typer_instance)
+    return _COMMANDS[typer_instance]
 
 
 typer.testing._get_command = _command_once  # type: ignore[attr-defined]
