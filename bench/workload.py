@@ -133,9 +133,9 @@ def admit(db: Path, at: datetime) -> ChildRun:
     """The first tick after an import admits every queued enrollment, within the tick's
     default budget; its JSON summary (`admitted`, `seconds`) is the run's stdout. Should it
     run out of time, later ticks admit the rest (the measurement counts the first only)."""
-    run = pipectl(db, "tick", "--now", stamp(at), "--json")
-    while json.loads(run.stdout)["admitted"] and queued(db):
-        pipectl(db, "tick", "--now", stamp(at), "-q")
+    run = later = pipectl(db, "tick", "--now", stamp(at), "--json")
+    while json.loads(later.stdout)["admitted"] and queued(db):
+        later = pipectl(db, "tick", "--now", stamp(at), "--json")
     return run
 
 
