@@ -51,4 +51,5 @@ SMS_INBOUND = True  # twilio: poll for inbound texts and delivery reports unless
 WORKERS = 16  # send threads
 MAX_SECONDS = 50  # a tick keeps claiming while work is due, up to this long
 SYNC_SECONDS = 15  # the inbound sync a tick runs first
+ADMIT_BATCH = 50_000  # queued enrollments admitted per transaction (a tick's turn)
 RUN_INTERVAL = 60  # `pipectl run`: seconds between ticks

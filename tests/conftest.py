@@ -2,16 +2,35 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import typer
+import typer.main
+import typer.testing
 from typer.testing import CliRunner
 
 from pipectl.cli import app
-from pipectl.store import Database
+from pipectl.store import Database, Store
 from tests.backends import is_url, new_schema, pg_dump, pg_rows
+
+# typer builds the click command from the app's annotations on every `CliRunner.invoke`
+# (tens of milliseconds for pipectl's commands, more than most commands take to run); the app
+# never changes during a test run, so each app is built once.
+_COMMANDS: dict[typer.Typer, Any] = {}  # holds each app, so no other takes its place
+
+
+def _command_once(typer_instance: typer.Typer) -> Any:
+    if typer_instance not in _COMMANDS:
+        _COMMANDS[typer_instance] = typer.main.get_command(typer_instance)
+    return _COMMANDS[typer_instance]
+
+
+typer.testing._get_command = _command_once  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -53,13 +72,32 @@ def backend(request: pytest.FixtureRequest) -> str:
     return getattr(request, "param", "sqlite")
 
 
+@pytest.fixture(scope="session")
+def migrated_empty_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A database with every migration applied and no rows, made once per test process:
+    migrating a new file takes longer than most tests (tests/test_migrations.py and
+    `test_init_creates_...` cover a new file's migrations)."""
+    path = tmp_path_factory.mktemp("template") / "empty.db"
+    Store(path).close()  # closing the last connection folds the WAL into the file
+    return path
+
+
 @pytest.fixture
-def db(tmp_path: Path, backend: str):
-    """The database a test works on: a file in tmp_path, or a fresh PostgreSQL schema (a URL)."""
-    if backend == "sqlite":
-        yield tmp_path / "pipectl.db"
-    else:
+def db(tmp_path: Path, backend: str, request: pytest.FixtureRequest):
+    """The database a test works on: `pipectl.db` in tmp_path, or a fresh PostgreSQL schema
+    (a URL). The file is a copy of the migrated empty database, with its own instance id
+    (Message-IDs carry it: two test databases must not share one)."""
+    if backend == "postgresql":
         yield from new_schema()
+        return
+    migrated_empty_database = request.getfixturevalue("migrated_empty_database")
+    path = tmp_path / "pipectl.db"
+    shutil.copyfile(migrated_empty_database, path)
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("UPDATE meta SET value = lower(hex(randomblob(6))) WHERE key = 'instance'")
+    conn.close()
+    yield path
 
 
 @pytest.fixture

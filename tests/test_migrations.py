@@ -191,3 +191,48 @@ def test_senders_migration_keeps_leads_and_deliveries_and_adds_the_sender_column
     tables = {r["name"] for r in rows(db, "SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"senders", "sender_days"} <= tables
     assert rows(db, "PRAGMA user_version") == [{"user_version": len(MIGRATIONS)}]
+
+
+def test_admit_counters_migration_drops_two_triggers_and_admission_counts_instead(
+    tmp_path: Path,
+) -> None:
+    """m013: a database from before it, with a lead queued; after it, admitting the lead
+    counts it once as enrolled and once as entered (no trigger counts it a second time)."""
+    db = tmp_path / "old.db"
+    before = next(i for i, fn in enumerate(MIGRATIONS) if fn.__name__ == "m013_admit_counters")
+    conn = sqlite3.connect(db, isolation_level=None)
+    for number, fn in enumerate(MIGRATIONS[:before], start=1):
+        conn.execute("BEGIN")
+        fn(conn)
+        conn.execute(f"PRAGMA user_version = {number}")
+        conn.execute("COMMIT")
+    t = "2027-03-01T14:00:00Z"
+    conn.executescript(
+        f"""
+        INSERT INTO accounts (id, key, name, created_at, updated_at) VALUES (1, 'acme', 'Acme', '{t}', '{t}');
+        INSERT INTO pipelines (id, account_id, key, name, created_at, updated_at) VALUES (1, 1, 'p', 'P', '{t}', '{t}');
+        INSERT INTO pipeline_stages (id, pipeline_id, key, name, position) VALUES (1, 1, 's', 'S', 0);
+        INSERT INTO pipeline_stage_actions (pipeline_stage_id, sequence_number, type, params)
+            VALUES (1, 0, 'wait', '{{"seconds": 60}}');
+        INSERT INTO leads (id, account_id, email, status, created_at, updated_at)
+            VALUES (7, 1, 'ann@example.com', 'queued', '{t}', '{t}');
+        INSERT INTO enrollments (id, lead_id, pipeline_id, account_id, status, queued_at)
+            VALUES (5, 7, 1, 1, 'queued', '{t}');
+        """  # noqa: E501
+    )
+    conn.close()
+    triggers = "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'report_%'"
+    names = {r["name"] for r in rows(db, triggers)}
+    assert {"report_enrolled", "report_entered"} <= names
+    store = Store(db)
+    try:
+        assert store.scheduler.admit_queued("2027-03-01T14:20:00Z") == 1
+    finally:
+        store.close()
+    assert {r["name"] for r in rows(db, triggers)} == names - {"report_enrolled", "report_entered"}
+    counts = rows(db, "SELECT metric, slot, stage_id, n FROM report_counts ORDER BY metric")
+    assert counts == [
+        {"metric": "enrolled", "slot": "2027-03-01T14:15", "stage_id": 0, "n": 1},
+        {"metric": "entered", "slot": "2027-03-01T14:15", "stage_id": 1, "n": 1},
+    ]
+    assert rows(db, "SELECT status FROM leads") == [{"status": "active"}]

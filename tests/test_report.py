@@ -374,8 +374,9 @@ def test_a_lead_counts_once_as_contacted_and_once_as_emailed_whatever_the_order(
 
 
 def test_counters_kept_by_triggers_equal_a_recount_from_the_rows(campaign, db: Path) -> None:
-    """The migration's backfill (for databases from before it) and the triggers (as the tick
-    writes) agree: recount everything from the rows and compare."""
+    """The migration's backfill (for databases from before it) and the counters kept as the
+    tick writes (by triggers, and by the store for enrolled and entered) agree: recount
+    everything from the rows and compare."""
     from pipectl.store.migrations import REPORT_BACKFILL, run_script
 
     conn = sqlite3.connect(db, isolation_level=None)

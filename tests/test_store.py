@@ -15,6 +15,7 @@ SEED_TABLES = {
 
 
 def test_init_creates_the_seed_tables_and_is_idempotent(cli, db):
+    db.unlink()  # the fixture's copy of a migrated database: init makes a new one here
     first = cli("init")
     second = cli("init")
     assert first.exit_code == second.exit_code == 0

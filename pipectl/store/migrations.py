@@ -551,6 +551,52 @@ def m010_statuses(conn: sqlite3.Connection) -> None:
 m010_statuses.rebuilds_tables = True  # type: ignore[attr-defined]
 
 
+@migration
+def m011_senders(conn: sqlite3.Connection) -> None:
+    """Sender mailboxes: their daily caps and warm-up, a counter of sends per local day, the
+    sender each lead keeps (`leads.sender_id`), and per email the sender, subject and thread."""
+    run_script(
+        conn,
+        """
+        CREATE TABLE senders (
+            id INTEGER PRIMARY KEY,
+            account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+            address TEXT NOT NULL,              -- lower-case address of `from`: its identity
+            sender TEXT NOT NULL,               -- `from` as written, e.g. "Ann Lee <ann@...>"
+            settings TEXT NOT NULL DEFAULT '{}',-- email channel keys it overrides; ${VAR} kept
+            daily_limit INTEGER NOT NULL,
+            warmup_start INTEGER,               -- day 1 allows this many
+            warmup_step INTEGER,                -- and each day after, this many more
+            first_sent_on TEXT,                 -- the account-local date of its first send
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            removed_at TEXT,                    -- gone from the YAML: its leads move on
+            UNIQUE (account_id, address)
+        );
+        CREATE TABLE sender_days (
+            sender_id INTEGER NOT NULL REFERENCES senders(id) ON DELETE CASCADE,
+            day TEXT NOT NULL,                  -- YYYY-MM-DD in the account's time zone
+            sent INTEGER NOT NULL DEFAULT 0,    -- emails really sent that day
+            PRIMARY KEY (sender_id, day)
+        );
+        ALTER TABLE leads ADD COLUMN sender_id INTEGER REFERENCES senders(id);
+        ALTER TABLE deliveries ADD COLUMN sender_id INTEGER REFERENCES senders(id);
+        ALTER TABLE deliveries ADD COLUMN subject TEXT;
+        ALTER TABLE deliveries ADD COLUMN thread_references TEXT;
+        CREATE INDEX leads_sender ON leads (sender_id) WHERE sender_id IS NOT NULL;
+        CREATE INDEX deliveries_lead ON deliveries (lead_id, channel);
+        """,
+    )
+
+
+@migration
+def m013_admit_counters(conn: sqlite3.Connection) -> None:
+    """Admission writes a batch of leads at once and counts them in the same statement
+    (`store.counters`): the per-row triggers for `enrolled` and `entered` go."""
+    conn.execute("DROP TRIGGER IF EXISTS report_enrolled")
+    conn.execute("DROP TRIGGER IF EXISTS report_entered")
+
+
 def add_checks(conn: sqlite3.Connection, table: str, checks: dict[str, str]) -> None:
     """Rebuild `table` with `CHECK (column IN ...)` on the given columns (SQLite cannot add a
     CHECK to a column in place), keeping every column, row and index whatever earlier
@@ -618,44 +664,6 @@ def migrate(conn: sqlite3.Connection) -> None:
         finally:
             if rebuild:
                 conn.execute(f"PRAGMA foreign_keys = {foreign_keys}")
-
-
-@migration
-def m011_senders(conn: sqlite3.Connection) -> None:
-    """Sender mailboxes: their daily caps and warm-up, a counter of sends per local day, the
-    sender each lead keeps (`leads.sender_id`), and per email the sender, subject and thread."""
-    run_script(
-        conn,
-        """
-        CREATE TABLE senders (
-            id INTEGER PRIMARY KEY,
-            account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
-            address TEXT NOT NULL,              -- lower-case address of `from`: its identity
-            sender TEXT NOT NULL,               -- `from` as written, e.g. "Ann Lee <ann@...>"
-            settings TEXT NOT NULL DEFAULT '{}',-- email channel keys it overrides; ${VAR} kept
-            daily_limit INTEGER NOT NULL,
-            warmup_start INTEGER,               -- day 1 allows this many
-            warmup_step INTEGER,                -- and each day after, this many more
-            first_sent_on TEXT,                 -- the account-local date of its first send
-            created_at TEXT NOT NULL,
-            updated_at TEXT NOT NULL,
-            removed_at TEXT,                    -- gone from the YAML: its leads move on
-            UNIQUE (account_id, address)
-        );
-        CREATE TABLE sender_days (
-            sender_id INTEGER NOT NULL REFERENCES senders(id) ON DELETE CASCADE,
-            day TEXT NOT NULL,                  -- YYYY-MM-DD in the account's time zone
-            sent INTEGER NOT NULL DEFAULT 0,    -- emails really sent that day
-            PRIMARY KEY (sender_id, day)
-        );
-        ALTER TABLE leads ADD COLUMN sender_id INTEGER REFERENCES senders(id);
-        ALTER TABLE deliveries ADD COLUMN sender_id INTEGER REFERENCES senders(id);
-        ALTER TABLE deliveries ADD COLUMN subject TEXT;
-        ALTER TABLE deliveries ADD COLUMN thread_references TEXT;
-        CREATE INDEX leads_sender ON leads (sender_id) WHERE sender_id IS NOT NULL;
-        CREATE INDEX deliveries_lead ON deliveries (lead_id, channel);
-        """,
-    )
 
 
 @migration

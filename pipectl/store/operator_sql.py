@@ -114,10 +114,12 @@ class OperatorSQL(Part):
             " performed_at = NULL, claim_token = NULL WHERE id = ?",
             (now, action["id"]),
         )
-        self.conn.execute(
-            "UPDATE enrollments SET started_at = COALESCE(started_at, ?) WHERE id = ?",
+        if self.conn.execute(
+            "UPDATE enrollments SET started_at = ? WHERE id = ? AND started_at IS NULL"
+            " RETURNING id",
             (now, action["enrollment_id"]),
-        )
+        ).fetchall():
+            self.store.counters.enrolled(action["enrollment_id"], now)
         self.store.lifecycle.set_enrollment(
             action["enrollment_id"], action["lead_id"], EnrollmentStatus.ACTIVE, now
         )

@@ -153,7 +153,8 @@ def _column_ddl(column: tuple[Any, ...]) -> str:
     return ddl
 
 
-# The report's counters (migrations.py, m008_report), kept as SQLite's triggers keep them.
+# The report's counters that SQLite's triggers keep (migrations.py, m008_report; `enrolled`
+# and `entered` are counted by the store since m013, on both).
 REPORT_TRIGGERS = r"""
 CREATE OR REPLACE FUNCTION pipectl_slot(t text) RETURNS text IMMUTABLE LANGUAGE sql AS $$
     SELECT substr(t, 1, 14) || lpad((CAST(substr(t, 15, 2) AS integer) / 15 * 15)::text, 2, '0')
@@ -173,26 +174,6 @@ LANGUAGE sql AS $$
     SELECT e.pipeline_id FROM lead_stage_actions a JOIN enrollments e ON e.id = a.enrollment_id
     WHERE a.id = action
 $$;
-
-CREATE OR REPLACE FUNCTION report_enrolled() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF NEW.started_at IS NOT NULL AND NEW.started_at IS DISTINCT FROM OLD.started_at THEN
-        PERFORM pipectl_count(NEW.account_id, NEW.pipeline_id, 'enrolled', '',
-            pipectl_slot(NEW.started_at), 0, 0, 1);
-    END IF;
-    RETURN NULL;
-END $$;
-
-CREATE OR REPLACE FUNCTION report_entered() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pipectl_count(e.account_id, e.pipeline_id, 'entered', '',
-        pipectl_slot(NEW.entered_at), NEW.pipeline_stage_id,
-        coalesce((SELECT p.pipeline_stage_id FROM lead_stages p
-                  WHERE p.enrollment_id = NEW.enrollment_id AND p.id < NEW.id
-                  AND p.exited_at = NEW.entered_at ORDER BY p.id DESC LIMIT 1), 0), 1)
-    FROM enrollments e WHERE e.id = NEW.enrollment_id;
-    RETURN NULL;
-END $$;
 
 CREATE OR REPLACE FUNCTION report_exited() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -287,12 +268,6 @@ BEGIN
     RETURN NULL;
 END $$;
 
-DROP TRIGGER IF EXISTS report_enrolled ON enrollments;
-CREATE TRIGGER report_enrolled AFTER UPDATE OF started_at ON enrollments
-    FOR EACH ROW EXECUTE FUNCTION report_enrolled();
-DROP TRIGGER IF EXISTS report_entered ON lead_stages;
-CREATE TRIGGER report_entered AFTER INSERT ON lead_stages
-    FOR EACH ROW EXECUTE FUNCTION report_entered();
 DROP TRIGGER IF EXISTS report_exited ON lead_stages;
 CREATE TRIGGER report_exited AFTER UPDATE OF exited_at ON lead_stages
     FOR EACH ROW EXECUTE FUNCTION report_exited();

@@ -17,6 +17,7 @@ from ..durations import add_seconds
 from ..scheduler.limits import rate_room, share
 from ..scheduler.windows import window_opens
 from ..statuses import ActionStatus, EnrollmentStatus
+from .admission_sql import admit_batch_size
 from .database import Part
 from .rows import Choose, Claim, Ledger, Result, health_key
 from .runners_sql import RUNNER_ID_LENGTH
@@ -24,7 +25,6 @@ from .senders_sql import Mailbox
 from .stages_sql import marks, snapshot
 
 INTERNAL_BATCH = 500
-ADMIT_BATCH = 5000
 # A send to retry (or recover) whose stage the lead left while it ran (a reply moved it, it
 # was stopped) is skipped: retrying it would reach a lead that has moved on.
 PENDING_UNLESS_LEFT = (
@@ -72,10 +72,11 @@ class SchedulerSQL(Part):
                 self.store.lifecycle.resume_enrollment(enrollment_id, left_at)
             return recovered
 
-    def admit_queued(self, now: str, cap: int = ADMIT_BATCH) -> int:
-        """Start queued enrollments, oldest first, up to each account's `active_leads`."""
+    def admit_queued(self, now: str, cap: int | None = None) -> int:
+        """Start queued enrollments, oldest first, up to each account's `active_leads` and
+        `cap` (a batch)."""
         with self.transaction():
-            return self._admit(now, cap)
+            return self._admit(now, cap or admit_batch_size())
 
     def step(
         self,
@@ -100,7 +101,7 @@ class SchedulerSQL(Part):
                 return counts, 0, claim
             held = self._hold_failing(ledger, token, now) if results else []
             if claim_now:
-                admitted = self._admit(now, ADMIT_BATCH)
+                admitted = self._admit(now, admit_batch_size())
                 claim = self._claim(now, token, ledger)
             skip = {row["id"] for row in held}
             self._start(choose(claim.sends, skip), token, now, claim)
@@ -110,40 +111,7 @@ class SchedulerSQL(Part):
             return counts, admitted, claim
 
     def _admit(self, now: str, cap: int) -> int:
-        if not self.conn.execute(
-            "SELECT EXISTS (SELECT 1 FROM enrollments INDEXED BY enrollments_queued"
-            " WHERE status = 'queued')"
-        ).fetchone()[0]:
-            return 0  # the usual case, one probe of a partial index
-        admitted = 0
-        accounts = self.conn.execute("SELECT id, active_leads FROM accounts").fetchall()
-        for account in accounts:
-            room = cap - admitted
-            if account["active_leads"] is not None:
-                active = self.conn.execute(
-                    "SELECT count(*) FROM enrollments WHERE account_id = ? AND status = 'active'",
-                    (account["id"],),
-                ).fetchone()[0]
-                room = min(room, account["active_leads"] - active)
-            if room <= 0:
-                continue
-            queued = self.conn.execute(
-                "SELECT e.*, p.removed_at IS NOT NULL OR s.removed_at IS NOT NULL AS removed"
-                " FROM enrollments e JOIN pipelines p ON p.id = e.pipeline_id"
-                " LEFT JOIN pipeline_stages s ON s.id = e.entry_stage_id"
-                " WHERE e.account_id = ? AND e.status = 'queued'"
-                " ORDER BY e.queued_at, e.id LIMIT ?",  # a re-enrolled lead queues anew
-                (account["id"], room),
-            ).fetchall()
-            for enrollment in queued:
-                if enrollment["removed"]:  # removed from the YAML (apply --force): never starts
-                    self.store.lifecycle.set_enrollment(
-                        enrollment["id"], enrollment["lead_id"], EnrollmentStatus.STOPPED, now
-                    )
-                    continue
-                self.store.lifecycle.start_enrollment(enrollment, now)
-                admitted += 1
-        return admitted
+        return self.store.admission.admit(now, cap)
 
     # --- the claim --------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 """Moving leads through stages: enter (snapshot), advance, move, stop. Used by the tick,
-replies and operator commands; every method runs inside the caller's transaction."""
+replies and operator commands; every method runs inside the caller's transaction. (A lead's
+first stage is entered by admission, for a batch at once: `admission_sql.py`.)"""
 
 from __future__ import annotations
 
@@ -50,24 +51,6 @@ def activation(action_type: str, params: dict[str, Any], now: str) -> tuple[str,
 
 
 class StagesSQL(Part):
-    def start_enrollment(self, enrollment: sqlite3.Row, now: str) -> None:
-        stage_id = (
-            enrollment["entry_stage_id"]
-            or self.conn.execute(
-                "SELECT id FROM pipeline_stages WHERE pipeline_id = ? AND removed_at IS NULL "
-                "AND outcome IS NULL ORDER BY position LIMIT 1",
-                (enrollment["pipeline_id"],),
-            ).fetchone()[0]
-        )
-        self.conn.execute(
-            "UPDATE enrollments SET status = 'active', started_at = ?, finished_at = NULL "
-            "WHERE id = ?",
-            (now, enrollment["id"]),
-        )
-        self._enter_stage(
-            enrollment["id"], enrollment["lead_id"], enrollment["account_id"], stage_id, now
-        )
-
     def _enter_stage(
         self, enrollment_id: int, lead_id: int, account_id: int, stage_id: int, now: str
     ) -> None:
@@ -78,6 +61,7 @@ class StagesSQL(Part):
             "VALUES (?, ?, ?, ?) RETURNING id",
             (lead_id, enrollment_id, stage_id, now),
         ).fetchone()[0]
+        self.store.counters.entered(lead_stage_id, now)
         actions = self._stage_actions(stage_id)
         if stage["outcome"] or not actions:
             self.set_enrollment(
