@@ -578,6 +578,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=BENCH / "results.json")
     parser.add_argument(
         "--only-senders", action="store_true", help="only the due ticks with sender mailboxes"
+    )
+    parser.add_argument(
         "--only", choices=["admission"], help="one piece: import the largest size, one tick"
     )
     opts = parser.parse_args()
