@@ -10,6 +10,7 @@ Open a database with `Store(path)`; then reach a part and call its verbs:
     store.replies     replies by hand or CSV, opt-outs, stopping a lead (replies_sql.py)
     store.inbound     inbound sync: messages, bounces, text statuses, suppressions (inbound_sql.py)
     store.operator    retry failed actions, enroll existing leads (operator_sql.py)
+    store.hooks       webhooks: hooks, events written beside their change, delivery (hooks_sql.py)
     store.reports     read-only: status, a lead's timeline, actions by status (reports_sql.py)
     store.funnel      read-only: `pipectl report`'s pipelines, stages and counters (funnel_sql.py)
 
@@ -37,6 +38,7 @@ from .database import (
 )
 from .funnel_sql import FunnelSQL
 from .health_sql import HealthSQL
+from .hooks_sql import HooksSQL
 from .inbound_sql import InboundSQL
 from .leads_sql import LeadsSQL
 from .operator_sql import OperatorSQL
@@ -67,6 +69,7 @@ class Store:
         self.replies = RepliesSQL(self.database, self)
         self.inbound = InboundSQL(self.database, self)
         self.operator = OperatorSQL(self.database, self)
+        self.hooks = HooksSQL(self.database, self)
         self.reports = ReportsSQL(self.database, self)
         self.funnel = FunnelSQL(self.database, self)
 
