@@ -25,6 +25,7 @@ from ..store import Store, WriteError, is_busy
 from ..store.rows import Claim, Result
 from ..wording import counted
 from .dispatch import Dispatch
+from .hooks import HookCourier
 from .lock import TickLock
 from .retry import MAX_RETRY_AFTER, retry_delay
 from .workers import Workers
@@ -69,12 +70,17 @@ class TickSummary:
     # Channels failing for reasons that are not the leads' (their sends are held back).
     failing_channels: list[dict[str, Any]] = field(default_factory=list)
     sync_errors: list[str] = field(default_factory=list)
+    hooks_delivered: int = 0  # webhook events delivered, and attempts refused (retried later)
+    hooks_refused: int = 0
 
     def line(self) -> str:
         return (
             f"tick {self.now}: claimed {self.claimed}, done {self.done}, "
             f"retried {self.retried}, failed {self.failed}, held back {self.held_back}, "
-            f"admitted {self.admitted} in {self.seconds:.2f}s"
+            f"admitted {self.admitted}"
+            + (f", events {self.hooks_delivered} delivered" if self.hooks_delivered else "")
+            + (f", {self.hooks_refused} refused" if self.hooks_refused else "")
+            + f" in {self.seconds:.2f}s"
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -144,6 +150,7 @@ def _run(
     token = uuid.uuid4().hex
     dispatch = Dispatch(workers)
     pool = Workers(workers, lambda row: perform(row, senders, clock))
+    courier = HookCourier(store, clock.now)  # webhooks: their own threads, never the sends'
     results: list[Result] = []
     worked: dict[tuple[int, str], bool] = {}  # did each channel's latest send get through?
     claimed_at, cut = 0.0, True
@@ -162,6 +169,7 @@ def _run(
             dispatch.update(claim.sends, claim.started, claim.dropped)
             for row in claim.started:
                 pool.submit(row)
+            courier.turn(starting=claiming)
             summary.done += counts["done"] + claim.internal - claim.failed
             summary.retried += counts["retry"]
             summary.failed += counts["failed"] + claim.failed + claim.suppressed
@@ -184,6 +192,8 @@ def _run(
             results = _blame_the_send(results, worked)
     finally:
         pool.close()
+    courier.finish(time.monotonic() if stop.is_set() else started + max_seconds)
+    summary.hooks_delivered, summary.hooks_refused = courier.delivered, courier.refused
     summary.held_back = store.scheduler.count_due(clock.now())
     summary.failing_channels = store.health.failing_channels()
     summary.seconds = round(time.monotonic() - started, 3)
