@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -113,3 +115,39 @@ def _where(url: str) -> str:
 
 def _scrub(resolved: Resolved, text: str) -> str:
     return resolved.scrub(text)
+
+
+def sample_event(event_type: str, now: str) -> tuple[str, str]:
+    """(id, body) of an example event for `pipectl hooks test`: the real shape, made-up data."""
+    event_id = str(uuid.uuid4())
+    replied = event_type in ("replied", "opted_out", "bounced")
+    body = {
+        "id": event_id,
+        "type": event_type,
+        "occurred_at": now,
+        "account": "example",
+        "pipeline": "example-pipeline",
+        "stage": "won" if event_type in ("won", "lost") else "inquired",
+        "lead": {
+            "id": 0,
+            "email": "ann@example.com",
+            "phone": "+12125550123",
+            "first_name": "Ann",
+            "last_name": "Example",
+            "fields": {"company_name": "Example Roofing"},
+            "status": "active",
+        },
+        "reply": {
+            "id": 0,
+            "channel": "email",
+            "kind": {"opted_out": "opt_out", "bounced": "bounce"}.get(event_type, "reply"),
+            "sender": "ann@example.com",
+            "subject": "Re: Hello",
+            "body": "STOP" if event_type == "opted_out" else "Sounds good, call me tomorrow",
+            "received_at": now,
+            "source": "manual",
+        }
+        if replied
+        else None,
+    }
+    return event_id, json.dumps(body, ensure_ascii=False, separators=(",", ":"))
