@@ -94,18 +94,18 @@ class HooksSQL(Part):
 
     def forget(self) -> None:
         """Drop the cached hooks: `apply` may have changed them since."""
-        self.__dict__.pop("_live", None)
-        self.__dict__.pop("_keys", None)
+        self.__dict__.pop("_live_hooks", None)
+        self.__dict__.pop("_account_keys", None)
 
     def _live(self) -> list[LiveHook]:
-        if "_live" not in self.__dict__:
-            self.__dict__["_live"] = [
+        if "_live_hooks" not in self.__dict__:
+            self.__dict__["_live_hooks"] = [
                 LiveHook(r["id"], r["account_id"], frozenset(json.loads(r["events"])))
                 for r in self.conn.execute(
                     "SELECT id, account_id, events FROM hooks WHERE removed_at IS NULL ORDER BY id"
                 )
             ]
-        return self.__dict__["_live"]
+        return self.__dict__["_live_hooks"]
 
     # --- events (inside the caller's transaction) ---------------------------------------
 
@@ -207,7 +207,7 @@ class HooksSQL(Part):
         return dict(row)
 
     def _account_key(self, account_id: int) -> str:
-        keys = self.__dict__.setdefault("_keys", {})
+        keys = self.__dict__.setdefault("_account_keys", {})
         if account_id not in keys:
             keys[account_id] = self.conn.execute(
                 "SELECT key FROM accounts WHERE id = ?", (account_id,)

@@ -1,0 +1,343 @@
+"""Webhooks: events written beside their change, delivered signed and in order by the tick,
+retried while the receiver is down, never holding up the sends."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import dump, rows
+from .hook_receiver import HookReceiver
+from .scenario import ONE_EMAIL, T0, outbox, pipectl, smtp_channel, summary, write_yaml
+
+SECRET = "whsec-test-7f3a9c"  # a test receiver's secret; never a real one
+PAYLOAD_KEYS = ["id", "type", "occurred_at", "account", "pipeline", "stage", "lead", "reply"]
+LEAD_KEYS = ["id", "email", "phone", "first_name", "last_name", "fields", "status"]
+
+NURTURE = """\
+  - key: nurture
+    account: acme
+    name: Nurture
+    stages:
+      - key: inquired
+        actions:
+          - email: {subject: "Hi {{ lead.first_name }}", body: "Interested?"}
+          - wait_for_reply: {timeout: 2d, on_reply: won, on_timeout: lost}
+      - {key: won, outcome: won}
+      - {key: lost, outcome: lost}
+"""
+
+LEADS = """\
+Email,First Name,Last Name,Mobile Phone,Company Name
+ann@example.com,Ann,Lee,(212) 555-0123,Acme Roofing
+bob@example.com,Bob,Chen,,Beta Solar
+"""
+
+
+def hooks_yaml(url: str, extra: str = "") -> str:
+    return f"hooks:\n  - url: {url}\n    secret: ${{HOOK_SECRET}}\n{extra}"
+
+
+def prepare(cli, tmp_path: Path, pipelines: str, hooks: str, *, acme_extra: str = "") -> Path:
+    """Apply the pipelines with these hooks and import the two leads into the first one."""
+    path = write_yaml(tmp_path, pipelines, acme_extra=acme_extra)
+    path.write_text(path.read_text() + hooks, encoding="utf-8")
+    result = cli("apply", path)
+    assert result.exit_code == 0, result.output
+    csv = tmp_path / "leads.csv"
+    csv.write_text(LEADS, encoding="utf-8")
+    pipeline = pipelines.split("key: ", 1)[1].split("\n", 1)[0]
+    result = cli("leads", "import", csv, "--account", "acme", "--pipeline", pipeline)
+    assert result.exit_code == 0, result.output
+    return path
+
+
+def tick(cli, now: str, *args: str) -> dict:
+    result = cli("tick", "--now", now, "--json", *args)
+    assert result.exit_code == 0, result.output
+    return summary(result)
+
+
+def outbox_events(db: Path) -> list[dict]:
+    return rows(
+        db,
+        "SELECT e.event_id, e.type, e.status, e.attempts, e.last_error, e.payload"
+        " FROM hook_events e ORDER BY e.id",
+    )
+
+
+@pytest.fixture
+def receiver(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("HOOK_SECRET", SECRET)
+    server = HookReceiver(SECRET).start()
+    yield server
+    server.stop()
+
+
+# --- configuration ----------------------------------------------------------------------
+
+
+def test_validate_names_each_bad_hook_setting_with_its_line(cli, db, tmp_path):
+    path = write_yaml(tmp_path, ONE_EMAIL)
+    path.write_text(
+        path.read_text()
+        + "hooks:\n"
+        + "  - url: https://hooks.example/a\n"  # line +2
+        + "    events: [replied, wonn, stage_entered, closed]\n"
+        + "    secret: plain-text-secret\n"
+        + "    headers: {Authorization: Bearer abc}\n"
+        + "    account: nobody\n"
+        + "    timeout: 0\n"
+        + "  - url: ftp://hooks.example/b\n"
+        + "  - {events: [won]}\n",
+        encoding="utf-8",
+    )
+    first = path.read_text().splitlines().index("hooks:") + 2  # the first hook's line
+    assert cli("init").exit_code == 0
+    before = dump(db)
+
+    result = cli("validate", path)
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        f"{path}:{first + 1}: hook https://hooks.example/a: unknown event 'wonn'; events are"
+        " replied, opted_out, bounced, won, lost, failed, stage_entered",
+        f"{path}:{first + 1}: hook https://hooks.example/a: unknown event 'closed'; events are"
+        " replied, opted_out, bounced, won, lost, failed, stage_entered",
+        f"{path}:{first + 2}: hook https://hooks.example/a secret must be an environment"
+        " reference like ${HOOK_SECRET}: secrets are read from the environment at send time,"
+        " never written in the YAML",
+        f"{path}:{first + 3}: hook https://hooks.example/a headers.Authorization must use an"
+        " environment reference, e.g. 'Bearer ${SMS_TOKEN}': secrets are never written in the"
+        " YAML",
+        f"{path}:{first + 4}: hook https://hooks.example/a: unknown account 'nobody'"
+        " (accounts: acme, beta)",
+        f"{path}:{first + 5}: hook https://hooks.example/a timeout must be seconds between 0"
+        " and 300, not 0",
+        f"{path}:{first + 6}: hook 2 url must be an http:// or https:// URL, not"
+        " 'ftp://hooks.example/b'",
+        f"{path}:{first + 7}: hook 3 needs a url",
+    ]
+    assert "Traceback" not in result.output
+    assert cli("apply", path).exit_code == 1
+    assert dump(db) == before
+
+
+def test_apply_stores_hooks_as_written_and_prints_them_in_the_plan(cli, db, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOOK_SECRET", SECRET)
+    monkeypatch.setenv("HOOK_TOKEN", "tok-5531")
+    path = write_yaml(tmp_path, ONE_EMAIL)
+    base = path.read_text()
+    path.write_text(
+        base
+        + hooks_yaml(
+            "https://hooks.example/pipectl",
+            "    events: [won, replied]\n"
+            '    headers: {Authorization: "Bearer ${HOOK_TOKEN}", X-Team: sales}\n'
+            "    retry: {attempts: 3, backoff: 30s}\n",
+        )
+        + "  - {url: 'https://crm.example/in', account: acme}\n",
+        encoding="utf-8",
+    )
+    result = cli("apply", path)
+    assert result.exit_code == 0, result.output
+    assert "hook https://hooks.example/pipectl: created (replied, won)" in result.stdout
+    assert "hook https://crm.example/in (account acme): created" in result.stdout
+    stored = rows(db, "SELECT url, account_id, events, secret, headers, retry FROM hooks")
+    assert stored == [
+        {
+            "url": "https://hooks.example/pipectl",
+            "account_id": None,
+            "events": '["replied", "won"]',
+            "secret": "${HOOK_SECRET}",
+            "headers": '{"Authorization": "Bearer ${HOOK_TOKEN}", "X-Team": "sales"}',
+            "retry": '{"attempts": 3, "backoff": 30, "max_backoff": 3600}',
+        },
+        {
+            "url": "https://crm.example/in",
+            "account_id": rows(db, "SELECT id FROM accounts WHERE key = 'acme'")[0]["id"],
+            "events": json.dumps(
+                ["replied", "opted_out", "bounced", "won", "lost", "failed", "stage_entered"]
+            ),
+            "secret": None,
+            "headers": "{}",
+            "retry": '{"attempts": 15, "backoff": 60, "max_backoff": 3600}',
+        },
+    ]
+    whole = dump(db)
+    assert SECRET not in whole and "tok-5531" not in whole
+
+    again = cli("apply", path)
+    assert again.exit_code == 0 and "nothing changed" in again.stdout
+    assert "2 hooks" in again.stdout
+
+    path.write_text(base + hooks_yaml("https://hooks.example/pipectl"), encoding="utf-8")
+    result = cli("apply", path)
+    assert "hook https://hooks.example/pipectl: changed (events, headers, retry)" in result.stdout
+    assert "hook https://crm.example/in (account acme): removed" in result.stdout
+    assert [r["removed_at"] is None for r in rows(db, "SELECT removed_at FROM hooks")] == [
+        True,
+        False,
+    ]
+
+
+# --- delivery ---------------------------------------------------------------------------
+
+
+def test_tick_delivers_each_event_signed_in_order_with_its_stored_id(cli, db, tmp_path, receiver):
+    prepare(cli, tmp_path, ONE_EMAIL, hooks_yaml(receiver.url))
+    assert rows(db, "SELECT count(*) AS n FROM hook_events")[0]["n"] == 0  # queued, no stage
+
+    result = tick(cli, T0)
+    assert result["done"] == 4 and result["hooks_delivered"] == 6
+    assert len(outbox(tmp_path)) == 2
+
+    stored = outbox_events(db)
+    assert [r["status"] for r in stored] == ["delivered"] * 6
+    assert [r["attempts"] for r in stored] == [1] * 6
+    assert all(r.verified for r in receiver.requests)
+    # Received exactly as stored, in the order they happened, each id once.
+    assert [e["id"] for e in receiver.accepted] == [r["event_id"] for r in stored]
+    assert [json.loads(r["payload"]) for r in stored] == receiver.accepted
+    assert len({e["id"] for e in receiver.accepted}) == 6
+    by_lead = {
+        email: [(e["type"], e["stage"]) for e in receiver.accepted if e["lead"]["email"] == email]
+        for email in ("ann@example.com", "bob@example.com")
+    }
+    assert by_lead["ann@example.com"] == [
+        ("stage_entered", "intro"),
+        ("stage_entered", "won"),
+        ("won", "won"),
+    ]
+    assert by_lead["bob@example.com"] == by_lead["ann@example.com"]
+    assert [r.headers["X-Pipectl-Event"] for r in receiver.requests] == [
+        e["type"] for e in receiver.accepted
+    ]
+    assert all(r.headers["Content-Type"] == "application/json" for r in receiver.requests)
+
+    won = receiver.accepted[-1]
+    assert list(won) == PAYLOAD_KEYS
+    assert list(won["lead"]) == LEAD_KEYS
+    assert won["type"] == "won" and won["occurred_at"] == T0
+    assert (won["account"], won["pipeline"], won["stage"], won["reply"]) == (
+        "acme",
+        "drip",
+        "won",
+        None,
+    )
+    assert won["lead"]["status"] == "won"
+    assert won["lead"]["fields"] == {"company_name": "Beta Solar"}
+    assert won["lead"]["first_name"] == "Bob" and won["lead"]["last_name"] == "Chen"
+
+    assert tick(cli, "2027-03-01T14:05:00Z")["hooks_delivered"] == 0  # each once
+    assert len(receiver.requests) == 6
+
+
+def test_no_hook_no_events_and_dry_run_writes_and_posts_nothing(cli, db, tmp_path, receiver):
+    prepare(cli, tmp_path, ONE_EMAIL, "")
+    tick(cli, T0)
+    assert rows(db, "SELECT count(*) AS n FROM hook_events")[0]["n"] == 0
+
+    path = tmp_path / "pipelines.yaml"
+    path.write_text(path.read_text() + hooks_yaml(receiver.url), encoding="utf-8")
+    assert cli("apply", path).exit_code == 0
+    assert cli("reply", "--account", "acme", "--email", "ann@example.com", "--body", "hi",
+               "--at", "2027-03-01T14:10:00Z").exit_code == 0  # fmt: skip
+    before = dump(db)
+    result = cli("tick", "--now", "2027-03-01T14:11:00Z", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert dump(db) == before and receiver.requests == []
+    assert [r["status"] for r in outbox_events(db)] == ["pending"]
+
+
+def test_receiver_down_then_back_gets_every_event_in_order_repeats_with_the_same_id(
+    cli, db, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("HOOK_SECRET", SECRET)
+    receiver = HookReceiver(SECRET)  # not started: nothing listens on its port
+    prepare(cli, tmp_path, ONE_EMAIL, hooks_yaml(receiver.url))
+
+    first = tick(cli, T0)
+    assert first["done"] == 4 and len(outbox(tmp_path)) == 2  # the sends went out
+    assert first["hooks_delivered"] == 0 and first["hooks_refused"] == 1
+    stored = outbox_events(db)
+    assert [(r["status"], r["attempts"]) for r in stored] == [("pending", 1)] + [
+        ("pending", 0)
+    ] * 5  # in order: the first holds the rest until it is delivered
+    assert "ConnectError" in stored[0]["last_error"]
+    status = cli("status", "--now", "2027-03-01T14:00:30Z")
+    assert f"hook {receiver.url} failing since {T0} (6 events waiting)" in status.stdout
+    assert "6 waiting, 0 failed" in status.stdout
+    listed = json.loads(cli("hooks", "list", "--json").stdout)
+    assert listed[0]["waiting"] == 6 and "ConnectError" in listed[0]["last_error"]
+
+    receiver.start()
+    try:
+        receiver.status = 503  # up, but refusing: it sees the event, then sees it again
+        receiver.retry_after = "120"
+        second = tick(cli, "2027-03-01T14:01:10Z")  # backoff 30-60s after the first try
+        assert second["hooks_refused"] == 1
+        (seen,) = receiver.requests
+        assert seen.event["id"] == stored[0]["event_id"]
+        (retry_at,) = rows(db, "SELECT next_attempt_at FROM hook_events WHERE attempts = 2")
+        assert retry_at["next_attempt_at"] >= "2027-03-01T14:03:10Z"  # Retry-After honoured
+        assert tick(cli, "2027-03-01T14:02:00Z")["hooks_refused"] == 0  # not due yet
+
+        receiver.status = 200
+        third = tick(cli, "2027-03-01T14:04:00Z")
+        assert third["hooks_delivered"] == 6
+    finally:
+        receiver.stop()
+    assert [e["id"] for e in receiver.accepted] == [r["event_id"] for r in stored]
+    assert receiver.requests[1].event["id"] == seen.event["id"]  # the repeat: same id
+    assert receiver.requests[1].body == seen.body  # and the same bytes
+    assert [r["status"] for r in outbox_events(db)] == ["delivered"] * 6
+    status = cli("status", "--now", "2027-03-01T14:04:30Z")
+    assert "failing since" not in status.stdout and "0 waiting, 0 failed" in status.stdout
+
+
+def test_event_fails_for_good_after_its_attempts_and_the_next_goes_on(
+    cli, db, tmp_path, receiver
+):
+    prepare(cli, tmp_path, ONE_EMAIL, hooks_yaml(receiver.url, "    retry: {attempts: 2}\n"))
+    receiver.status = 500
+    tick(cli, T0)
+    tick(cli, "2027-03-01T14:02:00Z")  # the second and last attempt
+    receiver.status = 200
+    tick(cli, "2027-03-01T14:03:00Z")
+    stored = outbox_events(db)
+    assert [r["status"] for r in stored] == ["failed"] + ["delivered"] * 5
+    assert stored[0]["last_error"].startswith("gave up after 2 attempts: http://127.0.0.1:")
+    assert "HTTP 500" in stored[0]["last_error"]
+    assert [e["id"] for e in receiver.accepted] == [r["event_id"] for r in stored[1:]]
+    listed = json.loads(cli("hooks", "list", "--json").stdout)
+    assert (listed[0]["waiting"], listed[0]["failed"], listed[0]["last_error"]) == (0, 1, None)
+
+
+@pytest.mark.slow
+def test_a_hanging_receiver_holds_up_neither_the_sends_nor_the_end_of_the_tick(
+    db, tmp_path, receiver
+):
+    receiver.hang = 30  # answers after 30 s; the hook waits 10 s (the default)
+    path = write_yaml(tmp_path, ONE_EMAIL)
+    path.write_text(path.read_text() + hooks_yaml(receiver.url), encoding="utf-8")
+    assert pipectl(db, "apply", str(path)).returncode == 0
+    csv = tmp_path / "leads.csv"
+    csv.write_text(LEADS, encoding="utf-8")
+    assert pipectl(db, "leads", "import", str(csv), "--account", "acme", "--pipeline", "drip",
+                   ).returncode == 0  # fmt: skip
+
+    started = time.monotonic()
+    result = pipectl(db, "tick", "--now", T0, "--max-seconds", "3", "--json")
+    took = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    assert took < 8, took  # its budget (3 s) and start-up, not the receiver's 30 s
+    assert json.loads(result.stdout)["done"] == 4
+    assert len(outbox(tmp_path)) == 2
+    assert len(receiver.requests) == 1  # one POST, left hanging
+    # Left behind at the deadline: still pending, sent again (same id) by the next tick.
+    assert [r["status"] for r in outbox_events(db)] == ["pending"] * 6
+    assert receiver.requests[0].event["id"] == outbox_events(db)[0]["event_id"]
