@@ -20,6 +20,7 @@ from .channel_servers import free_port
 
 @dataclass
 class Request:
+    path: str
     headers: dict[str, str]
     body: bytes
     verified: bool
@@ -62,7 +63,9 @@ class HookReceiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 verified = receiver.verify(body, self.headers.get("X-Pipectl-Signature"))
                 with receiver.lock:
-                    receiver.requests.append(Request(dict(self.headers.items()), body, verified))
+                    receiver.requests.append(
+                        Request(self.path, dict(self.headers.items()), body, verified)
+                    )
                     status, hang = receiver.status, receiver.hang
                     if not verified:
                         status = 401

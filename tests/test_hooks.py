@@ -5,30 +5,18 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from .conftest import dump, rows
 from .hook_receiver import HookReceiver
-from .scenario import ONE_EMAIL, T0, outbox, pipectl, smtp_channel, summary, write_yaml
+from .scenario import ONE_EMAIL, T0, outbox, pipectl, summary, write_yaml
 
 SECRET = "whsec-test-7f3a9c"  # a test receiver's secret; never a real one
 PAYLOAD_KEYS = ["id", "type", "occurred_at", "account", "pipeline", "stage", "lead", "reply"]
 LEAD_KEYS = ["id", "email", "phone", "first_name", "last_name", "fields", "status"]
-
-NURTURE = """\
-  - key: nurture
-    account: acme
-    name: Nurture
-    stages:
-      - key: inquired
-        actions:
-          - email: {subject: "Hi {{ lead.first_name }}", body: "Interested?"}
-          - wait_for_reply: {timeout: 2d, on_reply: won, on_timeout: lost}
-      - {key: won, outcome: won}
-      - {key: lost, outcome: lost}
-"""
 
 LEADS = """\
 Email,First Name,Last Name,Mobile Phone,Company Name
@@ -299,9 +287,7 @@ def test_receiver_down_then_back_gets_every_event_in_order_repeats_with_the_same
     assert "failing since" not in status.stdout and "0 waiting, 0 failed" in status.stdout
 
 
-def test_event_fails_for_good_after_its_attempts_and_the_next_goes_on(
-    cli, db, tmp_path, receiver
-):
+def test_event_fails_for_good_after_its_attempts_and_the_next_goes_on(cli, db, tmp_path, receiver):
     prepare(cli, tmp_path, ONE_EMAIL, hooks_yaml(receiver.url, "    retry: {attempts: 2}\n"))
     receiver.status = 500
     tick(cli, T0)
@@ -341,3 +327,178 @@ def test_a_hanging_receiver_holds_up_neither_the_sends_nor_the_end_of_the_tick(
     # Left behind at the deadline: still pending, sent again (same id) by the next tick.
     assert [r["status"] for r in outbox_events(db)] == ["pending"] * 6
     assert receiver.requests[0].event["id"] == outbox_events(db)[0]["event_id"]
+
+
+# --- events from real flows ---------------------------------------------------------------
+
+START = datetime.now(UTC).replace(microsecond=0)  # the mailbox dates what it holds by now
+
+
+def at(minutes: float) -> str:
+    return (START + timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+FLOWS = """\
+version: 1
+accounts:
+  - key: acme
+    timezone: UTC
+    country: US
+channels:
+  email:
+    transport: smtp
+    host: 127.0.0.1
+    port: {smtp_port}
+    security: none
+    from: "Ann Seller <ann@acme.test>"
+    inbox:
+      host: 127.0.0.1
+      port: {imap_port}
+      security: none
+      username: ${{IMAP_USER}}
+      password: ${{IMAP_PASSWORD}}
+pipelines:
+  - key: outreach
+    account: acme
+    stages:
+      - key: intro
+        on_failure: undeliverable
+        actions:
+          - email: {{subject: "Quick question", body: "Hi {{{{ lead.first_name }}}}"}}
+          - wait_for_reply: {{timeout: 3d, on_reply: replied, on_timeout: quiet}}
+      - {{key: replied, outcome: won}}
+      - {{key: quiet, outcome: lost}}
+      - {{key: undeliverable, outcome: lost}}
+hooks:
+  - url: {url}
+    events: [replied, opted_out, bounced, won, lost, failed]
+    secret: ${{HOOK_SECRET}}
+  - url: {url}?only=acme
+    account: acme
+    events: [stage_entered]
+    secret: ${{HOOK_SECRET}}
+"""
+
+
+@pytest.mark.slow  # a real Dovecot for the bounce
+def test_replies_opt_outs_bounces_refusals_and_timeouts_each_reach_the_hook(
+    cli, db, tmp_path, mailbox, receiver, monkeypatch
+):
+    from .channel_servers import smtp_server
+    from .mail_samples import postfix_dsn
+
+    monkeypatch.setenv("IMAP_USER", mailbox.user)
+    monkeypatch.setenv("IMAP_PASSWORD", mailbox.password)
+    people = {
+        "ann": "ann@buyer.example",  # replies: replied, won
+        "bob": "bob@buyer.example",  # STOP: opted_out
+        "carol": "carol@buyer.example",  # bounces: bounced, failed, then lost
+        "dave": "dave@buyer.example",  # refused by the SMTP server: failed, then lost
+        "erin": "erin@buyer.example",  # never answers: lost at the timeout
+    }
+    with smtp_server() as (smtp, received):
+        received.replies[people["dave"]] = "550 5.1.1 <dave@buyer.example>: Recipient unknown"
+        (tmp_path / "pipelines.yaml").write_text(
+            FLOWS.format(smtp_port=smtp.port, imap_port=mailbox.server.port, url=receiver.url)
+        )
+        assert cli("apply").exit_code == 0
+        csv = tmp_path / "leads.csv"
+        csv.write_text("Email,First Name\n" + "".join(f"{e},{n}\n" for n, e in people.items()))
+        assert (
+            cli("leads", "import", csv, "--account", "acme", "--pipeline", "outreach").exit_code
+            == 0
+        )
+        assert tick(cli, at(0), "--no-sync")["failed"] == 1  # dave
+        assert len(received.received) == 4
+
+        assert cli("reply", "--account", "acme", "--email", people["ann"], "--body", "Yes, call me",
+                   "--at", at(60)).exit_code == 0  # fmt: skip
+        assert cli("reply", "--account", "acme", "--email", people["bob"], "--body", "STOP",
+                   "--at", at(61)).exit_code == 0  # fmt: skip
+        (sent,) = rows(db, "SELECT message_id FROM deliveries WHERE recipient = ?", people["carol"])
+        mailbox.append(postfix_dsn(failed=people["carol"], message_id=sent["message_id"]))
+        assert cli("sync", "--now", at(62)).exit_code == 0
+        tick(cli, at(63), "--no-sync")
+        tick(cli, at(3 * 24 * 60 + 60), "--no-sync")  # erin's wait times out
+
+    assert all(r.verified for r in receiver.requests)
+    by_hook: dict[str, list[dict]] = {}
+    for request in receiver.requests:
+        by_hook.setdefault(request.path, []).append(request.event)
+    all_events, stages = by_hook["/pipectl"], by_hook["/pipectl?only=acme"]
+    got = {
+        name: [e["type"] for e in all_events if e["lead"]["email"] == email]
+        for name, email in people.items()
+    }
+    assert got == {
+        "ann": ["replied", "won"],
+        "bob": ["opted_out"],
+        "carol": ["bounced", "failed", "lost"],
+        "dave": ["failed", "lost"],
+        "erin": ["lost"],
+    }
+    replied = next(e for e in all_events if e["type"] == "replied")
+    assert (replied["pipeline"], replied["stage"], replied["occurred_at"]) == (
+        "outreach",
+        "intro",
+        at(60),
+    )
+    assert replied["reply"]["body"] == "Yes, call me" and replied["reply"]["kind"] == "reply"
+    opted = next(e for e in all_events if e["type"] == "opted_out")
+    assert opted["reply"]["body"] == "STOP" and opted["lead"]["status"] == "stopped"
+    bounced = next(e for e in all_events if e["type"] == "bounced")
+    assert bounced["reply"]["kind"] == "bounce" and bounced["stage"] == "intro"
+    failed = [e for e in all_events if e["type"] == "failed"]
+    assert [e["stage"] for e in failed] == ["intro", "intro"]
+    assert {e["type"] for e in stages} == {"stage_entered"}
+    assert [e["stage"] for e in stages if e["lead"]["email"] == people["ann"]] == [
+        "intro",
+        "replied",
+    ]
+    stored = rows(db, "SELECT event_id FROM hook_events ORDER BY id")
+    assert len(stored) == len(receiver.requests) == len(receiver.accepted)
+    assert sorted(e["id"] for e in receiver.accepted) == sorted(r["event_id"] for r in stored)
+
+
+# --- pipectl hooks test -------------------------------------------------------------------
+
+
+def test_hooks_test_posts_a_signed_sample_and_says_what_the_receiver_answered(cli, receiver):
+    result = cli("hooks", "test", receiver.url, "--secret-env", "HOOK_SECRET",
+                 "--header", "X-Team: sales", "--event", "won")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (request,) = receiver.requests
+    assert request.verified and request.headers["X-Team"] == "sales"
+    assert request.headers["X-Pipectl-Event"] == "won"
+    assert list(request.event) == PAYLOAD_KEYS and request.event["type"] == "won"
+    assert result.stdout.strip() == (
+        f"HTTP 200: delivered a sample won event (signed, id {request.event['id']})"
+    )
+
+    receiver.status = 410
+    refused = cli("hooks", "test", receiver.url, "--secret-env", "HOOK_SECRET")
+    assert refused.exit_code == 1
+    assert refused.stderr.strip() == (
+        f"error: hooks test: not delivered: http://127.0.0.1:{receiver.port}: HTTP 410: no"
+    )
+    unsigned = cli("hooks", "test", receiver.url)  # this receiver wants a signature
+    assert unsigned.exit_code == 1 and "HTTP 401" in unsigned.stderr
+
+    missing = cli("hooks", "test", receiver.url, "--secret-env", "NOT_SET_ANYWHERE")
+    assert missing.exit_code == 1
+    assert "environment variable NOT_SET_ANYWHERE is not set" in missing.stderr
+    assert len(receiver.requests) == 3  # nothing posted without its secret
+
+
+def test_hooks_test_reports_a_receiver_that_is_down_and_never_shows_the_secret(cli, monkeypatch):
+    monkeypatch.setenv("HOOK_SECRET", SECRET)
+    port = HookReceiver(None).port
+    result = cli("hooks", "test", f"http://127.0.0.1:{port}/in?token=${{HOOK_SECRET}}",
+                 "--secret-env", "HOOK_SECRET")  # fmt: skip
+    assert result.exit_code == 1
+    assert result.stderr.startswith(
+        f"error: hooks test: not delivered: http://127.0.0.1:{port}: Connect"
+    )
+    assert SECRET not in result.output and "Traceback" not in result.output
+    bad = cli("hooks", "test", "mailto:someone@example.com")
+    assert bad.exit_code == 2 and "http:// or https://" in bad.stderr
