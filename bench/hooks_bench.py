@@ -96,7 +96,9 @@ def main() -> None:
         pipectl(base, "leads", "import", str(csv), "--account", "acme", "--pipeline", "drip")
         variants = {
             "no hook": "",
-            "a hook taking none of these events": f"hooks:\n  - {{url: '{url}', events: [bounced]}}\n",
+            "a hook taking none of these events": (
+                f"hooks:\n  - {{url: '{url}', events: [bounced]}}\n"
+            ),
             "a hook taking every event": f"hooks:\n  - {{url: '{url}'}}\n",
         }
         for name, hooks in variants.items():
