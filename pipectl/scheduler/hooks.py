@@ -27,6 +27,9 @@ from ..wording import counted
 from .retry import MAX_RETRY_AFTER, retry_delay
 
 WAKE_EVERY = 0.1
+# Between the tick's turns, due events are looked for at most this often (the tick turns
+# thousands of times a second while sends complete); a hook's finished batch restarts at once.
+LOOK_EVERY = 0.05
 
 
 class HookCourier:
@@ -48,6 +51,7 @@ class HookCourier:
         self.busy: set[int] = set()  # hooks with a POST in flight
         self.done: queue.SimpleQueue[tuple[int, list[HookOutcome]]] = queue.SimpleQueue()
         self.unwritten: list[HookOutcome] = []
+        self.looked = 0.0  # when due events were last looked for
         self.delivered = 0
         self.refused = 0
 
@@ -55,9 +59,12 @@ class HookCourier:
         """Write the outcomes that came in; start the hooks whose events are due."""
         if not self.enabled:
             return
-        self._collect(timeout=0)
+        finished = self._collect(timeout=0)
         self._write()
-        if starting and len(self.busy) < self.workers:
+        if not starting or len(self.busy) >= self.workers:
+            return
+        if finished or time.monotonic() - self.looked >= LOOK_EVERY:
+            self.looked = time.monotonic()
             for batch in self.store.hooks.due_batches(self.now(), self.busy, self.batch):
                 if len(self.busy) >= self.workers:
                     break
@@ -67,6 +74,7 @@ class HookCourier:
         """After the sends: deliver what is due (this tick's events too) until nothing is,
         or until `deadline` (monotonic); a POST still in flight then is left behind."""
         while self.enabled:
+            self.looked = 0.0  # look every time here: no sends to make room for
             self.turn(starting=time.monotonic() < deadline)
             if not self.busy or time.monotonic() >= deadline:
                 break
@@ -112,17 +120,21 @@ class HookCourier:
         finally:
             self.done.put((hook.id, outcomes))
 
-    def _collect(self, timeout: float) -> None:
+    def _collect(self, timeout: float) -> bool:
+        """Take the batches the threads finished (waiting up to `timeout` for one); any?"""
+        finished = False
         try:
             hook_id, outcomes = (
                 self.done.get(timeout=timeout) if timeout else self.done.get_nowait()
             )
             while True:
+                finished = True
                 self.busy.discard(hook_id)
                 self.unwritten += outcomes
                 hook_id, outcomes = self.done.get_nowait()
         except queue.Empty:
             pass
+        return finished
 
     def _write(self) -> None:
         """Record the outcomes; when another process holds the database, try next turn."""

@@ -231,8 +231,7 @@ class HooksSQL(Part):
                 continue
             rows = self.conn.execute(
                 "SELECT id, event_id, type, payload, attempts, next_attempt_at"
-                " FROM hook_events INDEXED BY hook_events_pending"
-                " WHERE hook_id = ? AND status = 'pending' ORDER BY id LIMIT ?",
+                " FROM hook_events WHERE hook_id = ? AND status = 'pending' ORDER BY id LIMIT ?",
                 (hook["id"], limit),
             ).fetchall()
             if not rows or (rows[0]["next_attempt_at"] or "") > now:
@@ -287,20 +286,21 @@ class HooksSQL(Part):
         """Each live hook (of one account, with those of every account), with its events
         waiting and failed, the oldest waiting, and its last error while it fails."""
         out = []
+        where, params = "", tuple[int, ...]()
+        if account_id is not None:
+            where, params = " AND (h.account_id IS NULL OR h.account_id = ?)", (account_id,)
         for hook in self.conn.execute(
             "SELECT h.*, a.key AS account FROM hooks h LEFT JOIN accounts a ON a.id = h.account_id"
-            " WHERE h.removed_at IS NULL AND (? IS NULL OR h.account_id IS NULL"
-            " OR h.account_id = ?) ORDER BY h.id",
-            (account_id, account_id),
+            f" WHERE h.removed_at IS NULL{where} ORDER BY h.id",
+            params,
         ).fetchall():
             waiting = self.conn.execute(
                 "SELECT count(*), min(created_at) FROM hook_events"
-                " INDEXED BY hook_events_pending WHERE hook_id = ? AND status = 'pending'",
+                " WHERE hook_id = ? AND status = 'pending'",
                 (hook["id"],),
             ).fetchone()
             failed = self.conn.execute(
-                "SELECT count(*) FROM hook_events INDEXED BY hook_events_failed"
-                " WHERE hook_id = ? AND status = 'failed'",
+                "SELECT count(*) FROM hook_events WHERE hook_id = ? AND status = 'failed'",
                 (hook["id"],),
             ).fetchone()[0]
             out.append(
