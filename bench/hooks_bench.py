@@ -99,6 +99,9 @@ def main() -> None:
             "a hook taking none of these events": (
                 f"hooks:\n  - {{url: '{url}', events: [bounced]}}\n"
             ),
+            "a hook taking every event, its receiver down (writing them only)": (
+                "hooks:\n  - {url: 'http://127.0.0.1:9/in'}\n"
+            ),
             "a hook taking every event": f"hooks:\n  - {{url: '{url}'}}\n",
         }
         for name, hooks in variants.items():
