@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import httpx
 import typer
 
 from .. import defaults
-from ..channels.webhooks import Endpoint, post_event, sample_event
-from ..config.hooks import url_problem
 from ..durations import format_time, utcnow
 from ..errors import PipectlError
 from ..statuses import HookEvent, values
@@ -46,6 +43,11 @@ def test_hook(
 
     Example: pipectl hooks test https://hooks.example/pipectl --secret-env HOOK_SECRET
     """
+    import httpx  # loaded by this command only: `pipectl --help` stays fast
+
+    from ..channels.webhooks import Endpoint, post_event, sample_event
+    from ..config.hooks import url_problem
+
     if event not in values(HookEvent):
         raise typer.BadParameter(
             f"must be one of {', '.join(values(HookEvent))}", param_hint="--event"

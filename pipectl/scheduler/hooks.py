@@ -16,10 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-import httpx
-
 from .. import defaults
-from ..channels.webhooks import Endpoint, post_event
 from ..durations import add_seconds
 from ..store import Store, WriteError, is_busy
 from ..store.rows import HookBatch, HookOutcome
@@ -93,6 +90,10 @@ class HookCourier:
 
     def _post_batch(self, batch: HookBatch) -> None:
         """In a worker thread: the hook's events in order, until one is refused."""
+        import httpx  # on first use: an idle tick loads no HTTP client
+
+        from ..channels.webhooks import Endpoint, post_event
+
         outcomes: list[HookOutcome] = []
         hook = batch.hook
         endpoint = Endpoint(hook.url, hook.secret, hook.headers, hook.timeout)
