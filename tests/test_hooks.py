@@ -295,7 +295,7 @@ def test_event_fails_for_good_after_its_attempts_and_the_next_goes_on(cli, db, t
     tick(cli, T0)
     tick(cli, "2027-03-01T14:02:00Z")  # the second and last attempt
     receiver.status = 200
-    tick(cli, "2027-03-01T14:03:00Z")
+    tick(cli, "2027-03-01T14:05:00Z")  # the next event was refused once meanwhile
     stored = outbox_events(db)
     assert [r["status"] for r in stored] == ["failed"] + ["delivered"] * 5
     assert stored[0]["last_error"].startswith("gave up after 2 attempts: http://127.0.0.1:")
@@ -504,3 +504,47 @@ def test_hooks_test_reports_a_receiver_that_is_down_and_never_shows_the_secret(c
     assert SECRET not in result.output and "Traceback" not in result.output
     bad = cli("hooks", "test", "mailto:someone@example.com")
     assert bad.exit_code == 2 and "http:// or https://" in bad.stderr
+
+
+def test_a_hook_of_one_account_hears_only_it_and_a_removed_hook_fails_its_waiting_events(
+    cli, db, tmp_path, receiver
+):
+    beta = ONE_EMAIL.replace("key: drip", "key: beta-drip").replace(
+        "account: acme", "account: beta"
+    )
+    down = "http://127.0.0.1:9/down"  # nothing listens there: its events wait
+    hooks = (
+        f"hooks:\n  - {{url: '{receiver.url}', account: beta, secret: '${{HOOK_SECRET}}'}}\n"
+        f"  - {{url: '{down}', events: [won]}}\n"
+    )
+    path = prepare(cli, tmp_path, ONE_EMAIL + beta, hooks)  # Ann and Bob in acme's drip
+    csv = tmp_path / "beta.csv"
+    csv.write_text("Email,First Name\ncara@beta.example,Cara\n", encoding="utf-8")
+    assert (
+        cli("leads", "import", csv, "--account", "beta", "--pipeline", "beta-drip").exit_code == 0
+    )
+    tick(cli, T0)
+
+    assert {e["account"] for e in receiver.accepted} == {"beta"}
+    assert [e["type"] for e in receiver.accepted] == ["stage_entered", "stage_entered", "won"]
+    waiting = rows(db, "SELECT status FROM hook_events e JOIN hooks h ON h.id = e.hook_id"
+                       " WHERE h.url = ?", down)  # fmt: skip
+    assert [w["status"] for w in waiting] == ["pending"] * 3  # won, for Ann, Bob and Cara
+
+    path.write_text(path.read_text().replace(f"  - {{url: '{down}', events: [won]}}\n", ""))
+    result = cli("apply", path)
+    assert f"hook {down}: removed" in result.stdout
+    gone = rows(db, "SELECT e.status, e.last_error FROM hook_events e JOIN hooks h"
+                    " ON h.id = e.hook_id WHERE h.url = ?", down)  # fmt: skip
+    assert (
+        gone
+        == [
+            {
+                "status": "failed",
+                "last_error": "the hook was removed from the YAML before this event was delivered",
+            }
+        ]
+        * 3
+    )
+    assert [h["url"] for h in json.loads(cli("hooks", "list", "--json").stdout)] == [receiver.url]
+    assert down not in cli("status", "--now", "2027-03-01T14:01:00Z").stdout
