@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from pipectl.store import Store
+
 from .conftest import dump, rows
 from .hook_receiver import HookReceiver
 from .scenario import ONE_EMAIL, T0, outbox, pipectl, summary, write_yaml
@@ -329,6 +331,7 @@ def test_a_hanging_receiver_holds_up_neither_the_sends_nor_the_end_of_the_tick(
     # Left behind at the deadline: still pending, sent again (same id) by the next tick.
     assert [r["status"] for r in outbox_events(db)] == ["pending"] * 6
     assert receiver.requests[0].event["id"] == outbox_events(db)[0]["event_id"]
+    assert rows(db, "SELECT claimed_by FROM hooks") == [{"claimed_by": None}]  # free again
 
 
 # --- events from real flows ---------------------------------------------------------------
@@ -548,3 +551,25 @@ def test_a_hook_of_one_account_hears_only_it_and_a_removed_hook_fails_its_waitin
     )
     assert [h["url"] for h in json.loads(cli("hooks", "list", "--json").stdout)] == [receiver.url]
     assert down not in cli("status", "--now", "2027-03-01T14:01:00Z").stdout
+
+
+def test_one_hook_is_posted_to_by_one_runner_at_a_time(cli, db, tmp_path, monkeypatch):
+    """With many runners (PostgreSQL), a hook's events go from one at a time, in order: a
+    runner claims the hook until it releases it, or its lease runs out (it died)."""
+    monkeypatch.setenv("HOOK_SECRET", SECRET)
+    prepare(cli, tmp_path, ONE_EMAIL, hooks_yaml("http://127.0.0.1:9/down"))
+    cli("tick", "--now", T0)  # writes the events; the receiver is down
+    later, lease = "2027-03-01T15:00:00Z", "2027-03-01T15:01:00Z"
+    store = Store(db)
+    try:
+        (first,) = store.hooks.due_batches(later, (), 100, token="a", lease_until=lease)
+        assert len(first.events) == 6
+        assert store.hooks.due_batches(later, (), 100, token="b", lease_until=lease) == []
+        # Runner a died: after its lease, b takes the hook, from the same oldest event.
+        after = "2027-03-01T15:01:00Z"
+        (taken,) = store.hooks.due_batches(after, (), 100, token="b", lease_until=lease)
+        assert taken.events[0].event_id == first.events[0].event_id
+        store.hooks.release_hooks([taken.hook.id], "b")
+        assert store.hooks.due_batches(later, (), 100, token="c", lease_until=lease) != []
+    finally:
+        store.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -39,13 +40,17 @@ class HookCourier:
         *,
         workers: int = defaults.HOOK_WORKERS,
         batch: int = defaults.HOOK_BATCH,
+        lease: float = defaults.MAX_SECONDS + 60,
     ):
         self.store = store
         self.now = now
         self.workers = workers
         self.batch = batch
+        self.lease = lease  # a hook stays this tick's this long, unless released before
+        self.token = uuid.uuid4().hex
         self.enabled = store.hooks.any_live()  # no hook: every call below returns at once
-        self.busy: set[int] = set()  # hooks with a POST in flight
+        self.busy: set[int] = set()  # hooks being posted to, until their outcomes are written
+        self.finished: set[int] = set()  # hooks whose batches are done, outcomes not written
         self.done: queue.SimpleQueue[tuple[int, list[HookOutcome]]] = queue.SimpleQueue()
         self.unwritten: list[HookOutcome] = []
         self.looked = 0.0  # when due events were last looked for
@@ -62,7 +67,14 @@ class HookCourier:
             return
         if finished or time.monotonic() - self.looked >= LOOK_EVERY:
             self.looked = time.monotonic()
-            for batch in self.store.hooks.due_batches(self.now(), self.busy, self.batch):
+            now = self.now()
+            for batch in self.store.hooks.due_batches(
+                now,
+                self.busy,
+                self.batch,
+                token=self.token,
+                lease_until=add_seconds(now, self.lease),
+            ):
                 if len(self.busy) >= self.workers:
                     break
                 self._start(batch)
@@ -77,6 +89,8 @@ class HookCourier:
                 break
             self._collect(timeout=min(WAKE_EVERY, max(0.0, deadline - time.monotonic())))
         self._write()
+        # POSTs still unanswered are left: their hooks are free for the next tick.
+        self.store.hooks.release_hooks(self.busy - self.finished, self.token)
 
     def _start(self, batch: HookBatch) -> None:
         self.busy.add(batch.hook.id)
@@ -130,7 +144,7 @@ class HookCourier:
             )
             while True:
                 finished = True
-                self.busy.discard(hook_id)
+                self.finished.add(hook_id)
                 self.unwritten += outcomes
                 hook_id, outcomes = self.done.get_nowait()
         except queue.Empty:
@@ -139,7 +153,7 @@ class HookCourier:
 
     def _write(self) -> None:
         """Record the outcomes; when another process holds the database, try next turn."""
-        if not self.unwritten:
+        if not self.finished:
             return
         rows = []
         for o in self.unwritten:
@@ -149,7 +163,7 @@ class HookCourier:
                 o = replace(o, error=f"gave up after {tries}: {o.error}")
             rows.append((o, at))
         try:
-            self.store.hooks.record_deliveries(rows)
+            self.store.hooks.record_deliveries(rows, self.finished, self.token)
         except WriteError as e:
             if is_busy(e):
                 return
@@ -157,6 +171,8 @@ class HookCourier:
         self.delivered += sum(o.delivered for o in self.unwritten)
         self.refused += sum(not o.delivered for o in self.unwritten)
         self.unwritten = []
+        self.busy -= self.finished  # only now: events not yet written would go twice
+        self.finished = set()
 
     @staticmethod
     def _retry_at(outcome: HookOutcome) -> str | None:

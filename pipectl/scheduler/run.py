@@ -150,7 +150,8 @@ def _run(
     token = uuid.uuid4().hex
     dispatch = Dispatch(workers)
     pool = Workers(workers, lambda row: perform(row, senders, clock))
-    courier = HookCourier(store, clock.now)  # webhooks: their own threads, never the sends'
+    # Webhooks: threads of their own, never the sends'; a hook is this tick's while it runs.
+    courier = HookCourier(store, clock.now, lease=max_seconds + 60)
     results: list[Result] = []
     worked: dict[tuple[int, str], bool] = {}  # did each channel's latest send get through?
     claimed_at, cut = 0.0, True

@@ -573,6 +573,8 @@ def m012_hooks(conn: sqlite3.Connection) -> None:
             last_error TEXT,                    -- the latest failed attempt's, until one works
             failing_since TEXT,
             last_delivered_at TEXT,
+            claimed_by TEXT,                    -- the tick posting its events now: one at a
+            claimed_until TEXT,                 -- time per hook, even with many runners
             created_at TEXT NOT NULL,
             updated_at TEXT NOT NULL,
             removed_at TEXT                     -- gone from the YAML
