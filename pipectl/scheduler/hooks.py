@@ -74,9 +74,8 @@ class HookCourier:
                 self.batch,
                 token=self.token,
                 lease_until=add_seconds(now, self.lease),
+                most=self.workers - len(self.busy),
             ):
-                if len(self.busy) >= self.workers:
-                    break
                 self._start(batch)
 
     def finish(self, deadline: float) -> None:

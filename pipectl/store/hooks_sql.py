@@ -221,12 +221,19 @@ class HooksSQL(Part):
         return bool(self._live())
 
     def due_batches(
-        self, now: str, busy: Collection[int], limit: int, *, token: str, lease_until: str
+        self,
+        now: str,
+        busy: Collection[int],
+        limit: int,
+        *,
+        token: str,
+        lease_until: str,
+        most: int = 1_000_000,
     ) -> list[HookBatch]:
         """Per hook not `busy`, its oldest pending events, up to `limit`, when the oldest is
-        due (a hook's events go in order, so one waiting for its retry holds the rest); each
-        hook returned is claimed by `token` until `lease_until` or `release_hooks`, so two
-        runners never post one hook's events at once."""
+        due (a hook's events go in order, so one waiting for its retry holds the rest), for
+        at most `most` hooks; each hook returned is claimed by `token` until `lease_until`
+        or `release_hooks`, so two runners never post one hook's events at once."""
         hooks = [
             hook
             for hook in self.conn.execute(
@@ -236,9 +243,11 @@ class HooksSQL(Part):
         ]
         if not hooks:
             return []  # the usual case: no write
-        batches = []
+        batches: list[HookBatch] = []
         with self.transaction():
             for hook in hooks:
+                if len(batches) >= most:
+                    break
                 if not self.conn.execute(
                     "UPDATE hooks SET claimed_by = ?, claimed_until = ? WHERE id = ?"
                     " AND (claimed_by IS NULL OR claimed_by = ? OR claimed_until <= ?)",
