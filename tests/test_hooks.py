@@ -306,6 +306,16 @@ def test_event_fails_for_good_after_its_attempts_and_the_next_goes_on(cli, db, t
     listed = json.loads(cli("hooks", "list", "--json").stdout)
     assert (listed[0]["waiting"], listed[0]["failed"], listed[0]["last_error"]) == (0, 1, None)
 
+    # Sent again by hand, with fresh attempts: the receiver gets it, with its id.
+    assert cli("hooks", "retry", "--url", "https://nowhere.example/").exit_code == 1
+    result = cli("hooks", "retry", "--url", receiver.url)
+    assert result.exit_code == 0 and result.stdout.strip() == (
+        "requeued 1 event; the next tick sends them"
+    )
+    assert tick(cli, "2027-03-01T14:06:00Z")["hooks_delivered"] == 1
+    assert receiver.accepted[-1]["id"] == stored[0]["event_id"]
+    assert [r["status"] for r in outbox_events(db)] == ["delivered"] * 6
+
 
 @pytest.mark.slow
 def test_a_hanging_receiver_holds_up_neither_the_sends_nor_the_end_of_the_tick(

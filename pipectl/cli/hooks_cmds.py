@@ -10,6 +10,7 @@ from .. import defaults
 from ..durations import format_time, utcnow
 from ..errors import PipectlError
 from ..statuses import HookEvent, values
+from ..wording import counted
 from .app import app, open_store, out, print_json, print_rows
 
 hooks_app = typer.Typer(
@@ -72,6 +73,26 @@ def test_hook(
         f"HTTP {posted.status}: delivered a sample {event} event ({signed}, id {event_id})",
         markup=False,
     )
+
+
+@hooks_app.command("retry")
+def retry_hook_events(
+    ctx: typer.Context,
+    url: Annotated[
+        str | None, typer.Option("--url", help="Only this hook (its url as in the YAML).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Send again the events that failed for good (their attempts used up), oldest first,
+    with fresh attempts, at the next tick.
+
+    Example: pipectl hooks retry --url https://hooks.example/pipectl
+    """
+    requeued = open_store(ctx).hooks.retry_failed(url)
+    if as_json:
+        print_json({"requeued": requeued})
+    else:
+        out.print(f"requeued {counted(requeued, 'event')}; the next tick sends them", markup=False)
 
 
 @hooks_app.command("list")

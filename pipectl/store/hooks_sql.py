@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..durations import format_time, utcnow
+from ..errors import NotFound
 from ..statuses import HookEvent
 from .database import Part
 from .rows import HookBatch, HookDelivery, HookOutcome, HookTarget
@@ -339,6 +340,31 @@ class HooksSQL(Part):
                     " failing_since = coalesce(failing_since, ?) WHERE id = ?",
                     (outcome.error, outcome.finished_at, outcome.hook.id),
                 )
+
+    def retry_failed(self, url: str | None = None) -> int:
+        """Events that failed for good go again, oldest first, with fresh attempts (those of
+        the hook with this URL as written, else of every hook still in the YAML)."""
+        with self.transaction():
+            hooks = [
+                r[0]
+                for r in self.conn.execute(
+                    "SELECT id FROM hooks WHERE removed_at IS NULL"
+                    + (" AND url = ?" if url is not None else "")
+                    + " ORDER BY id",
+                    (url,) if url is not None else (),
+                )
+            ]
+            if url is not None and not hooks:
+                raise NotFound(f"no hook has the url {url!r} (see pipectl hooks list)")
+            return sum(
+                self.conn.execute(
+                    "UPDATE hook_events SET status = 'pending', attempts = 0,"
+                    " next_attempt_at = NULL, last_error = NULL"
+                    " WHERE hook_id = ? AND status = 'failed'",
+                    (hook_id,),
+                ).rowcount
+                for hook_id in hooks
+            )
 
     # --- what `status` and `hooks list` show --------------------------------------------
 
