@@ -572,14 +572,14 @@ def test_one_hook_is_posted_to_by_one_runner_at_a_time(cli, db, tmp_path, monkey
     later, lease = "2027-03-01T15:00:00Z", "2027-03-01T15:01:00Z"
     store = Store(db)
     try:
-        (first,) = store.hooks.due_batches(later, (), 100, token="a", lease_until=lease)
+        (first,) = store.hook_delivery.due_batches(later, (), 100, token="a", lease_until=lease)
         assert len(first.events) == 6
-        assert store.hooks.due_batches(later, (), 100, token="b", lease_until=lease) == []
+        assert store.hook_delivery.due_batches(later, (), 100, token="b", lease_until=lease) == []
         # Runner a died: after its lease, b takes the hook, from the same oldest event.
         after = "2027-03-01T15:01:00Z"
-        (taken,) = store.hooks.due_batches(after, (), 100, token="b", lease_until=lease)
+        (taken,) = store.hook_delivery.due_batches(after, (), 100, token="b", lease_until=lease)
         assert taken.events[0].event_id == first.events[0].event_id
-        store.hooks.release_hooks([taken.hook.id], "b")
-        assert store.hooks.due_batches(later, (), 100, token="c", lease_until=lease) != []
+        store.hook_delivery.release_hooks([taken.hook.id], "b")
+        assert store.hook_delivery.due_batches(later, (), 100, token="c", lease_until=lease) != []
     finally:
         store.close()

@@ -68,7 +68,7 @@ class HookCourier:
         if finished or time.monotonic() - self.looked >= LOOK_EVERY:
             self.looked = time.monotonic()
             now = self.now()
-            for batch in self.store.hooks.due_batches(
+            for batch in self.store.hook_delivery.due_batches(
                 now,
                 self.busy,
                 self.batch,
@@ -89,7 +89,7 @@ class HookCourier:
             self._collect(timeout=min(WAKE_EVERY, max(0.0, deadline - time.monotonic())))
         self._write()
         # POSTs still unanswered are left: their hooks are free for the next tick.
-        self.store.hooks.release_hooks(self.busy - self.finished, self.token)
+        self.store.hook_delivery.release_hooks(self.busy - self.finished, self.token)
 
     def _start(self, batch: HookBatch) -> None:
         self.busy.add(batch.hook.id)
@@ -162,7 +162,7 @@ class HookCourier:
                 o = replace(o, error=f"gave up after {tries}: {o.error}")
             rows.append((o, at))
         try:
-            self.store.hooks.record_deliveries(rows, self.finished, self.token)
+            self.store.hook_delivery.record_deliveries(rows, self.finished, self.token)
         except WriteError as e:
             if is_busy(e):
                 return

@@ -10,7 +10,8 @@ Open a database with `Store(path)`; then reach a part and call its verbs:
     store.replies     replies by hand or CSV, opt-outs, stopping a lead (replies_sql.py)
     store.inbound     inbound sync: messages, bounces, text statuses, suppressions (inbound_sql.py)
     store.operator    retry failed actions, enroll existing leads (operator_sql.py)
-    store.hooks       webhooks: hooks, events written beside their change, delivery (hooks_sql.py)
+    store.hooks       webhooks: hooks, events written beside their change, status (hooks_sql.py)
+    store.hook_delivery  the tick's webhook posts: claim, record, release (hook_delivery_sql.py)
     store.reports     read-only: status, a lead's timeline, actions by status (reports_sql.py)
     store.funnel      read-only: `pipectl report`'s pipelines, stages and counters (funnel_sql.py)
 
@@ -38,6 +39,7 @@ from .database import (
 )
 from .funnel_sql import FunnelSQL
 from .health_sql import HealthSQL
+from .hook_delivery_sql import HookDeliverySQL
 from .hooks_sql import HooksSQL
 from .inbound_sql import InboundSQL
 from .leads_sql import LeadsSQL
@@ -70,6 +72,7 @@ class Store:
         self.inbound = InboundSQL(self.database, self)
         self.operator = OperatorSQL(self.database, self)
         self.hooks = HooksSQL(self.database, self)
+        self.hook_delivery = HookDeliverySQL(self.database, self)
         self.reports = ReportsSQL(self.database, self)
         self.funnel = FunnelSQL(self.database, self)
 
