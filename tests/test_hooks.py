@@ -583,3 +583,22 @@ def test_one_hook_is_posted_to_by_one_runner_at_a_time(cli, db, tmp_path, monkey
         assert store.hook_delivery.due_batches(later, (), 100, token="c", lease_until=lease) != []
     finally:
         store.close()
+
+
+def test_a_url_from_the_environment_is_read_when_posting_and_never_stored(
+    cli, db, tmp_path, receiver, monkeypatch
+):
+    monkeypatch.setenv("HOOK_URL", receiver.url + "?token=t0k3n-8812")
+    prepare(cli, tmp_path, ONE_EMAIL, hooks_yaml("${HOOK_URL}", "    events: [won, opted_out]\n"))
+    assert tick(cli, T0)["hooks_delivered"] == 2
+    assert [r.path for r in receiver.requests] == ["/pipectl?token=t0k3n-8812"] * 2
+    assert rows(db, "SELECT url FROM hooks") == [{"url": "${HOOK_URL}"}]
+
+    monkeypatch.delenv("HOOK_URL")  # then an event: it waits, naming what is missing
+    assert cli("reply", "--account", "acme", "--email", "ann@example.com", "--body", "STOP",
+               "--at", "2027-03-01T14:05:00Z").exit_code == 0  # fmt: skip
+    assert tick(cli, "2027-03-01T14:06:00Z")["hooks_refused"] == 1
+    (hook,) = json.loads(cli("hooks", "list", "--json").stdout)
+    assert (hook["url"], hook["waiting"]) == ("${HOOK_URL}", 1)
+    assert hook["last_error"] == "hook: environment variable HOOK_URL is not set"
+    assert "t0k3n-8812" not in dump(db)

@@ -19,7 +19,10 @@ EVENTS = values(HookEvent)
 
 
 def url_problem(url: str) -> str | None:
-    """Why a hook's URL cannot be posted to (its `${VAR}`s are read at send time)."""
+    """Why a hook's URL cannot be posted to (its `${VAR}`s are read at send time; a URL
+    that starts with one, `${HOOK_URL}`, is checked only then)."""
+    if VAR_REFERENCE.match(url):
+        return None
     parts = urlsplit(VAR_REFERENCE.sub("x", url))
     if parts.scheme not in ("http", "https"):
         return f"must be an http:// or https:// URL, not {url!r}"
