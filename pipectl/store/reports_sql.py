@@ -69,8 +69,8 @@ class ReportsSQL(Part):
             warnings += [f"{entry['account']}: {w}" for w in entry["warnings"]]
         hooks = self.store.hooks.hooks_status(account_id)
         warnings += [
-            f"hook {h['url']} failing since {h['failing_since']} ({h['waiting']} events"
-            f" waiting): {h['last_error']}"
+            f"hook {h['url']} failing since {h['failing_since']}"
+            f" ({counted(h['waiting'], 'event')} waiting): {h['last_error']}"
             for h in hooks
             if h["last_error"]
         ]
