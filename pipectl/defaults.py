@@ -46,6 +46,13 @@ IMAP_PORTS = {"ssl": 993, "starttls": 143, "none": 143}
 IMAP_FOLDERS = ("INBOX",)
 SMS_INBOUND = True  # twilio: poll for inbound texts and delivery reports unless told not to
 
+# -- webhooks -----------------------------------------------------------------------------------
+
+HOOK_TIMEOUT = 10.0  # seconds for one POST (connect and read)
+HOOK_RETRY = {"attempts": 15, "backoff": 60, "max_backoff": 3600}  # about 8 hours in all
+HOOK_BATCH = 100  # events a hook is sent per tick turn, in order
+HOOK_WORKERS = 4  # hooks posted to at once (one POST in flight per hook: events go in order)
+
 # -- the tick -----------------------------------------------------------------------------------
 
 WORKERS = 16  # send threads

@@ -54,6 +54,26 @@ class DeliveryStatus(StrEnum):
     UNDELIVERED = "undelivered"
 
 
+class HookEvent(StrEnum):
+    """What a webhook can be told (`hook_events.type`, `hooks:` `events` in the YAML)."""
+
+    REPLIED = "replied"  # a reply (not an auto-reply, not an opt-out) matched to a lead
+    OPTED_OUT = "opted_out"
+    BOUNCED = "bounced"  # a hard bounce returned one of the lead's emails
+    WON = "won"  # the lead entered a stage with `outcome: won`
+    LOST = "lost"
+    FAILED = "failed"  # an action of the lead failed for good
+    STAGE_ENTERED = "stage_entered"
+
+
+class HookEventStatus(StrEnum):
+    """An event on its way to one hook (`hook_events.status`)."""
+
+    PENDING = "pending"  # due at next_attempt_at
+    DELIVERED = "delivered"  # the receiver answered 2xx
+    FAILED = "failed"  # every attempt failed, or the hook was removed
+
+
 class Channel(StrEnum):
     """Where an action goes (`lead_stage_actions.channel`)."""
 

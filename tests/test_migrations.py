@@ -236,3 +236,45 @@ def test_admit_counters_migration_drops_two_triggers_and_admission_counts_instea
         {"metric": "entered", "slot": "2027-03-01T14:15", "stage_id": 1, "n": 1},
     ]
     assert rows(db, "SELECT status FROM leads") == [{"status": "active"}]
+
+
+def test_hooks_migration_upgrades_a_database_with_leads_and_events_then_flow(
+    tmp_path: Path,
+) -> None:
+    """m012_hooks on a database that holds a lead mid-pipeline: its rows stay, the outbox is
+    empty and takes events at once."""
+    db = tmp_path / "old.db"
+    _database_before_statuses(db)
+    before = next(i for i, fn in enumerate(MIGRATIONS) if fn.__name__ == "m012_hooks")
+    conn = sqlite3.connect(db, isolation_level=None)
+    for number, fn in enumerate(MIGRATIONS[:before], start=1):
+        if conn.execute("PRAGMA user_version").fetchone()[0] >= number:
+            continue
+        conn.execute("BEGIN")
+        fn(conn)
+        conn.execute(f"PRAGMA user_version = {number}")
+        conn.execute("COMMIT")
+    conn.close()
+    store = Store(db)
+    try:
+        assert rows(db, "PRAGMA user_version")[0]["user_version"] == len(MIGRATIONS)
+        assert rows(db, "SELECT count(*) AS n FROM hooks")[0]["n"] == 0
+        assert rows(db, "SELECT id, status FROM lead_stage_actions ORDER BY id") == [
+            {"id": 11, "status": "pending"},
+            {"id": 12, "status": "waiting"},
+        ]
+        with store.database.transaction() as c:
+            c.execute(
+                "INSERT INTO hooks (url, events, timeout, retry, created_at, updated_at)"
+                " VALUES ('http://127.0.0.1:9/in', '[\"failed\"]', 10, '{}', 'x', 'x')"
+            )
+        store.hooks.forget()
+        with store.database.transaction():
+            store.hooks.emit(HookEvent.FAILED, 7, "2027-03-01T14:05:00Z", lead_stage_id=9)
+        (event,) = rows(db, "SELECT type, status, lead_id, payload FROM hook_events")
+        assert (event["type"], event["status"], event["lead_id"]) == ("failed", "pending", 7)
+        payload = json.loads(event["payload"])
+        assert (payload["account"], payload["pipeline"], payload["stage"]) == ("acme", "p", "s")
+        assert payload["lead"]["email"] == "ann@example.com"
+    finally:
+        store.close()

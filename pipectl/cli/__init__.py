@@ -8,6 +8,7 @@ from __future__ import annotations
 from . import (  # noqa: F401  (register commands)
     config_cmds,
     db_cmds,
+    hooks_cmds,
     inbound_cmds,
     leads_cmds,
     operator_cmds,

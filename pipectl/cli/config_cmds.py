@@ -102,7 +102,9 @@ def _counts(config: Config) -> str:
             (len(config.pipelines), "pipeline"),
             (len(stages), "stage"),
             (actions, "action"),
+            (len(config.hooks), "hook"),
         )
+        if n or word != "hook"
     )
 
 

@@ -88,6 +88,23 @@ def _render(report: dict[str, Any]) -> None:
             out.print("", title, sep="\n", markup=False)
             for label, value in lines:
                 out.print(f"  {label}: {value}", markup=False)
+    if report["hooks"]:
+        out.print("", "hooks", sep="\n", markup=False)
+    for hook in report["hooks"]:
+        out.print(f"  {hook_line(hook)}", markup=False)
+
+
+def hook_line(hook: dict[str, Any]) -> str:
+    """A hook's state in one line: events waiting and failed, and why while it fails."""
+    scope = f" (account {hook['account']})" if hook["account"] else ""
+    state = f"{hook['waiting']} waiting, {hook['failed']} failed"
+    if hook["oldest_waiting"]:
+        state += f" (oldest from {hook['oldest_waiting']})"
+    if hook["last_error"]:
+        state += f"; FAILING since {hook['failing_since']}: {hook['last_error']}"
+    elif hook["last_delivered_at"]:
+        state += f"; last delivered {hook['last_delivered_at']}"
+    return f"{hook['url']}{scope}: {state}"
 
 
 def _lines(entry: dict[str, Any]) -> list[tuple[str, str]]:

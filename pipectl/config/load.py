@@ -11,6 +11,7 @@ from ..yaml_nodes import NodeReader, compose, kind
 from .accounts import AccountsReader
 from .channels import ChannelsReader
 from .checks import check
+from .hooks import HooksReader
 from .model import Config, yaml_keys
 from .pipelines import PipelinesReader
 from .windows import WindowsReader
@@ -33,7 +34,7 @@ def load_config(path: Path) -> Config:
 
 
 def read(nodes: NodeReader, root: Node | None) -> Config:
-    """The file's shape: version, default channels, accounts, then pipelines."""
+    """The file's shape: version, default channels, accounts, pipelines, then hooks."""
     path = nodes.path
     if root is None:
         nodes.problem(None, "the file is empty; it needs version: 1, accounts and pipelines")
@@ -51,4 +52,5 @@ def read(nodes: NodeReader, root: Node | None) -> Config:
     pipelines = PipelinesReader(nodes, windows, path.parent.resolve()).pipelines(
         top.get("pipelines"), {a.key: a for a in accounts}
     )
-    return Config(path=path, accounts=accounts, pipelines=pipelines, channels=defaults)
+    hooks = HooksReader(nodes, channels).hooks(top.get("hooks"), {a.key for a in accounts})
+    return Config(path=path, accounts=accounts, pipelines=pipelines, channels=defaults, hooks=hooks)

@@ -240,6 +240,32 @@ class Pipeline:
     lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False, metadata=WHERE)
 
 
+# -- webhooks -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HookRetry:
+    """How an event that its receiver refused is retried (seconds)."""
+
+    attempts: int = defaults.HOOK_RETRY["attempts"]
+    backoff: int = defaults.HOOK_RETRY["backoff"]
+    max_backoff: int = defaults.HOOK_RETRY["max_backoff"]
+
+
+@dataclass(frozen=True)
+class Hook:
+    """A receiver of events (`hooks:`); `secret` and header values keep their ${VAR}s."""
+
+    url: str
+    events: tuple[str, ...] = ()  # HookEvent values, in their order; the YAML's default: all
+    account: str | None = None  # only this account's events; None: every account's
+    secret: str = ""  # a ${VAR}: signs each body
+    headers: dict[str, str] = field(default_factory=dict)
+    timeout: float = defaults.HOOK_TIMEOUT
+    retry: HookRetry = field(default_factory=HookRetry)
+    line: int = field(default=0, metadata=WHERE)
+
+
 @dataclass(frozen=True)
 class Config:
     path: Path = field(metadata=WHERE)
@@ -247,3 +273,4 @@ class Config:
     accounts: tuple[Account, ...] = ()
     channels: dict[str, dict[str, Any]] = field(default_factory=dict)  # defaults of accounts'
     pipelines: tuple[Pipeline, ...] = ()
+    hooks: tuple[Hook, ...] = ()

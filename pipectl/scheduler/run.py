@@ -25,6 +25,7 @@ from ..store.rows import Claim, Result, health_key
 from ..store.runners_sql import claim_token, heartbeat_seconds, new_runner_id
 from ..wording import counted
 from .dispatch import Dispatch
+from .hooks import HookCourier
 from .lock import tick_lock
 from .retry import MAX_RETRY_AFTER, retry_delay
 from .workers import Workers
@@ -71,12 +72,17 @@ class TickSummary:
     # Channels failing for reasons that are not the leads' (their sends are held back).
     failing_channels: list[dict[str, Any]] = field(default_factory=list)
     sync_errors: list[str] = field(default_factory=list)
+    hooks_delivered: int = 0  # webhook events delivered, and attempts refused (retried later)
+    hooks_refused: int = 0
 
     def line(self) -> str:
         return (
             f"tick {self.now}: claimed {self.claimed}, done {self.done}, "
             f"retried {self.retried}, failed {self.failed}, held back {self.held_back}, "
-            f"admitted {self.admitted} in {self.seconds:.2f}s"
+            f"admitted {self.admitted}"
+            + (f", events {self.hooks_delivered} delivered" if self.hooks_delivered else "")
+            + (f", {self.hooks_refused} refused" if self.hooks_refused else "")
+            + f" in {self.seconds:.2f}s"
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -148,6 +154,8 @@ def _run(
     beat = time.monotonic()
     dispatch = Dispatch(workers)
     pool = Workers(workers, lambda row: perform(row, senders, clock))
+    # Webhooks: threads of their own, never the sends'; a hook is this tick's while it runs.
+    courier = HookCourier(store, clock.now, lease=max_seconds + 60)
     results: list[Result] = []
     worked: dict[tuple[int, str], bool] = {}  # did each channel's latest send get through?
     claimed_at, cut = 0.0, True
@@ -166,6 +174,7 @@ def _run(
             dispatch.update(claim.sends, claim.started, claim.dropped)
             for row in claim.started:
                 pool.submit(row)
+            courier.turn(starting=claiming)
             summary.done += counts["done"] + claim.internal - claim.failed
             summary.retried += counts["retry"]
             summary.failed += counts["failed"] + claim.failed + claim.suppressed
@@ -191,6 +200,8 @@ def _run(
                 beat = time.monotonic()
     finally:
         pool.close()
+    courier.finish(time.monotonic() if stop.is_set() else started + max_seconds)
+    summary.hooks_delivered, summary.hooks_refused = courier.delivered, courier.refused
     store.runners.stop(RUNNER_ID)
     summary.held_back = store.scheduler.count_due(clock.now())
     summary.failing_channels = store.health.failing_channels()

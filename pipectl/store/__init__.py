@@ -12,6 +12,8 @@ Open a database with `Store(path)`; then reach a part and call its verbs:
     store.replies     replies by hand or CSV, opt-outs, stopping a lead (replies_sql.py)
     store.inbound     inbound sync: messages, bounces, text statuses, suppressions (inbound_sql.py)
     store.operator    retry failed actions, enroll existing leads (operator_sql.py)
+    store.hooks       webhooks: hooks, events written beside their change, status (hooks_sql.py)
+    store.hook_delivery  the tick's webhook posts: claim, record, release (hook_delivery_sql.py)
     store.reports     read-only: status, a lead's timeline, actions by status (reports_sql.py)
     store.funnel      read-only: `pipectl report`'s pipelines, stages and counters (funnel_sql.py)
     store.runners     the processes that tick, their heartbeats and leases (runners_sql.py)
@@ -42,6 +44,8 @@ from .database import (
 )
 from .funnel_sql import FunnelSQL
 from .health_sql import HealthSQL
+from .hook_delivery_sql import HookDeliverySQL
+from .hooks_sql import HooksSQL
 from .inbound_sql import InboundSQL
 from .leads_sql import LeadsSQL
 from .operator_sql import OperatorSQL
@@ -87,6 +91,8 @@ class Store:
         self.replies = RepliesSQL(self.database, self)
         self.inbound = InboundSQL(self.database, self)
         self.operator = OperatorSQL(self.database, self)
+        self.hooks = HooksSQL(self.database, self)
+        self.hook_delivery = HookDeliverySQL(self.database, self)
         self.reports = ReportsSQL(self.database, self)
         self.funnel = FunnelSQL(self.database, self)
         self.runners = RunnersSQL(self.database, self)

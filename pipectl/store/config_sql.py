@@ -103,6 +103,7 @@ class ConfigSQL(Part):
                 for row in self._rows("SELECT * FROM pipelines WHERE removed_at IS NULL"):
                     if row["key"] not in live:
                         self._remove_pipeline(row, plan, refused, now, force)
+                self.store.hooks.apply_hooks(config.hooks, account_ids, plan, now)
                 self._remove_absent_accounts(config, plan, had_pipelines)
                 if refused and not force:
                     raise RemovalRefused(

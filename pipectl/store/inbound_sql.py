@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .. import defaults
 from ..durations import add_seconds
 from ..errors import NotFound, PipectlError
-from ..statuses import ActionStatus, DeliveryStatus, EnrollmentStatus, ReplyKind
+from ..statuses import ActionStatus, DeliveryStatus, EnrollmentStatus, HookEvent, ReplyKind
 from .database import Part
 
 if TYPE_CHECKING:
@@ -326,12 +326,17 @@ class InboundSQL(Part):
         elif message.kind == ReplyKind.SOFT_BOUNCE:
             effect = f"delayed ({_status_text(message)}): recorded; nothing changes"
         else:
-            effect = self._bounced(account, delivery, message, now)
+            effect = self._bounced(account, delivery, message, now, reply_id)
         self._set_effect(reply_id, effect)
         return Recorded(True, message.kind, delivery is not None, effect)
 
     def _bounced(
-        self, account: sqlite3.Row, delivery: sqlite3.Row, message: InboundMessage, now: str
+        self,
+        account: sqlite3.Row,
+        delivery: sqlite3.Row,
+        message: InboundMessage,
+        now: str,
+        reply_id: int,
     ) -> str:
         detail = _status_text(message)
         address = delivery["recipient"] or message.failed_recipient or ""
@@ -345,10 +350,23 @@ class InboundSQL(Part):
                 (detail, now, delivery["id"]),
             )
             effects.append(f"delivery {delivery['id']} bounced")
+            self.store.hooks.emit(
+                HookEvent.BOUNCED,
+                delivery["lead_id"],
+                now,
+                lead_stage_id=self._lead_stage_of(delivery),
+                reply_id=reply_id,
+            )
         if address and self._suppress_quietly(account, "email", address, "bounce", now, detail):
             effects.append(f"{address.lower()} suppressed")
         effects.append(self._fail_sent(delivery, f"bounced: {detail}", now))
         return "; ".join(effects)
+
+    def _lead_stage_of(self, delivery: sqlite3.Row) -> int:
+        return self.conn.execute(
+            "SELECT lead_stage_id FROM lead_stage_actions WHERE id = ?",
+            (delivery["lead_stage_action_id"],),
+        ).fetchone()[0]
 
     def _fail_sent(self, delivery: sqlite3.Row, error: str, now: str) -> str:
         """A send that went out but never arrived becomes `failed`; while the lead is still in
@@ -364,6 +382,7 @@ class InboundSQL(Part):
             (error, action["id"]),
         )
         row = dict(action)
+        self.store.lifecycle.action_failed(row, now)
         if self.store.scheduler.left_stage(row):
             return f"action {action['id']} failed; the lead had left that stage"
         enrollment = self.conn.execute(
@@ -609,6 +628,7 @@ class InboundSQL(Part):
             if not cur.rowcount:
                 continue
             failed.append(row)
+            self.store.lifecycle.action_failed(row, now)
             if self.store.scheduler.left_stage(row):
                 self.store.lifecycle.resume_enrollment(row["enrollment_id"], now)
             else:

@@ -6,7 +6,7 @@ import re
 import sqlite3
 from collections.abc import Callable
 
-from ..statuses import ActionStatus, EnrollmentStatus, sql_list
+from ..statuses import ActionStatus, EnrollmentStatus, HookEvent, HookEventStatus, sql_list
 
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = []
 
@@ -585,6 +585,56 @@ def m011_senders(conn: sqlite3.Connection) -> None:
         ALTER TABLE deliveries ADD COLUMN thread_references TEXT;
         CREATE INDEX leads_sender ON leads (sender_id) WHERE sender_id IS NOT NULL;
         CREATE INDEX deliveries_lead ON deliveries (lead_id, channel);
+        """,
+    )
+
+
+@migration
+def m012_hooks(conn: sqlite3.Connection) -> None:
+    """Webhooks: the receivers from the YAML, and an outbox of events written in the same
+    transaction as the change they describe, delivered by the tick in order per hook."""
+    events = sql_list(HookEvent)
+    statuses = sql_list(HookEventStatus)
+    run_script(
+        conn,
+        f"""
+        CREATE TABLE hooks (
+            id INTEGER PRIMARY KEY,
+            account_id INTEGER,                 -- NULL: every account's (no foreign key: an
+                                                -- account may go while a removed hook stays)
+            url TEXT NOT NULL,                  -- as written: ${{VAR}} placeholders, never values
+            events TEXT NOT NULL,               -- JSON list of event types
+            secret TEXT,                        -- a ${{VAR}} placeholder, never the value
+            headers TEXT NOT NULL DEFAULT '{{}}',  -- JSON; values keep their ${{VAR}}s
+            timeout REAL NOT NULL,
+            retry TEXT NOT NULL,                -- JSON {{"attempts", "backoff", "max_backoff"}}
+            last_error TEXT,                    -- the latest failed attempt's, until one works
+            failing_since TEXT,
+            last_delivered_at TEXT,
+            claimed_by TEXT,                    -- the tick posting its events now: one at a
+            claimed_until TEXT,                 -- time per hook, even with many runners
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            removed_at TEXT                     -- gone from the YAML
+        );
+        CREATE TABLE hook_events (
+            id INTEGER PRIMARY KEY,             -- the order events are delivered in, per hook
+            event_id TEXT NOT NULL,             -- the payload's "id": the same on every attempt
+            hook_id INTEGER NOT NULL REFERENCES hooks(id),
+            type TEXT NOT NULL CHECK (type IN {events}),
+            account_id INTEGER REFERENCES accounts(id),
+            lead_id INTEGER REFERENCES leads(id),
+            payload TEXT NOT NULL,              -- the exact JSON body
+            status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN {statuses}),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT,               -- NULL: never tried, due at once
+            last_error TEXT,
+            created_at TEXT NOT NULL,
+            delivered_at TEXT,
+            UNIQUE (hook_id, event_id)
+        );
+        CREATE INDEX hook_events_pending ON hook_events (hook_id, id) WHERE status = 'pending';
+        CREATE INDEX hook_events_failed ON hook_events (hook_id) WHERE status = 'failed';
         """,
     )
 

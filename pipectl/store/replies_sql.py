@@ -16,7 +16,7 @@ from typing import Any
 
 from ..durations import add_seconds, format_time, utcnow
 from ..errors import NotFound, PipectlError
-from ..statuses import EnrollmentStatus, ReplyKind, sql_list
+from ..statuses import EnrollmentStatus, HookEvent, ReplyKind, sql_list
 from .database import Part
 
 OPT_OUT = re.compile(r"[\W_]*(stop|stopall|unsubscribe|cancel|end|quit)[\W_]*", re.IGNORECASE)
@@ -238,15 +238,18 @@ class RepliesSQL(Part):
             )
             if reply_id is None:
                 return None
+            hooked = {"reply_id": reply_id, "enrollment_id": enrollment_id}
             if opt_out:
                 effect = self._opt_out(lead["id"], received_at)
+                self.store.hooks.emit(HookEvent.OPTED_OUT, lead["id"], received_at, **hooked)
             elif kind == ReplyKind.AUTO_REPLY:
                 effect = "auto-reply: recorded; changes nothing"
             elif self.store.inbound.same_reply_recorded(
                 lead["id"], channel, body, received_at, source
             ):
                 effect = "the same reply was recorded before; not acted on again"
-            else:
+            else:  # `replied` first: the stage it names is the one the lead replied in
+                self.store.hooks.emit(HookEvent.REPLIED, lead["id"], received_at, **hooked)
                 effect = self._steer(lead["id"], received_at, enrollment_id)
             self.conn.execute("UPDATE replies SET effect = ? WHERE id = ?", (effect, reply_id))
             replies.append(
@@ -386,5 +389,6 @@ class RepliesSQL(Part):
                 "UPDATE lead_stage_actions SET status = 'failed', last_error = ? WHERE id = ?",
                 (error, wait["id"]),
             )
+            self.store.lifecycle.action_failed(wait, received_at)
         self.store.lifecycle.stop_enrollment(e["id"], lead_id, EnrollmentStatus.FAILED, received_at)
         return f"failed: {error}"

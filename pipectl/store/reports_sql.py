@@ -67,7 +67,20 @@ class ReportsSQL(Part):
         report = [self._account_status(account, now) for account in accounts]
         for entry in report:
             warnings += [f"{entry['account']}: {w}" for w in entry["warnings"]]
-        return {"now": now, "last_tick": last_tick, "warnings": warnings, "accounts": report}
+        hooks = self.store.hooks.hooks_status(account_id)
+        warnings += [
+            f"hook {h['url']} failing since {h['failing_since']}"
+            f" ({counted(h['waiting'], 'event')} waiting): {h['last_error']}"
+            for h in hooks
+            if h["last_error"]
+        ]
+        return {
+            "now": now,
+            "last_tick": last_tick,
+            "warnings": warnings,
+            "accounts": report,
+            "hooks": hooks,
+        }
 
     def _last_tick(self, now: str) -> dict[str, Any] | None:
         row = self.conn.execute("SELECT * FROM ticks ORDER BY id DESC LIMIT 1").fetchone()

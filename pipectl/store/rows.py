@@ -67,3 +67,46 @@ class Ledger:
         """How many more sends this account may claim now."""
         held = sum(n for (a, _), n in self.held.items() if a == account_id)
         return max(0, concurrency * self.ahead - held)
+
+
+@dataclass(frozen=True)
+class HookTarget:
+    """A hook as the tick posts to it: settings as written (`${VAR}`s resolved at send time)."""
+
+    id: int
+    url: str
+    secret: str | None
+    headers: Mapping[str, str]
+    timeout: float
+    retry: Mapping[str, int]  # attempts, backoff, max_backoff
+
+
+@dataclass(frozen=True)
+class HookDelivery:
+    """One event due to one hook: the exact body to post, and its attempts so far."""
+
+    id: int  # hook_events.id
+    event_id: str
+    type: str
+    payload: str
+    attempts: int
+
+
+@dataclass
+class HookBatch:
+    """A hook's due events, oldest first: posted in order, stopping at the first refused."""
+
+    hook: HookTarget
+    events: list[HookDelivery]
+
+
+@dataclass(frozen=True)
+class HookOutcome:
+    """The result of posting one event, computed by a worker and written by the tick."""
+
+    delivery: HookDelivery
+    hook: HookTarget
+    delivered: bool
+    finished_at: str
+    error: str | None = None
+    retry_after: float | None = None

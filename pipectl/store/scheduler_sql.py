@@ -48,6 +48,7 @@ class SchedulerSQL(Part):
         lock proves its tick died); against PostgreSQL those of runners that are not working
         within their lease (this runner's own leftovers included)."""
         self.store.lifecycle.forget_config()  # the YAML may have changed since last tick
+        self.store.hooks.forget()
         with self.transaction():  # read under the write lock: a runner claims only once recorded
             live = self.store.runners.live_others(runner_id)
             orphan = "a.status = 'running'"
@@ -533,6 +534,7 @@ class SchedulerSQL(Part):
                     "UPDATE lead_stage_actions SET status = 'failed', last_error = ? WHERE id = ?",
                     (error, row["id"]),
                 )
+                self.store.lifecycle.action_failed(row, now)
                 claim.failed += 1
                 self.store.lifecycle.stop_enrollment(
                     row["enrollment_id"], row["lead_id"], EnrollmentStatus.FAILED, now
@@ -551,11 +553,12 @@ class SchedulerSQL(Part):
         """The last resort when a result cannot be written: fail the action (fenced), so a bug
         after a send never makes every later tick send it again."""
         with self.transaction():
-            self.conn.execute(
+            if self.conn.execute(
                 "UPDATE lead_stage_actions SET status = 'failed', performed_at = ?, "
                 "last_error = ? WHERE id = ? AND claim_token = ? AND status = 'running'",
                 (now, error, action["id"], action["claim_token"]),
-            )
+            ).rowcount:
+                self.store.lifecycle.action_failed(action, now)
 
     def _record_results(self, results: Iterable[Result]) -> dict[str, int]:
         counts = {"done": 0, "retry": 0, "failed": 0, "held": 0, "stale": 0}
@@ -613,6 +616,8 @@ class SchedulerSQL(Part):
                     "last_error = ? WHERE id = ? AND claim_token = ? AND status = 'running'",
                     (r.finished_at, r.error, *fence),
                 )
+                if cur.rowcount:
+                    self.store.lifecycle.action_failed(a, r.finished_at)
                 if cur.rowcount and not self.left_stage(a):
                     self.on_failure(a, r.finished_at)
             if cur.rowcount and self.left_stage(a):

@@ -11,7 +11,7 @@ from functools import lru_cache
 from typing import Any
 
 from ..durations import add_seconds
-from ..statuses import ActionStatus, Channel, EnrollmentStatus, sql_list
+from ..statuses import ActionStatus, Channel, EnrollmentStatus, HookEvent, sql_list
 from .database import Part
 
 OPEN_STATUSES = (ActionStatus.WAITING, ActionStatus.PENDING, ActionStatus.AWAITING_REPLY)
@@ -67,8 +67,10 @@ class StagesSQL(Part):
             self.set_enrollment(
                 enrollment_id, lead_id, stage["outcome"] or EnrollmentStatus.IDLE, now
             )
+            self._entered(lead_id, lead_stage_id, stage["outcome"], now)
             return
         self.set_enrollment(enrollment_id, lead_id, EnrollmentStatus.ACTIVE, now)
+        self._entered(lead_id, lead_stage_id, None, now)
         # A send of the stage the lead just left may still be in flight (a reply moved it):
         # then this stage starts when that send's result is written (`_resume_enrollment`).
         sending = self._sending(enrollment_id)
@@ -98,6 +100,18 @@ class StagesSQL(Part):
             "sequence_number, type, channel, params, status, perform_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
+        )
+
+    def _entered(self, lead_id: int, lead_stage_id: int, outcome: str | None, now: str) -> None:
+        """Events for hooks: the stage entered, then `won` or `lost` for an outcome stage."""
+        self.store.hooks.emit(HookEvent.STAGE_ENTERED, lead_id, now, lead_stage_id=lead_stage_id)
+        if outcome:
+            self.store.hooks.emit(HookEvent(outcome), lead_id, now, lead_stage_id=lead_stage_id)
+
+    def action_failed(self, action: Any, now: str) -> None:
+        """An action of the lead failed for good (its row is `failed` now): tell the hooks."""
+        self.store.hooks.emit(
+            HookEvent.FAILED, action["lead_id"], now, lead_stage_id=action["lead_stage_id"]
         )
 
     def advance(self, action: Any, now: str) -> None:
