@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
+from pipectl.statuses import HookEvent
 from pipectl.store import Store
 from pipectl.store.migrations import MIGRATIONS
 
