@@ -113,9 +113,10 @@ def test_statuses_migration_keeps_triggers_and_views_that_name_the_rebuilt_table
     assert report_triggers  # m008_report's counters, on the tables m010 rebuilds
     Store(db).close()
     names = rows(db, kinds)
+    dropped_later = {"report_enrolled", "report_entered"}  # m013: admission counts them
     assert sorted((r["type"], r["name"]) for r in names) == sorted(
         [("trigger", "count_done"), ("trigger", "count_sent"), ("view", "pending_actions")]
-        + [(r["type"], r["name"]) for r in report_triggers]
+        + [(r["type"], r["name"]) for r in report_triggers if r["name"] not in dropped_later]
     )
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("UPDATE lead_stage_actions SET status = 'done' WHERE id = 11")
