@@ -123,6 +123,15 @@ class AdmissionSQL(Part):
                 self._snapshot(stage, account_id)
             self._set_status("stage_id = ?", (stage.id,), stage.status, now, started=True)
         self._count(account_id, now)
+        if self.store.hooks.any_live():  # events for hooks: each lead's stage entered
+            outcomes = {stage.id: stage.status for stage in stages}
+            for lead_id, lead_stage_id, stage_id in self.conn.execute(
+                "SELECT lead_id, lead_stage_id, stage_id FROM admit_batch ORDER BY seq"
+            ).fetchall():
+                outcome = outcomes.get(stage_id)
+                self.store.lifecycle.entered_events(
+                    lead_id, lead_stage_id, outcome if outcome in ("won", "lost") else None, now
+                )
         return taken, started
 
     def _first_stages(self) -> None:

@@ -67,10 +67,10 @@ class StagesSQL(Part):
             self.set_enrollment(
                 enrollment_id, lead_id, stage["outcome"] or EnrollmentStatus.IDLE, now
             )
-            self._entered(lead_id, lead_stage_id, stage["outcome"], now)
+            self.entered_events(lead_id, lead_stage_id, stage["outcome"], now)
             return
         self.set_enrollment(enrollment_id, lead_id, EnrollmentStatus.ACTIVE, now)
-        self._entered(lead_id, lead_stage_id, None, now)
+        self.entered_events(lead_id, lead_stage_id, None, now)
         # A send of the stage the lead just left may still be in flight (a reply moved it):
         # then this stage starts when that send's result is written (`_resume_enrollment`).
         sending = self._sending(enrollment_id)
@@ -102,7 +102,9 @@ class StagesSQL(Part):
             rows,
         )
 
-    def _entered(self, lead_id: int, lead_stage_id: int, outcome: str | None, now: str) -> None:
+    def entered_events(
+        self, lead_id: int, lead_stage_id: int, outcome: str | None, now: str
+    ) -> None:
         """Events for hooks: the stage entered, then `won` or `lost` for an outcome stage."""
         self.store.hooks.emit(HookEvent.STAGE_ENTERED, lead_id, now, lead_stage_id=lead_stage_id)
         if outcome:
