@@ -26,7 +26,7 @@ def copy(
     """Copy the SQLite database (--db) into an empty PostgreSQL database, every table and id
     kept; refuses a target that is not empty. No tick runs against the file meanwhile.
 
-    Example: pipectl --db pipectl.db db copy --to postgresql://pipectl@db.internal/pipectl
+    Example: pipectl --db pipectl.db db copy --to postgresql://sales@db.internal/sales
     """
     from ..scheduler.lock import tick_lock
     from ..store import Store, one_tick_at_a_time
