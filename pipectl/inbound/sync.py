@@ -41,7 +41,7 @@ class SourceRun:
     name: str
     counts: SyncCounts = field(default_factory=SyncCounts)
     error: str | None = None
-    skipped: bool = False  # the deadline passed before its turn
+    skipped: bool = False  # the deadline passed before its turn, or another runner reads it
 
 
 @dataclass
@@ -117,7 +117,11 @@ def sync(
         for source in sources:
             source_id = store.inbound.sync_source(account["id"], source.kind, source.name)
             ids.append(source_id)
-            done.sources.append(_run(store, account, source, source_id, now, deadline))
+            with store.inbound.reading(source_id) as mine:
+                if not mine:  # another runner reads it now: each message is read once
+                    done.sources.append(SourceRun(source.kind, source.name, skipped=True))
+                    continue
+                done.sources.append(_run(store, account, source, source_id, now, deadline))
         store.inbound.retire_sources(account["id"], ids)
         results.append(done)
     return results

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,9 +20,11 @@ from ..durations import add_seconds
 from ..errors import NotFound, PipectlError
 from ..statuses import ActionStatus, DeliveryStatus, EnrollmentStatus, HookEvent, ReplyKind
 from .database import Part
+from .pg_schema import SYNC_LOCK
 
 if TYPE_CHECKING:
     from ..inbound import Cursor, InboundMessage, TextStatus
+
 
 REASONS = ("bounce", "opt_out", "provider", "manual", "complaint")
 STATUS_DAYS = 3  # texts sent this recently, still `sent`, are asked for their final status
@@ -76,6 +79,24 @@ class InboundSQL(Part):
                 "SELECT id FROM sync_sources WHERE account_id = ? AND kind = ? AND name = ?",
                 (account_id, kind, name),
             ).fetchone()[0]
+
+    @contextmanager
+    def reading(self, source_id: int) -> Iterator[bool]:
+        """Whether this process may read the source now: against PostgreSQL one runner at a
+        time (a session advisory lock, let go at the end or when the connection drops); on
+        SQLite always (the tick lock, and cursors that never go back)."""
+        if not self.database.postgres:
+            yield True
+            return
+        key = f"{SYNC_LOCK}, CAST(? AS INTEGER)"
+        mine = bool(
+            self.conn.execute(f"SELECT pg_try_advisory_lock({key})", (source_id,)).fetchone()[0]
+        )
+        try:
+            yield mine
+        finally:
+            if mine:
+                self.conn.execute(f"SELECT pg_advisory_unlock({key})", (source_id,))
 
     def sync_cursors(self, source_id: int) -> dict[str, Cursor]:
         """Where the source stands, per folder."""

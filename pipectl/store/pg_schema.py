@@ -19,9 +19,17 @@ from typing import Any
 
 from .migrations import MIGRATIONS, migrate
 
-# pg_advisory_xact_lock keys: the schema, and every write (the one-writer rule; database.py).
-SCHEMA_LOCK = 0x70697065_0001
-WRITE_LOCK = 0x70697065_0002
+
+# Advisory lock keys, one set per schema (two installations may share a database): creating
+# the schema, every write (the one-writer rule; database.py), and reading an inbound source
+# (with the source's id as the second key).
+def lock_key(purpose: str) -> str:
+    return f"hashtext(current_schema() || ':pipectl:{purpose}')"
+
+
+SCHEMA_LOCK = lock_key("schema")
+WRITE_LOCK = lock_key("write")
+SYNC_LOCK = lock_key("sync")
 
 
 def sqlite_schema() -> sqlite3.Connection:
