@@ -171,8 +171,14 @@ def test_a_runner_killed_mid_tick_has_its_sends_recovered_after_its_lease(pg, pg
         )[0]["n"]
         assert left == len(orphans)
         time.sleep(3.5)  # the lease runs out
+        status = json.loads(pg_cli("status", "--json").stdout)
+        quiet = [r["id"] for r in status["runners"] if r["state"] == "quiet"]
+        assert quiet == [victim_id]
+        assert any(f"runner {victim_id} on elsewhere" in w for w in status["warnings"])
         late = spawn(pg, *args)
         assert finish([late]) == [(0, "")]
+        status = json.loads(pg_cli("status", "--json").stdout)
+        assert not [r for r in status["runners"] if r["state"] == "quiet"]  # taken over
         time.sleep(0.5)
     finally:
         server.stop()

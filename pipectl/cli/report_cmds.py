@@ -68,6 +68,13 @@ def _render(report: dict[str, Any]) -> None:
             f" admitted {tick['admitted']} in {tick['seconds'] or 0:.2f}s",
             markup=False,
         )
+    busy = [r for r in report["runners"] if r["state"] != "idle"]
+    if len(report["runners"]) > 1 or busy:
+        shown = ", ".join(
+            f"{r['host']} pid {r['pid']} {r['state']} (heartbeat {r['heartbeat_at']})"
+            for r in report["runners"]
+        )
+        out.print(f"runners: {shown}", markup=False)
     for warning in report["warnings"]:
         out.print(f"WARNING: {warning}", style="bold red" if terminal else None, markup=False)
     if not report["accounts"]:

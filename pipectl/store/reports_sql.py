@@ -64,6 +64,13 @@ class ReportsSQL(Part):
                 f"no tick for {_age(last_tick['age_seconds'])} (last at {last_tick['now']}):"
                 " is cron or the systemd timer running?"
             )
+        runners = self.store.runners.listing()
+        warnings += [
+            f"runner {r['id']} on {r['host']} (pid {r['pid']}) went quiet: no heartbeat since"
+            f" {r['heartbeat_at']}; the other runners take over its sends once its lease ends"
+            for r in runners
+            if r["state"] == "quiet"
+        ]
         report = [self._account_status(account, now) for account in accounts]
         for entry in report:
             warnings += [f"{entry['account']}: {w}" for w in entry["warnings"]]
@@ -77,6 +84,7 @@ class ReportsSQL(Part):
         return {
             "now": now,
             "last_tick": last_tick,
+            "runners": runners,
             "warnings": warnings,
             "accounts": report,
             "hooks": hooks,

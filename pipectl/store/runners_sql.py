@@ -24,7 +24,8 @@ RUNNER_ID_LENGTH = 12
 # recovered by the others. Tests shorten it with PIPECTL_LEASE_SECONDS.
 LEASE_SECONDS = 2 * (defaults.SEND_TIMEOUT + defaults.CONNECT_TIMEOUT)
 HEARTBEAT_SECONDS = 5.0  # at most: a quarter of the lease when the lease is shorter
-KEEP_STOPPED_SECONDS = 86400
+KEEP_STOPPED_SECONDS = 3600  # a runner's row once it stopped (cron starts one a minute)
+LISTED_IDLE_SECONDS = 600  # `status` lists idle runners seen this recently
 
 
 def lease_seconds() -> float:
@@ -121,14 +122,15 @@ class RunnersSQL(Part):
         ]
 
     def listing(self) -> list[dict[str, Any]]:
-        """Runners seen in the last day, for `status`: working, idle, or quiet (a runner that
-        stopped heartbeating mid-tick: dead, or cut off)."""
+        """For `status`: runners working now, those that went quiet (no heartbeat within the
+        lease while working: dead, hung or cut off; their sends wait for the lease), and
+        those idle since their last tick in the last ten minutes."""
         now = format_time(utcnow())
         quiet_since = add_seconds(now, -lease_seconds())
         rows = self.conn.execute(
             "SELECT id, host, pid, started_at, heartbeat_at, stopped_at FROM runners "
-            "WHERE heartbeat_at >= ? ORDER BY started_at, id",
-            (add_seconds(now, -KEEP_STOPPED_SECONDS),),
+            "WHERE stopped_at IS NULL OR heartbeat_at >= ? ORDER BY started_at, id",
+            (add_seconds(now, -LISTED_IDLE_SECONDS),),
         ).fetchall()
         listed = []
         for r in rows:
@@ -141,3 +143,12 @@ class RunnersSQL(Part):
                 row["state"] = "working"
             listed.append(row)
         return listed
+
+    def mark_recovered(self, live: list[str], runner_id: str) -> None:
+        """Runners whose claims were just recovered are not working any more."""
+        now = format_time(utcnow())
+        self.conn.execute(
+            "UPDATE runners SET stopped_at = ? WHERE stopped_at IS NULL AND id != ?"
+            f"{' AND id NOT IN (' + ', '.join('?' for _ in live) + ')' if live else ''}",
+            (now, runner_id, *live),
+        )

@@ -71,6 +71,8 @@ class SchedulerSQL(Part):
             ).rowcount
             for enrollment_id, left_at in moved_on:
                 self.store.lifecycle.resume_enrollment(enrollment_id, left_at)
+            if self.database.postgres:
+                self.store.runners.mark_recovered(live, runner_id)
             return recovered
 
     def admit_queued(self, now: str, cap: int | None = None) -> int:
