@@ -31,16 +31,16 @@ def redact(url: str) -> str:
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
-class Row(tuple):  # type: ignore[type-arg]
+class Row(tuple):  # type: ignore[type-arg, unused-ignore]
     """A row by position or by name, like `sqlite3.Row` (`dict(row)` works too)."""
 
     __slots__ = ()
     names: tuple[str, ...] = ()
-    index: dict[str, int] = {}
+    positions: dict[str, int] = {}
 
-    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+    def __getitem__(self, key: Any) -> Any:  # type: ignore[override, unused-ignore]
         if isinstance(key, str):
-            return tuple.__getitem__(self, self.index[key])
+            return tuple.__getitem__(self, self.positions[key])
         return tuple.__getitem__(self, key)
 
     def keys(self) -> list[str]:
@@ -49,7 +49,7 @@ class Row(tuple):  # type: ignore[type-arg]
 
 @lru_cache(maxsize=256)
 def _row_class(names: tuple[str, ...]) -> type[Row]:
-    return type("Row", (Row,), {"__slots__": (), "names": names, "index": _index(names)})
+    return type("Row", (Row,), {"__slots__": (), "names": names, "positions": _index(names)})
 
 
 def _index(names: tuple[str, ...]) -> dict[str, int]:
@@ -186,7 +186,7 @@ class PgConnection:
         except psycopg.Error as e:
             raise PipectlError(f"{redact(url)}: cannot connect: {_first_line(e)}") from None
         self.raw.adapters.register_dumper(bool, _bool_dumper(psycopg))
-        self.raw.adapters.register_loader("numeric", _NumberLoader)
+        self.raw.adapters.register_loader("numeric", _number_loader())
         self.raw.row_factory = _named_rows
 
     def cursor(self) -> PgCursor:
@@ -226,17 +226,16 @@ def _number(data: Any) -> int | float:
     return float(text) if "." in text or "e" in text.lower() else int(text)
 
 
-class _NumberLoader:
+def _number_loader() -> type:
     """`sum()` of integers is `numeric` in PostgreSQL: read it as the int SQLite gives (a
     Decimal would print as a string in JSON)."""
+    from psycopg.adapt import Loader
 
-    format = 0
+    class NumberLoader(Loader):
+        def load(self, data: Any) -> int | float:
+            return _number(data)
 
-    def __init__(self, oid: int, context: Any = None):
-        self.oid = oid
-
-    def load(self, data: Any) -> int | float:
-        return _number(data)
+    return NumberLoader
 
 
 def _first_line(error: Exception) -> str:
