@@ -15,6 +15,7 @@ from typer.core import TyperGroup, TyperOption
 from .. import __version__
 from ..errors import ConfigError, DiskFull, PipectlError, is_no_space
 from ..store import Store, default_db_path, is_disk_full
+from ..store.postgres import redact
 
 
 class _Console:
@@ -73,10 +74,16 @@ class Group(TyperGroup):
             else:
                 err.print(f"error: database {db}: {e}", markup=False)
             raise typer.Exit(1) from None
-        except OSError as e:
-            if not is_no_space(e):
+        except Exception as e:
+            if not type(e).__module__.startswith("psycopg"):
+                if isinstance(e, OSError) and is_no_space(e):
+                    err.print(f"error: {DiskFull(e.filename, e.strerror or '')}", markup=False)
+                    raise typer.Exit(1) from None
                 raise
-            err.print(f"error: {DiskFull(e.filename, e.strerror or '')}", markup=False)
+            # PostgreSQL: the server went away, refused the login, or refused a statement.
+            db = redact(str(ctx.obj.get("db"))) if ctx.obj else ""
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            err.print(f"error: database {db}: {first}", markup=False)
             raise typer.Exit(1) from None
 
 

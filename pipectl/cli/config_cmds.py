@@ -24,7 +24,7 @@ def init(ctx: typer.Context) -> None:
     Example: pipectl --db /var/lib/pipectl/pipectl.db init
     """
     store = open_store(ctx)
-    out.print(f"database ready: {store.path}")
+    out.print(f"database ready: {store.name}")
 
 
 @app.command()
