@@ -155,7 +155,10 @@ def test_a_runner_killed_mid_tick_has_its_sends_recovered_after_its_lease(pg, pg
         victim.send_signal(signal.SIGKILL)
         victim.wait()
         # As if it ran on another host: no pid to check, only its lease says it is gone.
-        rows(pg, f"UPDATE runners SET host = 'elsewhere' WHERE id = '{victim_id}'")
+        rows(
+            pg,
+            f"UPDATE runners SET host = 'elsewhere', machine = 'elsewhere' WHERE id = '{victim_id}'",
+        )
         orphans = rows(
             pg,
             "SELECT id FROM lead_stage_actions WHERE status = 'running'"

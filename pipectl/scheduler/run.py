@@ -116,9 +116,10 @@ def tick(
             sync_errors = _sync_first(store, clock, sync_seconds) if sync_seconds > 0 else []
             senders = senders or SenderPool(outbox_dir or store.path.resolve().parent / "outbox")
             try:
-                summary = _run(
-                    store, clock, workers, max_seconds, stop or threading.Event(), senders
-                )
+                with store.runners.keeping_alive(RUNNER_ID):
+                    summary = _run(
+                        store, clock, workers, max_seconds, stop or threading.Event(), senders
+                    )
                 summary.sync_errors = sync_errors
                 return summary
             finally:

@@ -28,17 +28,17 @@ def copy_database(
     if not target.postgres:
         raise PipectlError(f"{target.name}: db copy writes to PostgreSQL (--to postgresql://...)")
     tables = table_order()
-    held = [t for t in tables if t not in ("meta", "runners") and _has_rows(target, t)]
-    if held:
-        raise PipectlError(
-            f"{target.name} is not empty ({', '.join(held)} hold rows); db copy fills an empty"
-            " database only"
-        )
     copied: dict[str, int] = {}
     raw = target.conn.raw  # type: ignore[attr-defined]
     source.conn.execute("BEGIN")  # one snapshot of the source
     try:
-        with target.transaction():
+        with target.transaction():  # under the write lock: nothing fills it meanwhile
+            held = [t for t in tables if t not in ("meta", "runners") and _has_rows(target, t)]
+            if held:
+                raise PipectlError(
+                    f"{target.name} is not empty ({', '.join(held)} hold rows); db copy fills"
+                    " an empty database only"
+                )
             for table in tables:
                 raw.execute(f'ALTER TABLE "{table}" DISABLE TRIGGER USER')
             raw.execute("DELETE FROM meta WHERE key NOT IN ('schema_version')")

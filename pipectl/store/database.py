@@ -182,8 +182,10 @@ class Database:
             else:
                 self.conn.execute(f"RELEASE {name}")
             return
-        self.conn.execute(self.dialect.begin_write)
         try:
+            # Inside the try: a wait for PostgreSQL's write lock that is interrupted must not
+            # leave the transaction open.
+            self.conn.execute(self.dialect.begin_write)
             yield self.conn
             self.conn.execute("COMMIT")
         except BaseException:

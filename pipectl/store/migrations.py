@@ -726,7 +726,8 @@ def m014_runners(conn: sqlite3.Connection) -> None:
         CREATE TABLE runners (
             id TEXT PRIMARY KEY,                -- the first 12 characters of its claim tokens
             host TEXT NOT NULL,
-            pid INTEGER NOT NULL,
+            machine TEXT NOT NULL DEFAULT '',   -- host, boot and pid namespace: where pid means
+            pid INTEGER NOT NULL,               -- the same process
             started_at TEXT NOT NULL,
             heartbeat_at TEXT NOT NULL,         -- real time, never --now
             stopped_at TEXT                     -- set when a tick ends with nothing in flight

@@ -23,12 +23,22 @@ URL_PREFIXES = ("postgresql://", "postgres://")
 
 
 def is_postgres_url(target: object) -> bool:
-    return isinstance(target, str) and target.startswith(URL_PREFIXES)
+    return isinstance(target, str) and target.lower().startswith(URL_PREFIXES)
 
 
 def redact(url: str) -> str:
-    """The URL without its password, for messages."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+    """The URL without its password, for messages: `user:***@` (the password may hold `@`:
+    everything up to the last `@` before the host is userinfo), and no `password=` value."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, tail = rest.partition("/")
+    if "@" in authority:
+        userinfo, _, host = authority.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        authority = f"{user}:***@{host}" if ":" in userinfo else f"{user}@{host}"
+    tail = re.sub(r"(?i)(password=)[^&]*", r"\1***", tail)
+    return f"{scheme}://{authority}{slash}{tail}"
 
 
 class Row(tuple):  # type: ignore[type-arg, unused-ignore]
@@ -184,7 +194,11 @@ class PgConnection:
         try:
             self.raw = psycopg.connect(url, autocommit=True, connect_timeout=10)
         except psycopg.Error as e:
-            raise PipectlError(f"{redact(url)}: cannot connect: {_first_line(e)}") from None
+            said = _first_line(e)
+            password = _password(url)
+            if password:
+                said = said.replace(password, "***")
+            raise PipectlError(f"{redact(url)}: cannot connect: {said}") from None
         self.raw.adapters.register_dumper(bool, _bool_dumper(psycopg))
         self.raw.adapters.register_loader("numeric", _number_loader())
         self.raw.row_factory = _named_rows
@@ -236,6 +250,14 @@ def _number_loader() -> type:
             return _number(data)
 
     return NumberLoader
+
+
+def _password(url: str) -> str:
+    """The password a URL holds, if any: to keep it out of the server's messages."""
+    authority = url.partition("://")[2].partition("/")[0]
+    userinfo = authority.rpartition("@")[0]
+    found = re.search(r"(?i)password=([^&]*)", url)
+    return userinfo.partition(":")[2] or (found.group(1) if found else "")
 
 
 def _first_line(error: Exception) -> str:
