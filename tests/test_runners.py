@@ -157,7 +157,8 @@ def test_a_runner_killed_mid_tick_has_its_sends_recovered_after_its_lease(pg, pg
         # As if it ran on another host: no pid to check, only its lease says it is gone.
         rows(
             pg,
-            f"UPDATE runners SET host = 'elsewhere', machine = 'elsewhere' WHERE id = '{victim_id}'",
+            "UPDATE runners SET host = 'elsewhere', machine = 'elsewhere'"
+            f" WHERE id = '{victim_id}'",
         )
         orphans = rows(
             pg,
