@@ -58,6 +58,11 @@ BOTH_BACKENDS = {
     "test_inbound_store",
     "test_status",
     "test_loops",
+    "test_import_queue",
+    "test_claim_ahead",
+    "test_limits",
+    "test_channel_health",
+    "test_faults",
 }
 
 

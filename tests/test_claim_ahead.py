@@ -19,6 +19,7 @@ from contextlib import contextmanager
 
 import pytest
 
+from .backends import is_url
 from .conftest import rows
 from .scenario import (
     ONE_EMAIL,
@@ -171,6 +172,20 @@ def test_a_claimed_send_whose_window_closed_while_it_waited_goes_when_it_opens(c
     assert third == {"status": "pending", "perform_at": "2027-03-02T09:00:00Z", "attempts": 0}
 
 
+def writer(db):
+    """A connection in a write transaction: SQLite's file lock, or PostgreSQL's write lock."""
+    if is_url(db):
+        import psycopg
+
+        conn = psycopg.connect(db, autocommit=True)
+        conn.execute("BEGIN")
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema() || ':pipectl:write'))")
+        return conn
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    return conn
+
+
 def test_a_tick_stopped_while_the_database_is_busy_still_puts_its_claims_back(
     cli, db, tmp_path, monkeypatch
 ):
@@ -178,8 +193,7 @@ def test_a_tick_stopped_while_the_database_is_busy_still_puts_its_claims_back(
     with slow_acme(cli, tmp_path, EMAIL_ONLY, 5, 1, slow(1.0)) as recorder:
         ticking = spawn(db, "tick", "--now", T0, "--workers", "2")
         wait_for(lambda: recorder.connections >= 1, process=ticking)
-        other = sqlite3.connect(db, isolation_level=None)
-        other.execute("BEGIN IMMEDIATE")  # another writer holds the database...
+        other = writer(db)  # another writer holds the database...
         ticking.send_signal(signal.SIGTERM)  # ...while the tick is told to stop
         time.sleep(1.5)  # the send in flight comes back; writing it finds the database busy
         other.execute("ROLLBACK")
