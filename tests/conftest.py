@@ -63,6 +63,8 @@ BOTH_BACKENDS = {
     "test_limits",
     "test_channel_health",
     "test_faults",
+    "test_senders",
+    "test_hooks",
 }
 
 

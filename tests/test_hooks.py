@@ -331,7 +331,8 @@ def test_a_hanging_receiver_holds_up_neither_the_sends_nor_the_end_of_the_tick(
                    ).returncode == 0  # fmt: skip
 
     started = time.monotonic()
-    result = pipectl(db, "tick", "--now", T0, "--max-seconds", "3", "--json")
+    # In tmp_path: against PostgreSQL the outbox is in the directory the tick runs in.
+    result = pipectl(db, "tick", "--now", T0, "--max-seconds", "3", "--json", cwd=tmp_path)
     took = time.monotonic() - started
     assert result.returncode == 0, result.stderr
     assert took < 8, took  # its budget (3 s) and start-up, not the receiver's 30 s

@@ -111,7 +111,9 @@ TWO_EMAILS = (
 
 
 @pytest.mark.slow
-def test_three_senders_with_caps_5_5_2_share_30_leads_and_keep_each_lead(cli, tmp_path, servers):
+def test_three_senders_with_caps_5_5_2_share_30_leads_and_keep_each_lead(
+    cli, tmp_path, servers, db
+):
     ports = {n: servers[n][0] for n in NAMES}
     caps = {"ann": 5, "bo": 5, "cy": 2}
     text = config(ports, {n: f"daily_limit: {c}" for n, c in caps.items()}, TWO_EMAILS)
@@ -154,19 +156,19 @@ def test_three_senders_with_caps_5_5_2_share_30_leads_and_keep_each_lead(cli, tm
     assert [first_day[f"l{i:02d}@x.example"] for i in range(30)] == [1] * 12 + [2] * 12 + [3] * 6
     # Stored where users can query it: each lead's sender, and each day's count per sender.
     leads = rows(
-        tmp_path / "pipectl.db",
+        db,
         "SELECT l.email, s.address FROM leads l JOIN senders s ON s.id = l.sender_id",
     )
     assert {r["email"]: {r["address"].split("@")[0]} for r in leads} == by_lead
     days = rows(
-        tmp_path / "pipectl.db",
+        db,
         "SELECT s.address, d.day, d.sent FROM sender_days d JOIN senders s ON s.id = d.sender_id",
     )
     assert all(r["sent"] <= caps[r["address"].split("@")[0]] for r in days)
     assert {r["day"] for r in days} >= {f"2027-03-0{d}" for d in range(1, 6)}
 
 
-def test_a_full_sender_waits_for_the_next_day_in_the_accounts_time_zone(cli, tmp_path, servers):
+def test_a_full_sender_waits_for_the_next_day_in_the_accounts_time_zone(cli, tmp_path, servers, db):
     ports = {n: servers[n][0] for n in NAMES}
     text = config(ports, {"ann": "daily_limit: 2"}, ONE_EMAIL)
     assert cli("apply", write(tmp_path, text)).exit_code == 0
@@ -184,7 +186,7 @@ def test_a_full_sender_waits_for_the_next_day_in_the_accounts_time_zone(cli, tmp
     as_json = cli("status", "--json", "--now", "2027-03-02T04:30:00Z").stdout
     assert '"waiting_for_sender": 3' in as_json and '"cap_today": 2' in as_json
     actions = rows(
-        tmp_path / "pipectl.db",
+        db,
         "SELECT status, attempts FROM lead_stage_actions WHERE type = 'email' ORDER BY id",
     )
     assert [(a["status"], a["attempts"]) for a in actions][2:] == [("pending", 0)] * 3
@@ -192,7 +194,7 @@ def test_a_full_sender_waits_for_the_next_day_in_the_accounts_time_zone(cli, tmp
     assert len(servers["ann"][1].received) == 4
 
 
-def test_warm_up_raises_the_cap_each_day_from_the_first_send(cli, tmp_path, servers):
+def test_warm_up_raises_the_cap_each_day_from_the_first_send(cli, tmp_path, servers, db):
     ports = {n: servers[n][0] for n in NAMES}
     keys = "daily_limit: 10\n            warmup: {start: 2, step: 3}"
     text = config(ports, {"bo": keys}, ONE_EMAIL, timezone="UTC")
@@ -211,11 +213,11 @@ def test_warm_up_raises_the_cap_each_day_from_the_first_send(cli, tmp_path, serv
                 status
             )
     assert per_day == [2, 5, 8, 10, 10, 5]
-    sender = rows(tmp_path / "pipectl.db", "SELECT first_sent_on FROM senders")
+    sender = rows(db, "SELECT first_sent_on FROM senders")
     assert sender == [{"first_sent_on": "2027-03-02"}]
 
 
-def test_a_removed_senders_leads_move_to_another_at_their_next_email(cli, tmp_path, servers):
+def test_a_removed_senders_leads_move_to_another_at_their_next_email(cli, tmp_path, servers, db):
     ports = {n: servers[n][0] for n in NAMES}
     both = config(ports, {"ann": "daily_limit: 50", "bo": "daily_limit: 50"}, TWO_EMAILS)
     assert cli("apply", write(tmp_path, both)).exit_code == 0
@@ -232,7 +234,7 @@ def test_a_removed_senders_leads_move_to_another_at_their_next_email(cli, tmp_pa
     assert sorted(received_by(servers, "bo")) == sorted(bos)  # nothing more through bo
     assert set(received_by(servers, "ann")[2:]) == {f"l{i:02d}@x.example" for i in range(4)}
     moved = rows(
-        tmp_path / "pipectl.db",
+        db,
         "SELECT DISTINCT s.address FROM leads l JOIN senders s ON s.id = l.sender_id",
     )
     assert moved == [{"address": "ann@acme.example"}]
@@ -247,7 +249,7 @@ THREADED = (
 )
 
 
-def test_thread_true_replies_in_the_thread_and_date_is_the_ticks_clock(cli, tmp_path, servers):
+def test_thread_true_replies_in_the_thread_and_date_is_the_ticks_clock(cli, tmp_path, servers, db):
     ports = {n: servers[n][0] for n in NAMES}
     text = config(ports, {"cy": "daily_limit: 10"}, THREADED, timezone="UTC")
     assert cli("apply", write(tmp_path, text)).exit_code == 0
@@ -268,11 +270,11 @@ def test_thread_true_replies_in_the_thread_and_date_is_the_ticks_clock(cli, tmp_
         "2027-03-01T10:00",
         "2027-03-01T11:00",
     ]
-    stored = rows(tmp_path / "pipectl.db", "SELECT subject FROM deliveries ORDER BY id")
+    stored = rows(db, "SELECT subject FROM deliveries ORDER BY id")
     assert [r["subject"] for r in stored] == ["Hello L0", "Re: Hello L0", "A new angle"]
 
 
-def test_dry_run_and_leads_show_name_the_sender(cli, tmp_path, servers):
+def test_dry_run_and_leads_show_name_the_sender(cli, tmp_path, servers, db):
     ports = {n: servers[n][0] for n in NAMES}
     text = config(ports, {"ann": "daily_limit: 2", "di": "daily_limit: 3"}, ONE_EMAIL)
     assert cli("apply", write(tmp_path, text)).exit_code == 0
@@ -282,7 +284,7 @@ def test_dry_run_and_leads_show_name_the_sender(cli, tmp_path, servers):
     # The most room left first: di (3), then ann and di tie at 2, and ann comes first.
     assert "l00@x.example (action 1, account acme, from di@acme.example" in dry
     assert "l01@x.example (action 2, account acme, from ann@acme.example" in dry
-    assert rows(tmp_path / "pipectl.db", "SELECT sender_id FROM leads") == [{"sender_id": None}] * 2
+    assert rows(db, "SELECT sender_id FROM leads") == [{"sender_id": None}] * 2
     tick(cli, "2027-03-01T14:00:00Z")
     shown = cli("leads", "show", "l00@x.example").stdout
     assert "sender: Di <di@acme.example>" in shown
@@ -291,7 +293,7 @@ def test_dry_run_and_leads_show_name_the_sender(cli, tmp_path, servers):
 
 @pytest.mark.slow
 def test_a_reply_to_a_threaded_follow_up_acts_on_the_enrollment_that_sent_it(
-    cli, tmp_path, servers, mailbox, monkeypatch
+    cli, tmp_path, servers, mailbox, monkeypatch, db
 ):
     """The reply arrives in the sender's own inbox (a real Dovecot), names the threaded
     follow-up, and ends the wait of that pipeline only."""
@@ -333,7 +335,7 @@ def test_a_reply_to_a_threaded_follow_up_acts_on_the_enrollment_that_sent_it(
     )  # fmt: skip
     synced = cli("sync", "--now", (start + timedelta(minutes=90)).isoformat())
     assert synced.exit_code == 0, synced.output
-    db = tmp_path / "pipectl.db"
+    db = db
     reply = rows(
         db,
         "SELECT r.kind, d.message_id, p.key FROM replies r"
@@ -375,7 +377,9 @@ pipelines:
     assert parsedate_to_datetime(message["Date"]).isoformat() == "2031-07-04T12:34:56+00:00"
 
 
-def test_a_sender_whose_login_fails_holds_only_its_own_leads(cli, tmp_path, servers, monkeypatch):
+def test_a_sender_whose_login_fails_holds_only_its_own_leads(
+    cli, tmp_path, servers, monkeypatch, db
+):
     ports = {n: servers[n][0] for n in NAMES}
     text = config(ports, {"ann": "daily_limit: 10", "bo": "daily_limit: 10"}, ONE_EMAIL)
     assert cli("apply", write(tmp_path, text)).exit_code == 0
@@ -387,7 +391,7 @@ def test_a_sender_whose_login_fails_holds_only_its_own_leads(cli, tmp_path, serv
     assert "authentication refused (535)" in ticked.stderr
     assert "a-wrong-password" not in ticked.output
     assert len(servers["bo"][1].received) == 3 and servers["ann"][1].received == []
-    db = tmp_path / "pipectl.db"
+    db = db
     waiting = rows(
         db,
         "SELECT a.status, a.attempts, s.address FROM lead_stage_actions a"
