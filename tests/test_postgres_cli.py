@@ -48,3 +48,21 @@ def test_pipectl_db_names_a_postgresql_database_for_every_command(tmp_path):
             )
         }
         assert {"leads", "lead_stage_actions", "runners", "report_counts"} <= tables
+
+
+def test_several_processes_opening_a_new_database_at_once_create_it_once():
+    for url in new_schema():
+        starting = [
+            subprocess.Popen(
+                [sys.executable, "-m", "pipectl", "--db", url, "status", "--json"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(6)
+        ]
+        for p in starting:
+            _, stderr = p.communicate(timeout=60)
+            assert p.returncode == 0, stderr
+        meta = rows(url, "SELECT key, value FROM meta ORDER BY key")
+        assert [m["key"] for m in meta] == ["instance", "schema_version"]
