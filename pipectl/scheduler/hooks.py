@@ -51,7 +51,10 @@ class HookCourier:
         self.enabled = store.hooks.any_live()  # no hook: every call below returns at once
         self.busy: set[int] = set()  # hooks being posted to, until their outcomes are written
         self.finished: set[int] = set()  # hooks whose batches are done, outcomes not written
-        self.done: queue.SimpleQueue[tuple[int, list[HookOutcome]]] = queue.SimpleQueue()
+        # (hook id, outcomes, whether its batch is over): each POST's outcome as it comes.
+        self.done: queue.SimpleQueue[tuple[int, list[HookOutcome], bool]] = queue.SimpleQueue()
+        self.stop_at = float("inf")  # monotonic: no POST starts that could end after it
+        self.stopping = threading.Event()  # the tick is over: threads start no more POSTs
         self.unwritten: list[HookOutcome] = []
         self.looked = 0.0  # when due events were last looked for
         self.delivered = 0
@@ -81,12 +84,15 @@ class HookCourier:
     def finish(self, deadline: float) -> None:
         """After the sends: deliver what is due (this tick's events too) until nothing is,
         or until `deadline` (monotonic); a POST still in flight then is left behind."""
+        self.stop_at = deadline
         while self.enabled:
             self.looked = 0.0  # look every time here: no sends to make room for
             self.turn(starting=time.monotonic() < deadline)
             if not self.busy or time.monotonic() >= deadline:
                 break
             self._collect(timeout=min(WAKE_EVERY, max(0.0, deadline - time.monotonic())))
+        self.stopping.set()
+        self._collect(timeout=0)
         self._write()
         # POSTs still unanswered are left: their hooks are free for the next tick.
         self.store.hook_delivery.release_hooks(self.busy - self.finished, self.token)
@@ -107,52 +113,53 @@ class HookCourier:
 
         from ..channels.webhooks import Endpoint, post_event
 
-        outcomes: list[HookOutcome] = []
+        posted_count = 0
         hook = batch.hook
         endpoint = Endpoint(hook.url, hook.secret, hook.headers, hook.timeout)
         try:
             with httpx.Client(follow_redirects=False) as client:
                 for event in batch.events:
+                    # None started once the tick's time is up (a POST still running then
+                    # is left behind: its event goes again, same id, next tick).
+                    if self.stopping.is_set() or time.monotonic() >= self.stop_at:
+                        break
                     posted = post_event(client, endpoint, event.type, event.event_id, event.payload)
-                    outcomes.append(
-                        HookOutcome(
-                            event,
-                            hook,
-                            posted.delivered,
-                            self.now(),
-                            posted.error,
-                            posted.retry_after,
-                        )
+                    outcome = HookOutcome(
+                        event, hook, posted.delivered, self.now(), posted.error, posted.retry_after
                     )
+                    posted_count += 1
+                    self.done.put((hook.id, [outcome], False))  # written as it comes
                     if not posted.delivered:
                         break
         except Exception as e:  # a bug must not lose the outcomes of POSTs that happened
-            if len(outcomes) < len(batch.events):
-                event = batch.events[len(outcomes)]
+            if posted_count < len(batch.events):
+                event = batch.events[posted_count]
                 error = f"{type(e).__name__}: {e}"
-                outcomes.append(HookOutcome(event, hook, False, self.now(), error))
+                failed = HookOutcome(event, hook, False, self.now(), error)
+                self.done.put((hook.id, [failed], False))
         finally:
-            self.done.put((hook.id, outcomes))
+            self.done.put((hook.id, [], True))
 
     def _collect(self, timeout: float) -> bool:
         """Take the batches the threads finished (waiting up to `timeout` for one); any?"""
         finished = False
         try:
-            hook_id, outcomes = (
+            hook_id, outcomes, over = (
                 self.done.get(timeout=timeout) if timeout else self.done.get_nowait()
             )
             while True:
-                finished = True
-                self.finished.add(hook_id)
                 self.unwritten += outcomes
-                hook_id, outcomes = self.done.get_nowait()
+                if over:
+                    finished = True
+                    self.finished.add(hook_id)
+                hook_id, outcomes, over = self.done.get_nowait()
         except queue.Empty:
             pass
         return finished
 
     def _write(self) -> None:
         """Record the outcomes; when another process holds the database, try next turn."""
-        if not self.finished:
+        if not self.finished and not self.unwritten:
             return
         rows = []
         for o in self.unwritten:
