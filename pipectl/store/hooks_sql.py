@@ -158,10 +158,13 @@ class HooksSQL(Part):
             separators=(",", ":"),
         )
         created = format_time(utcnow())
+        # Only to hooks still in the YAML: `apply` in another process may have removed one
+        # since this process read them.
         self.conn.executemany(
             "INSERT INTO hook_events (event_id, hook_id, type, account_id, lead_id, payload,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(event_id, h.id, str(event), lead["account_id"], lead_id, payload, created)
+            " created_at) SELECT ?, id, ?, ?, ?, ?, ? FROM hooks"
+            " WHERE id = ? AND removed_at IS NULL",
+            [(event_id, str(event), lead["account_id"], lead_id, payload, created, h.id)
              for h in hooks],
         )  # fmt: skip
 
