@@ -589,7 +589,9 @@ class SchedulerSQL(Part):
                 for r in done
             ],
         )
-        self.store.senders.count_sent(done)
+        # Every email that went out counts against its sender's day, even one whose result
+        # is stale (another runner took the send over meanwhile and sends it again).
+        self.store.senders.count_sent([r for r in results if r.outcome == "done"])
         self.store.lifecycle.advance_many([(r.action, r.finished_at) for r in done])
         counts["done"] = len(done)
         for r in results:
