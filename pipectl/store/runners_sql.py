@@ -23,8 +23,9 @@ from ..durations import add_seconds, format_time, utcnow
 from .database import Part
 
 RUNNER_ID_LENGTH = 12
-# The server's clock in the stored format (PostgreSQL only).
-SERVER_NOW = "to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+# The server's clock in the stored format (PostgreSQL only): the time now, not the time its
+# transaction began (`now()`), which may be seconds earlier after a wait for the write lock.
+SERVER_NOW = "to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 # A runner gone this long with no heartbeat, and not stopped, went quiet: its sends are
 # recovered by the others. Tests shorten it with PIPECTL_LEASE_SECONDS.
 LEASE_SECONDS = 2 * (defaults.SEND_TIMEOUT + defaults.CONNECT_TIMEOUT)
