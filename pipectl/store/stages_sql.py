@@ -12,6 +12,7 @@ from typing import Any
 
 from ..durations import add_seconds
 from ..statuses import ActionStatus, Channel, EnrollmentStatus, HookEvent, sql_list
+from .batches import chunks, values
 from .database import Part
 
 OPEN_STATUSES = (ActionStatus.WAITING, ActionStatus.PENDING, ActionStatus.AWAITING_REPLY)
@@ -130,10 +131,10 @@ class StagesSQL(Part):
             for row in self.conn.execute(
                 "SELECT a.id, s.exited_at, n.id AS next_id, n.type, n.params "
                 "FROM lead_stage_actions a JOIN lead_stages s ON s.id = a.lead_stage_id "
-                "LEFT JOIN lead_stage_actions n ON n.lead_stage_id = a.lead_stage_id "
-                "AND n.sequence_number = (SELECT min(m.sequence_number) FROM lead_stage_actions m "
+                # The next action by its id: a primary-key join, whatever the planner knows.
+                "LEFT JOIN lead_stage_actions n ON n.id = (SELECT m.id FROM lead_stage_actions m "
                 "WHERE m.lead_stage_id = a.lead_stage_id "
-                "AND m.sequence_number > a.sequence_number) "
+                "AND m.sequence_number > a.sequence_number ORDER BY m.sequence_number LIMIT 1) "
                 f"WHERE a.id IN ({marks(ids)})",
                 ids,
             )
@@ -147,12 +148,15 @@ class StagesSQL(Part):
                 idle.append((action["enrollment_id"], action["lead_id"], now))
             else:
                 status, perform_at = activation(row["type"], snapshot(row["params"]), now)
-                activate.append((status, perform_at, row["next_id"]))
-        self.conn.executemany(
-            "UPDATE lead_stage_actions SET status = ?, perform_at = ? "
-            "WHERE id = ? AND status = 'waiting'",
-            activate,
-        )
+                activate.append((row["next_id"], str(status), perform_at))
+        for batch in chunks(activate):
+            table, params = values(batch)
+            self.conn.execute(
+                "UPDATE lead_stage_actions SET status = v.column2, perform_at = v.column3 "
+                f"FROM {table} WHERE lead_stage_actions.id = v.column1 "
+                "AND lead_stage_actions.status = 'waiting'",
+                params,
+            )
         self.set_enrollments(idle, EnrollmentStatus.IDLE)
 
     def _sending(self, enrollment_id: int) -> bool:
@@ -238,16 +242,23 @@ class StagesSQL(Part):
         self.set_enrollments([(enrollment_id, lead_id, now)], status)
 
     def set_enrollments(self, changes: list[tuple[int, int, str]], status: str) -> None:
-        """`_set_enrollment` for many (enrollment id, lead id, time) at once."""
-        self.conn.executemany(
-            "UPDATE enrollments SET status = ?, finished_at = ? WHERE id = ?",
-            [(status, now if status in FINISHED else None, e) for e, _, now in changes],
-        )
-        self.conn.executemany(  # when it is the lead's latest enrollment
-            "UPDATE leads SET status = ? WHERE id = ? AND status IS NOT ? "
-            "AND NOT EXISTS (SELECT 1 FROM enrollments WHERE lead_id = ? AND id > ?)",
-            [(status, lead_id, status, lead_id, e) for e, lead_id, _ in changes],
-        )
+        """`_set_enrollment` for many (enrollment id, lead id, time) at once: two statements
+        a batch."""
+        finished = status in FINISHED
+        for batch in chunks(changes):
+            table, params = values([(e, now if finished else None) for e, _, now in batch])
+            self.conn.execute(
+                f"UPDATE enrollments SET status = ?, finished_at = v.column2 FROM {table} "
+                "WHERE enrollments.id = v.column1",
+                (str(status), *params),
+            )
+            table, params = values([(lead_id, e) for e, lead_id, _ in batch])
+            self.conn.execute(  # when it is the lead's latest enrollment
+                f"UPDATE leads SET status = ? FROM {table} WHERE leads.id = v.column1 "
+                "AND (leads.status IS NULL OR leads.status != ?) AND NOT EXISTS (SELECT 1 "
+                "FROM enrollments e WHERE e.lead_id = v.column1 AND e.id > v.column2)",
+                (str(status), *params, str(status)),
+            )
 
     def forget_config(self) -> None:
         """Drop the cached stages and actions: `apply` may have changed them since."""
