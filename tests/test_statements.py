@@ -73,12 +73,12 @@ def test_a_due_ticks_statements_stay_below_one_and_a_half_per_send(
         tmp_path,
         ONE_SEND,
         {("acme", "drip"): LEADS},
-        acme_extra="    limits: {concurrency: 16}",
+        acme_extra="    limits: {concurrency: 32}",
     )
     admitted = cli("tick", "--now", T0, "--no-sync", "--json", "--max-seconds", "0")
     assert admitted.exit_code == 0, admitted.output
     statements = count_statements(monkeypatch)
-    result = cli("tick", "--now", T0, "--no-sync", "--json", "--workers", "16")
+    result = cli("tick", "--now", T0, "--no-sync", "--json", "--workers", "32")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     sent = rows(db, "SELECT count(*) AS n FROM deliveries")[0]["n"]

@@ -491,11 +491,11 @@ class SchedulerSQL(Part):
             if opens:
                 deferred.append((row["id"], opens))
                 continue
-            if row["params"].get("thread"):
-                row["thread"] = self.store.senders.previous_email(
-                    row["lead_id"], row["enrollment_id"]
-                )
             due.append(row)
+        threads = [row for row in due if row["params"].get("thread")]
+        previous = self.store.senders.previous_emails(threads)  # one read for them all
+        for row in threads:
+            row["thread"] = previous.get(row["enrollment_id"])
         for batch in chunks(deferred):  # outside their send window: due when it opens
             table, opening = values(batch)
             self.conn.execute(
