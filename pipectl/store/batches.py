@@ -28,9 +28,16 @@ def rows_marks(count: int, width: int) -> str:
     return ", ".join([row] * count)
 
 
-def values(rows: Sequence[Sequence[Any]]) -> tuple[str, list[Any]]:
-    """`(VALUES (?, ?), ...) AS v` for rows of equal width, and their values in order: the
-    batch as a table to join, its columns `v.column1`, `v.column2`, ... (text and integers;
-    a column that may be all NULL is best set only into TEXT columns)."""
-    table = f"(VALUES {rows_marks(len(rows), len(rows[0]))}) AS v"
-    return table, [value for row in rows for value in row]
+def joined(table: str, rows: Sequence[Sequence[Any]]) -> tuple[str, list[Any]]:
+    """`FROM (VALUES (?, ?), ...) AS v WHERE <table>.id IN (...) AND <table>.id = v.column1`
+    for rows (id, value, ...) of equal width, and its parameters in order: the batch as a
+    table to update from, its values `v.column2`, `v.column3`, ... The `IN` list makes
+    PostgreSQL find the rows by primary key, whatever its statistics say about the tables'
+    sizes. Values are text or integers; a column that may be all NULL is best set only into
+    TEXT columns."""
+    ids = [row[0] for row in rows]
+    clause = (
+        f"FROM (VALUES {rows_marks(len(rows), len(rows[0]))}) AS v "
+        f"WHERE {table}.id IN ({', '.join('?' * len(ids))}) AND {table}.id = v.column1"
+    )
+    return clause, [value for row in rows for value in row] + ids

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..statuses import ActionStatus
-from .batches import chunks, rows_marks, values
+from .batches import chunks, joined, rows_marks
 from .database import Part
 from .rows import Result
 
@@ -21,12 +21,8 @@ PENDING_UNLESS_LEFT = (
     "CASE WHEN (SELECT exited_at FROM lead_stages s WHERE s.id = lead_stage_actions.lead_stage_id)"
     " IS NULL THEN 'pending' ELSE 'skipped' END"
 )
-# The batch joined to its rows, each fenced by its claim: v.column1 is the id, v.column2 the
-# claim token.
-FENCED = (
-    "WHERE lead_stage_actions.id = v.column1 AND lead_stage_actions.claim_token = v.column2 "
-    "AND lead_stage_actions.status = 'running'"
-)
+# Each row of the batch (`joined`: v.column1 its id) fenced by its claim token (v.column2).
+FENCED = "AND lead_stage_actions.claim_token = v.column2 AND lead_stage_actions.status = 'running'"
 DELIVERY_COLUMNS = (
     "account_id, lead_id, lead_stage_action_id, channel, recipient, message_id, provider_id, "
     "sent_at, sender_id, subject, thread_references"
@@ -131,11 +127,12 @@ class ResultsSQL(Part):
         the rows written by id: (id, then what `returning` adds)."""
         written: dict[int, Any] = {}
         for batch in chunks(results):
-            table, params = values(
-                [(r.action["id"], r.action["claim_token"], *row_values(r)) for r in batch]
+            batch_from, params = joined(
+                "lead_stage_actions",
+                [(r.action["id"], r.action["claim_token"], *row_values(r)) for r in batch],
             )
             for row in self.conn.execute(
-                f"UPDATE lead_stage_actions SET {assignments} FROM {table} {FENCED} "
+                f"UPDATE lead_stage_actions SET {assignments} {batch_from} {FENCED} "
                 f"RETURNING lead_stage_actions.id{returning}",
                 params,
             ).fetchall():

@@ -18,7 +18,7 @@ from ..scheduler.limits import rate_room, share
 from ..scheduler.windows import window_opens
 from ..statuses import ActionStatus, EnrollmentStatus
 from .admission_sql import admit_batch_size
-from .batches import chunks, values
+from .batches import chunks, joined
 from .database import Part
 from .results_sql import PENDING_UNLESS_LEFT
 from .rows import Choose, Claim, Ledger, Result, health_key
@@ -497,11 +497,9 @@ class SchedulerSQL(Part):
         for row in threads:
             row["thread"] = previous.get(row["enrollment_id"])
         for batch in chunks(deferred):  # outside their send window: due when it opens
-            table, opening = values(batch)
+            batch_from, opening = joined("lead_stage_actions", batch)
             self.conn.execute(
-                f"UPDATE lead_stage_actions SET perform_at = v.column2 FROM {table} "
-                "WHERE lead_stage_actions.id = v.column1",
-                opening,
+                f"UPDATE lead_stage_actions SET perform_at = v.column2 {batch_from}", opening
             )
         claim.deferred += len(deferred)
         return due if boxes is None else self.store.senders.assign(due, boxes)
