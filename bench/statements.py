@@ -1,7 +1,7 @@
 """Statements per send, and sends per second, of a due tick on SQLite and PostgreSQL.
 
 Usage: python bench/statements.py [--leads N] [--backend sqlite|postgresql|both]
-                                  [--profile DIR] [--no-count]
+                                  [--then nothing|wait|move] [--profile DIR] [--no-count]
 
 Each measurement builds its own database through the product's commands (apply, leads import,
 admission), then runs one due tick in-process with the no-op channel: N one-email leads, one
@@ -56,6 +56,13 @@ pipelines:
         actions:
           - email: {subject: "Hi {{ lead.first_name }}", body: "Hello {{ lead.company_name }}"}
 """
+# What follows the email in the stage (--then): nothing (the lead goes idle), a wait (the
+# next action becomes pending), or a move to a won stage (done in the claim, per lead).
+THEN = {
+    "nothing": "",
+    "wait": "          - wait: 1d\n",
+    "move": "          - move: won\n      - {key: won, outcome: won}\n",
+}
 
 
 @contextmanager
@@ -77,10 +84,10 @@ def database(backend: str, workdir: Path) -> Iterator[str]:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-def build(db: str, workdir: Path, leads: int) -> None:
+def build(db: str, workdir: Path, leads: int, then: str = "nothing") -> None:
     """N leads enrolled and admitted: each one's email is due at T0."""
     yaml = workdir / "pipelines.yaml"
-    yaml.write_text(YAML, encoding="utf-8")
+    yaml.write_text(YAML + THEN[then], encoding="utf-8")
     csv = workdir / "leads.csv"
     lines = ["Email,First Name,Company Name"]
     lines += [f"lead{i}@acme.example,Lead{i},Company {i}" for i in range(leads)]
@@ -161,13 +168,15 @@ def due_tick(db: str, workdir: Path, profile: Path | None = None) -> dict[str, A
     return {"done": summary.done, "seconds": round(seconds, 3), "summary": summary.line()}
 
 
-def measure(backend: str, leads: int, count: bool, profile_dir: Path | None) -> dict[str, Any]:
-    out: dict[str, Any] = {"backend": backend, "leads": leads}
+def measure(
+    backend: str, leads: int, count: bool, profile_dir: Path | None, then: str
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"backend": backend, "leads": leads, "then": then}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         if count:
             with database(backend, workdir) as db:
-                build(db, workdir, leads)
+                build(db, workdir, leads, then)
                 counter = Counter()
                 with counter.counting():
                     run = due_tick(db, workdir)
@@ -179,7 +188,7 @@ def measure(backend: str, leads: int, count: bool, profile_dir: Path | None) -> 
                 out["statements_per_send"] = round(len(counter.statements) / run["done"], 2)
                 out["top"] = sorted(kinds.items(), key=lambda kv: -kv[1])[:12]
         with database(backend, workdir) as db:
-            build(db, workdir, leads)
+            build(db, workdir, leads, then)
             profile = profile_dir / f"{backend}.prof" if profile_dir else None
             run = due_tick(db, workdir, profile)
             out["sends_per_s"] = round(run["done"] / run["seconds"])
@@ -193,12 +202,13 @@ def main() -> None:
     parser.add_argument("--backend", default="both", choices=["sqlite", "postgresql", "both"])
     parser.add_argument("--profile", type=Path, help="write cProfile stats of the timed tick here")
     parser.add_argument("--no-count", action="store_true", help="only the timed tick")
+    parser.add_argument("--then", default="nothing", choices=list(THEN), help="after the email")
     args = parser.parse_args()
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
     for backend in backends:
-        print(json.dumps(measure(backend, args.leads, not args.no_count, args.profile)))
+        print(json.dumps(measure(backend, args.leads, not args.no_count, args.profile, args.then)))
 
 
 if __name__ == "__main__":
