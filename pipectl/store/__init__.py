@@ -5,6 +5,7 @@ Open a database with `Store(path)`; then reach a part and call its verbs:
     store.config      pipelines from the YAML: apply, plan, lookups by key (config_sql.py)
     store.leads       leads and the enrollment queue: import, export, list (leads_sql.py)
     store.scheduler   the tick's SQL: recover, admit, claim, record results (scheduler_sql.py)
+    store.results     a batch of send results, written set-based (results_sql.py)
     store.senders     mailboxes: daily caps, each lead's sender, threads (senders_sql.py)
     store.admission   queued enrollments into their first stage, in batches (admission_sql.py)
     store.lifecycle   a lead in a pipeline: enter a stage, advance, move, stop (stages_sql.py)
@@ -52,6 +53,7 @@ from .operator_sql import OperatorSQL
 from .postgres import is_postgres_url
 from .replies_sql import RepliesSQL
 from .reports_sql import ReportsSQL
+from .results_sql import ResultsSQL
 from .runners_sql import RunnersSQL
 from .scheduler_sql import SchedulerSQL
 from .senders_sql import SendersSQL
@@ -84,6 +86,7 @@ class Store:
         self.config = ConfigSQL(self.database, self)
         self.leads = LeadsSQL(self.database, self)
         self.scheduler = SchedulerSQL(self.database, self)
+        self.results = ResultsSQL(self.database, self)
         self.senders = SendersSQL(self.database, self)
         self.admission = AdmissionSQL(self.database, self)
         self.lifecycle = StagesSQL(self.database, self)

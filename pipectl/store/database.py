@@ -94,6 +94,9 @@ class Database:
     writes go through `transaction()` (SQLite: BEGIN IMMEDIATE)."""
 
     dialect = SQLITE
+    # Counts write transactions begun (and savepoints rolled back): what a part read inside
+    # one transaction holds while the count stays the same and the part wrote nothing since.
+    generation = 0
     # Tests set this to make a write from any thread but the writer's an error (one writer).
     check_writer = os.environ.get("PIPECTL_CHECK_WRITER") == "1"
 
@@ -175,6 +178,7 @@ class Database:
             try:
                 yield self.conn
             except BaseException:
+                self.generation += 1
                 if self.conn.in_transaction:  # SQLite rolls back by itself on a full disk
                     self.conn.execute(f"ROLLBACK TO {name}")
                     self.conn.execute(f"RELEASE {name}")
@@ -186,6 +190,7 @@ class Database:
             # Inside the try: a wait for PostgreSQL's write lock that is interrupted must not
             # leave the transaction open.
             self.conn.execute(self.dialect.begin_write)
+            self.generation += 1
             yield self.conn
             self.conn.execute("COMMIT")
         except BaseException:
@@ -199,6 +204,7 @@ class Database:
     def rolled_back(self) -> Iterator[sqlite3.Connection]:
         """Run anything and then undo it all: `--dry-run` uses the real code paths."""
         self.conn.execute(self.dialect.begin_write)
+        self.generation += 1
         try:
             yield self.conn
         finally:

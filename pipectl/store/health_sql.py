@@ -36,12 +36,25 @@ class HealthSQL(Part):
             )
         ]
 
+    _read: tuple[int, dict[Key, sqlite3.Row]] | None = None
+
     def channel_health(self) -> dict[Key, sqlite3.Row]:
-        """The failing channels (usually none: one read of an empty table)."""
-        return {
+        """The failing channels (usually none: one read of an empty table). Read once per
+        write transaction: only this part writes the table, and only in the tick's (or a
+        command's) write transactions, which exclude each other."""
+        generation = self.database.generation
+        if self._read is not None and self._read[0] == generation and self.conn.in_transaction:
+            return dict(self._read[1])
+        failing = {
             (r["account_id"], r["channel"]): r
             for r in self.conn.execute("SELECT * FROM channel_health")
         }
+        if self.conn.in_transaction:
+            self._read = (generation, failing)
+        return dict(failing)
+
+    def _wrote(self) -> None:
+        self._read = None
 
     def record_health(self, results: Iterable[Result]) -> None:
         """A channel error starts (or goes on with) a failure of its channel; a send that
@@ -62,6 +75,8 @@ class HealthSQL(Part):
         # (one recorded before the account had senders).
         reached |= {(a, ch.split(":", 1)[0]) for a, ch in reached if ":" in ch}
         failing = self.channel_health()
+        if held or reached & failing.keys():
+            self._wrote()
         for key in reached & failing.keys():
             self.conn.execute(
                 "DELETE FROM channel_health WHERE account_id = ? AND channel = ?", key
@@ -112,6 +127,7 @@ class HealthSQL(Part):
         """The claimed probes: their channels have had this tick's try."""
         for row in rows:
             if row.get("probe"):
+                self._wrote()
                 self.conn.execute(
                     "UPDATE channel_health SET probe_token = ?, probe_action_id = ?"
                     " WHERE account_id = ? AND channel = ?",

@@ -18,19 +18,15 @@ from ..scheduler.limits import rate_room, share
 from ..scheduler.windows import window_opens
 from ..statuses import ActionStatus, EnrollmentStatus
 from .admission_sql import admit_batch_size
+from .batches import chunks, joined
 from .database import Part
+from .results_sql import PENDING_UNLESS_LEFT
 from .rows import Choose, Claim, Ledger, Result, health_key
 from .runners_sql import RUNNER_ID_LENGTH
 from .senders_sql import Mailbox
 from .stages_sql import marks, snapshot
 
 INTERNAL_BATCH = 500
-# A send to retry (or recover) whose stage the lead left while it ran (a reply moved it, it
-# was stopped) is skipped: retrying it would reach a lead that has moved on.
-PENDING_UNLESS_LEFT = (
-    "CASE WHEN (SELECT exited_at FROM lead_stages s WHERE s.id = lead_stage_actions.lead_stage_id)"
-    " IS NULL THEN 'pending' ELSE 'skipped' END"
-)
 
 
 def _window_opens(row: dict[str, Any], now: str) -> str | None:
@@ -194,26 +190,13 @@ class SchedulerSQL(Part):
                 (now, *ids, token),
             ).fetchall()
         )
-        for row in rows:
-            if row["id"] in attempts:
-                claim.started.append({**row, "attempts": attempts[row["id"]]})
-                continue
-            claim.dropped.append(row)
-            if not self.conn.execute(
-                "UPDATE lead_stage_actions SET status = 'skipped', claim_token = NULL "
-                "WHERE id = ? AND claim_token = ? AND status = 'running'",
-                (row["id"], token),
-            ).rowcount:
-                continue  # no longer ours: recovered by another runner, which sends it
-            claim.skipped += 1
-            if self.left_stage(row):
-                self.store.lifecycle.resume_enrollment(row["enrollment_id"], now)
-            elif self._opted_out_of(row):  # of this channel only: the next action goes on
-                self._skip_opted_out(row, now)
-            else:  # marked do-not-contact (by an import) since the claim
-                self.store.lifecycle.stop_enrollment(
-                    row["enrollment_id"], row["lead_id"], EnrollmentStatus.STOPPED, now
-                )
+        claim.started += [
+            {**row, "attempts": attempts[row["id"]]} for row in rows if row["id"] in attempts
+        ]
+        dropped = [row for row in rows if row["id"] not in attempts]
+        if dropped:
+            claim.dropped += dropped
+            self._skip_unstartable(dropped, token, now, claim)
         claim.started, suppressed = self.store.inbound.fail_suppressed(claim.started, token, now)
         claim.dropped += suppressed
         claim.suppressed += len(suppressed)
@@ -222,7 +205,7 @@ class SchedulerSQL(Part):
         """The sends that may start now: an account's sends on the wire, started by any runner,
         stay within its concurrency. The rest wait, still claimed. (One tick alone has
         already chosen within it; with many runners each knows only its own.)"""
-        if not rows:
+        if not rows or not self.database.postgres:  # SQLite: one tick, which chose within it
             return rows
         on_wire = dict(
             self.conn.execute(
@@ -240,13 +223,37 @@ class SchedulerSQL(Part):
             room[account] = left - 1
         return starting
 
-    def _opted_out_of(self, action: dict[str, Any]) -> bool:
-        """The lead opted out of this action's channel only (an import since the claim)."""
-        row = self.conn.execute(
-            "SELECT do_not_contact, email_opt_out, sms_opt_out FROM leads WHERE id = ?",
-            (action["lead_id"],),
-        ).fetchone()
-        return not row[0] and bool(row[f"{action['channel']}_opt_out"])
+    def _skip_unstartable(
+        self, rows: list[dict[str, Any]], token: str, now: str, claim: Claim
+    ) -> None:
+        """Claimed sends that may not start (in one statement): skipped. A lead that left the
+        stage goes on in its current one; one that opted out of the channel only goes on to
+        its next action; one marked do-not-contact since the claim is stopped."""
+        ids = [row["id"] for row in rows]
+        skipped = {
+            r[0]: r
+            for r in self.conn.execute(
+                "UPDATE lead_stage_actions SET status = 'skipped', claim_token = NULL "
+                f"WHERE id IN ({marks(ids)}) AND claim_token = ? AND status = 'running' "
+                "RETURNING id, (SELECT exited_at FROM lead_stages s "
+                "WHERE s.id = lead_stage_actions.lead_stage_id), (SELECT do_not_contact "
+                "FROM leads l WHERE l.id = lead_stage_actions.lead_id)",
+                (*ids, token),
+            ).fetchall()
+        }
+        for row in rows:
+            if row["id"] not in skipped:
+                continue  # no longer ours: recovered by another runner, which sends it
+            _, exited_at, do_not_contact = skipped[row["id"]]
+            claim.skipped += 1
+            if exited_at is not None:
+                self.store.lifecycle.resume_enrollment(row["enrollment_id"], now)
+            elif do_not_contact == 0:  # opted out of this channel only: the next action goes on
+                self._skip_opted_out(row, now)
+            else:  # marked do-not-contact (by an import) since the claim
+                self.store.lifecycle.stop_enrollment(
+                    row["enrollment_id"], row["lead_id"], EnrollmentStatus.STOPPED, now
+                )
 
     def _skip_opted_out(self, action: dict[str, Any], now: str) -> None:
         """A send on a channel the lead opted out of is skipped; the stage goes on."""
@@ -465,7 +472,7 @@ class SchedulerSQL(Part):
             "concurrency": account["concurrency"],
             "account_timezone": account["timezone"],
         }
-        due = []
+        due, deferred = [], []
         for r in rows:
             row = dict(zip(names, r, strict=True))
             row.update(shared)
@@ -482,16 +489,19 @@ class SchedulerSQL(Part):
                 continue
             opens = _window_opens(row, now)
             if opens:
-                self.conn.execute(
-                    "UPDATE lead_stage_actions SET perform_at = ? WHERE id = ?", (opens, row["id"])
-                )
-                claim.deferred += 1
+                deferred.append((row["id"], opens))
                 continue
-            if row["params"].get("thread"):
-                row["thread"] = self.store.senders.previous_email(
-                    row["lead_id"], row["enrollment_id"]
-                )
             due.append(row)
+        threads = [row for row in due if row["params"].get("thread")]
+        previous = self.store.senders.previous_emails(threads)  # one read for them all
+        for row in threads:
+            row["thread"] = previous.get(row["enrollment_id"])
+        for batch in chunks(deferred):  # outside their send window: due when it opens
+            batch_from, opening = joined("lead_stage_actions", batch)
+            self.conn.execute(
+                f"UPDATE lead_stage_actions SET perform_at = v.column2 {batch_from}", opening
+            )
+        claim.deferred += len(deferred)
         return due if boxes is None else self.store.senders.assign(due, boxes)
 
     def _internal_due(self, account_id: int, now: str, claim: Claim) -> None:
@@ -563,91 +573,7 @@ class SchedulerSQL(Part):
                 self.store.lifecycle.action_failed(action, now)
 
     def _record_results(self, results: Iterable[Result]) -> dict[str, int]:
-        counts = {"done": 0, "retry": 0, "failed": 0, "held": 0, "stale": 0}
-        results = list(results)
-        self.store.health.record_health(results)
-        done = self._mark_done([r for r in results if r.outcome == "done"])
-        # Sends that went out: delivered, and each lead's next action due (in bulk).
-        self.conn.executemany(
-            "INSERT INTO deliveries (account_id, lead_id, lead_stage_action_id, channel, "
-            "recipient, message_id, provider_id, sent_at, sender_id, subject, "
-            "thread_references) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    r.action["account_id"],
-                    r.action["lead_id"],
-                    r.action["id"],
-                    r.action["channel"],
-                    r.recipient or "",
-                    r.message_id,
-                    r.provider_id,
-                    r.finished_at,
-                    r.action.get("sender_id"),
-                    r.subject,
-                    r.references,
-                )
-                for r in done
-            ],
-        )
-        # Every email that went out counts against its sender's day, even one whose result
-        # is stale (another runner took the send over meanwhile and sends it again).
-        self.store.senders.count_sent([r for r in results if r.outcome == "done"])
-        self.store.lifecycle.advance_many([(r.action, r.finished_at) for r in done])
-        counts["done"] = len(done)
-        for r in results:
-            if r.outcome == "done":
-                continue
-            a = r.action
-            fence = (a["id"], a["claim_token"])
-            if r.outcome == "retry":
-                cur = self.conn.execute(
-                    f"UPDATE lead_stage_actions SET status = {PENDING_UNLESS_LEFT}, "
-                    "perform_at = ?, last_error = ?, claim_token = NULL "
-                    "WHERE id = ? AND claim_token = ? AND status = 'running'",
-                    (r.retry_at, r.error, *fence),
-                )
-            elif r.outcome == "held":  # its channel failed: due as it was, not an attempt
-                cur = self.conn.execute(
-                    f"UPDATE lead_stage_actions SET status = {PENDING_UNLESS_LEFT}, "
-                    "attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, "
-                    "claimed_at = NULL, last_error = ?, claim_token = NULL "
-                    "WHERE id = ? AND claim_token = ? AND status = 'running'",
-                    (r.error, *fence),
-                )
-            else:
-                cur = self.conn.execute(
-                    "UPDATE lead_stage_actions SET status = 'failed', performed_at = ?, "
-                    "last_error = ? WHERE id = ? AND claim_token = ? AND status = 'running'",
-                    (r.finished_at, r.error, *fence),
-                )
-                if cur.rowcount:
-                    self.store.lifecycle.action_failed(a, r.finished_at)
-                if cur.rowcount and not self.left_stage(a):
-                    self.on_failure(a, r.finished_at)
-            if cur.rowcount and self.left_stage(a):
-                self.store.lifecycle.resume_enrollment(a["enrollment_id"], r.finished_at)
-            counts[r.outcome if cur.rowcount else "stale"] += 1
-        counts["stale"] += len(results) - sum(counts.values())
-        return counts
-
-    def _mark_done(self, results: list[Result]) -> list[Result]:
-        """Mark sends done, each fenced by its claim (a later tick, or a reply or stop that
-        skipped it, has not taken it over); returns the results that were written."""
-        written: set[int] = set()
-        by_claim: dict[tuple[str, str], list[int]] = {}
-        for r in results:
-            by_claim.setdefault((r.finished_at, r.action["claim_token"]), []).append(r.action["id"])
-        for (finished_at, token), ids in by_claim.items():
-            written.update(
-                action_id
-                for (action_id,) in self.conn.execute(
-                    "UPDATE lead_stage_actions SET status = 'done', performed_at = ?, "
-                    f"last_error = NULL WHERE id IN ({marks(ids)}) AND claim_token = ? "
-                    "AND status = 'running' RETURNING id",
-                    (finished_at, *ids, token),
-                ).fetchall()
-            )
-        return [r for r in results if r.action["id"] in written]
+        return self.store.results.record(list(results))
 
     def left_stage(self, action: dict[str, Any]) -> bool:
         """The lead left the action's stage (a reply, a stop) while the action ran."""

@@ -178,18 +178,27 @@ class SendersSQL(Part):
             self.conn.executemany("UPDATE leads SET sender_id = ? WHERE id = ?", assigned)
         return kept
 
-    def previous_email(self, lead_id: int, enrollment_id: int) -> dict[str, Any] | None:
-        """The enrollment's last email sent: what a `thread: true` follow-up answers."""
-        row = self.conn.execute(
-            "SELECT d.message_id, d.subject, d.thread_references FROM deliveries d"
-            " JOIN lead_stage_actions a ON a.id = d.lead_stage_action_id"
-            " WHERE d.lead_id = ? AND d.channel = 'email' AND a.enrollment_id = ?"
-            " AND d.message_id IS NOT NULL ORDER BY d.sent_at DESC, d.id DESC LIMIT 1",
-            (lead_id, enrollment_id),
-        ).fetchone()
-        if row is None:
-            return None
-        return {"message_id": row[0], "subject": row[1], "references": row[2]}
+    def previous_emails(self, rows: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+        """Each enrollment's last email sent, what a `thread: true` follow-up answers, for
+        many claimed sends at once (one read): by enrollment id."""
+        if not rows:
+            return {}
+        leads = sorted({row["lead_id"] for row in rows})
+        wanted = {row["enrollment_id"] for row in rows}
+        latest: dict[int, tuple[Any, ...]] = {}
+        for enrollment_id, *found in self.conn.execute(
+            "SELECT a.enrollment_id, d.sent_at, d.id, d.message_id, d.subject, "
+            "d.thread_references FROM deliveries d "
+            "JOIN lead_stage_actions a ON a.id = d.lead_stage_action_id "
+            f"WHERE d.lead_id IN ({', '.join('?' * len(leads))}) AND d.channel = 'email' "
+            "AND d.message_id IS NOT NULL",
+            leads,
+        ).fetchall():
+            if enrollment_id in wanted and tuple(found) > latest.get(enrollment_id, ()):
+                latest[enrollment_id] = tuple(found)
+        return {
+            e: {"message_id": f[2], "subject": f[3], "references": f[4]} for e, f in latest.items()
+        }
 
     # --- results ----------------------------------------------------------------------
 

@@ -12,10 +12,16 @@ from typing import Any
 
 from ..durations import add_seconds
 from ..statuses import ActionStatus, Channel, EnrollmentStatus, HookEvent, sql_list
+from .batches import chunks, joined
 from .database import Part
 
 OPEN_STATUSES = (ActionStatus.WAITING, ActionStatus.PENDING, ActionStatus.AWAITING_REPLY)
 MAX_MOVES_PER_MINUTE = 20  # more than this in a minute is a loop, not a sequence
+# An action's next one in its stage: one column of it.
+NEXT = (
+    "(SELECT m.{} FROM lead_stage_actions m WHERE m.lead_stage_id = a.lead_stage_id "
+    "AND m.sequence_number > a.sequence_number ORDER BY m.sequence_number LIMIT 1)"
+)
 FINISHED = (
     EnrollmentStatus.WON,
     EnrollmentStatus.LOST,
@@ -128,13 +134,11 @@ class StagesSQL(Part):
         following = {
             row["id"]: row
             for row in self.conn.execute(
-                "SELECT a.id, s.exited_at, n.id AS next_id, n.type, n.params "
-                "FROM lead_stage_actions a JOIN lead_stages s ON s.id = a.lead_stage_id "
-                "LEFT JOIN lead_stage_actions n ON n.lead_stage_id = a.lead_stage_id "
-                "AND n.sequence_number = (SELECT min(m.sequence_number) FROM lead_stage_actions m "
-                "WHERE m.lead_stage_id = a.lead_stage_id "
-                "AND m.sequence_number > a.sequence_number) "
-                f"WHERE a.id IN ({marks(ids)})",
+                # Index lookups per action, whatever the planner thinks of the tables' sizes.
+                "SELECT a.id, (SELECT s.exited_at FROM lead_stages s "
+                f"WHERE s.id = a.lead_stage_id) AS exited_at, {NEXT.format('id')} AS next_id, "
+                f"{NEXT.format('type')} AS type, {NEXT.format('params')} AS params "
+                f"FROM lead_stage_actions a WHERE a.id IN ({marks(ids)})",
                 ids,
             )
         }
@@ -147,12 +151,14 @@ class StagesSQL(Part):
                 idle.append((action["enrollment_id"], action["lead_id"], now))
             else:
                 status, perform_at = activation(row["type"], snapshot(row["params"]), now)
-                activate.append((status, perform_at, row["next_id"]))
-        self.conn.executemany(
-            "UPDATE lead_stage_actions SET status = ?, perform_at = ? "
-            "WHERE id = ? AND status = 'waiting'",
-            activate,
-        )
+                activate.append((row["next_id"], str(status), perform_at))
+        for batch in chunks(activate):
+            batch_from, params = joined("lead_stage_actions", batch)
+            self.conn.execute(
+                "UPDATE lead_stage_actions SET status = v.column2, perform_at = v.column3 "
+                f"{batch_from} AND lead_stage_actions.status = 'waiting'",
+                params,
+            )
         self.set_enrollments(idle, EnrollmentStatus.IDLE)
 
     def _sending(self, enrollment_id: int) -> bool:
@@ -238,16 +244,24 @@ class StagesSQL(Part):
         self.set_enrollments([(enrollment_id, lead_id, now)], status)
 
     def set_enrollments(self, changes: list[tuple[int, int, str]], status: str) -> None:
-        """`_set_enrollment` for many (enrollment id, lead id, time) at once."""
-        self.conn.executemany(
-            "UPDATE enrollments SET status = ?, finished_at = ? WHERE id = ?",
-            [(status, now if status in FINISHED else None, e) for e, _, now in changes],
-        )
-        self.conn.executemany(  # when it is the lead's latest enrollment
-            "UPDATE leads SET status = ? WHERE id = ? AND status IS NOT ? "
-            "AND NOT EXISTS (SELECT 1 FROM enrollments WHERE lead_id = ? AND id > ?)",
-            [(status, lead_id, status, lead_id, e) for e, lead_id, _ in changes],
-        )
+        """`_set_enrollment` for many (enrollment id, lead id, time) at once: two statements
+        a batch."""
+        finished = status in FINISHED
+        for batch in chunks(changes):
+            batch_from, params = joined(
+                "enrollments", [(e, now if finished else None) for e, _, now in batch]
+            )
+            self.conn.execute(
+                f"UPDATE enrollments SET status = ?, finished_at = v.column2 {batch_from}",
+                (str(status), *params),
+            )
+            batch_from, params = joined("leads", [(lead_id, e) for e, lead_id, _ in batch])
+            self.conn.execute(  # when it is the lead's latest enrollment
+                f"UPDATE leads SET status = ? {batch_from} "
+                "AND (leads.status IS NULL OR leads.status != ?) AND NOT EXISTS (SELECT 1 "
+                "FROM enrollments e WHERE e.lead_id = v.column1 AND e.id > v.column2)",
+                (str(status), *params, str(status)),
+            )
 
     def forget_config(self) -> None:
         """Drop the cached stages and actions: `apply` may have changed them since."""
