@@ -296,6 +296,12 @@ def run_together(url: str, count: int, plan: PgPlan) -> dict[str, Any]:
         "seconds": round(seconds, 3),
         "sent": sent,
         "done_per_runner": [r["done"] for r in results],
+        "cpu_s_per_runner": [r["cpu_s"] for r in results],
+        # each runner's time in its claims and in recording results (both take the write lock)
+        "claim_ms_per_runner": [r["store"]["_claim"]["ms"] for r in results],
+        "record_ms_per_runner": [r["store"]["_record_results"]["ms"] for r in results],
+        "record_calls_per_runner": [r["store"]["_record_results"]["calls"] for r in results],
+        "load_average": os.getloadavg()[0],
         "most_attempts": scalar(url, "SELECT max(attempts) FROM lead_stage_actions"),
         "deliveries_per_s": round(sent / seconds),
         "ideal_per_s": round(count * plan.runner_workers / plan.runner_latency),

@@ -207,13 +207,16 @@ def runner(db: str, now: str, workers: int, latency: float, start_at: float) -> 
 
     while (wait := start_at - time.time()) > 0:
         time.sleep(min(wait, 0.05))
-    start = time.time()
+    timer = StoreTimer("_claim", "_record_results")
+    start, cpu = time.time(), time.process_time()
     summary = tick(
         db, now=parse_time(now), workers=workers, max_seconds=3600, senders=SleepSender(latency)
     )
     return {
         "start": start,
         "end": time.time(),
+        "cpu_s": round(time.process_time() - cpu, 3),
+        "store": timer.report(),
         "claimed": summary.claimed,
         "done": summary.done,
         "failed": summary.failed,
