@@ -301,6 +301,7 @@ def run_together(url: str, count: int, plan: PgPlan) -> dict[str, Any]:
         "claim_ms_per_runner": [r["store"]["_claim"]["ms"] for r in results],
         "record_ms_per_runner": [r["store"]["_record_results"]["ms"] for r in results],
         "record_calls_per_runner": [r["store"]["_record_results"]["calls"] for r in results],
+        "write_lock_wait_ms_per_runner": [r["write_lock_wait_ms"] for r in results],
         "load_average": os.getloadavg()[0],
         "most_attempts": scalar(url, "SELECT max(attempts) FROM lead_stage_actions"),
         "deliveries_per_s": round(sent / seconds),

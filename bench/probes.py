@@ -208,6 +208,7 @@ def runner(db: str, now: str, workers: int, latency: float, start_at: float) -> 
     while (wait := start_at - time.time()) > 0:
         time.sleep(min(wait, 0.05))
     timer = StoreTimer("_claim", "_record_results")
+    waited = write_lock_wait()
     start, cpu = time.time(), time.process_time()
     summary = tick(
         db, now=parse_time(now), workers=workers, max_seconds=3600, senders=SleepSender(latency)
@@ -217,12 +218,34 @@ def runner(db: str, now: str, workers: int, latency: float, start_at: float) -> 
         "end": time.time(),
         "cpu_s": round(time.process_time() - cpu, 3),
         "store": timer.report(),
+        "write_lock_wait_ms": round(waited[0] * 1000, 1),
         "claimed": summary.claimed,
         "done": summary.done,
         "failed": summary.failed,
         "held_back": summary.held_back,
         "recovered": summary.recovered,
     }
+
+
+def write_lock_wait() -> list[float]:
+    """Seconds this process waits to take PostgreSQL's write lock (the `BEGIN` of every write
+    transaction: one at a time across all runners), summed into the returned list's item."""
+    from pipectl.store import postgres
+
+    waited = [0.0]
+    execute = postgres.PgCursor.execute
+
+    def timed(cursor: Any, sql: str, params: Any = None) -> Any:
+        if not sql.startswith("BEGIN; SELECT pg_advisory_xact_lock"):
+            return execute(cursor, sql, params)
+        start = time.perf_counter()
+        try:
+            return execute(cursor, sql, params)
+        finally:
+            waited[0] += time.perf_counter() - start
+
+    postgres.PgCursor.execute = timed  # type: ignore[method-assign]
+    return waited
 
 
 def percentile(values: list[float], p: float) -> float:
