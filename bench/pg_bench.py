@@ -80,7 +80,7 @@ class PgPlan:
 
 
 QUICK_PG = PgPlan(
-    idle_sizes=(100, 400),
+    idle_sizes=(200,),
     idle_runs=3,
     process_runs=1,
     due_sends=200,
