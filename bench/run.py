@@ -26,7 +26,7 @@ from typing import Any
 from import_bench import side_by_side
 from pg_bench import QUICK_PG, PgPlan
 from pg_bench import measure as pg_measurements
-from pg_bench import rows as pg_rows
+from pg_rows import rows as pg_rows
 from startup import lines as startup_lines
 from startup import startup_measurement
 from sync_bench import measure as sync_measurements
