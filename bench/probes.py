@@ -84,15 +84,37 @@ def settle() -> None:
     time.sleep(1)
 
 
-def count_due(db: str, now: str) -> int:
+def scalar(db: str, sql: str, params: tuple[Any, ...] = ()) -> Any:
+    """One value read from the bench's database: a SQLite file or a postgresql:// URL."""
+    if db.startswith(("postgresql://", "postgres://")):
+        import psycopg
+
+        with psycopg.connect(db, autocommit=True) as pg:
+            row = pg.execute(sql.replace("?", "%s"), params).fetchone()
+            return row[0] if row else None
     conn = sqlite3.connect(db)
     try:
-        return conn.execute(
-            "SELECT count(*) FROM lead_stage_actions WHERE status = 'pending' AND perform_at <= ?",
-            (now,),
-        ).fetchone()[0]
+        return conn.execute(sql, params).fetchone()[0]
     finally:
         conn.close()
+
+
+def count_due(db: str, now: str) -> int:
+    return scalar(
+        db,
+        "SELECT count(*) FROM lead_stage_actions WHERE status = 'pending' AND perform_at <= ?",
+        (now,),
+    )
+
+
+def sends_done(db: str, since: str) -> int:
+    """Email actions done by a claim taken at or after `since`."""
+    return scalar(
+        db,
+        "SELECT count(*) FROM lead_stage_actions WHERE type = 'email' AND status = 'done' "
+        "AND claimed_at >= ?",
+        (since,),
+    )
 
 
 def idle(db: str, now: str, runs: int, rounds: int = 5) -> dict[str, Any]:
@@ -139,13 +161,7 @@ def due(db: str, now: str, workers: int) -> dict[str, Any]:
     start, start_cpu = time.perf_counter(), time.process_time()
     summary = tick(db, now=parse_time(now), workers=workers, senders=NoopSender())
     seconds, cpu = time.perf_counter() - start, time.process_time() - start_cpu
-    conn = sqlite3.connect(db)
-    sends = conn.execute(
-        "SELECT count(*) FROM lead_stage_actions WHERE type = 'email' AND status = 'done' "
-        "AND claimed_at >= ?",
-        (now,),
-    ).fetchone()[0]
-    conn.close()
+    sends = sends_done(db, now)
     return {
         "due": due_before,
         "claimed": summary.claimed,
@@ -169,13 +185,7 @@ def pool(db: str, now: str, workers: int, latency: float) -> dict[str, Any]:
         db, now=parse_time(now), workers=workers, max_seconds=3600, senders=SleepSender(latency)
     )
     seconds = time.perf_counter() - start
-    conn = sqlite3.connect(db)
-    sends = conn.execute(
-        "SELECT count(*) FROM lead_stage_actions WHERE type = 'email' AND status = 'done' "
-        "AND claimed_at >= ?",
-        (now,),
-    ).fetchone()[0]
-    conn.close()
+    sends = sends_done(db, now)
     ideal = sends * latency / workers
     return {
         "sends": sends,
@@ -187,6 +197,55 @@ def pool(db: str, now: str, workers: int, latency: float) -> dict[str, Any]:
         "held_back": summary.held_back,
         "store": timer.report(),
     }
+
+
+def runner(db: str, now: str, workers: int, latency: float, start_at: float) -> dict[str, Any]:
+    """One of several runners against one PostgreSQL database: waits for the common start
+    (a wall-clock time, so process start-up is not in the figure), then one tick of sends
+    that each sleep `latency`. Returns its wall-clock start and end and its counts."""
+    import psycopg  # noqa: F401  (the driver's import is start-up, not the tick)
+
+    while (wait := start_at - time.time()) > 0:
+        time.sleep(min(wait, 0.05))
+    timer = StoreTimer("_claim", "_record_results")
+    waited = write_lock_wait()
+    start, cpu = time.time(), time.process_time()
+    summary = tick(
+        db, now=parse_time(now), workers=workers, max_seconds=3600, senders=SleepSender(latency)
+    )
+    return {
+        "start": start,
+        "end": time.time(),
+        "cpu_s": round(time.process_time() - cpu, 3),
+        "store": timer.report(),
+        "write_lock_wait_ms": round(waited[0] * 1000, 1),
+        "claimed": summary.claimed,
+        "done": summary.done,
+        "failed": summary.failed,
+        "held_back": summary.held_back,
+        "recovered": summary.recovered,
+    }
+
+
+def write_lock_wait() -> list[float]:
+    """Seconds this process waits to take PostgreSQL's write lock (the `BEGIN` of every write
+    transaction: one at a time across all runners), summed into the returned list's item."""
+    from pipectl.store import postgres
+
+    waited = [0.0]
+    execute = postgres.PgCursor.execute
+
+    def timed(cursor: Any, sql: str, params: Any = None) -> Any:
+        if not sql.startswith("BEGIN; SELECT pg_advisory_xact_lock"):
+            return execute(cursor, sql, params)
+        start = time.perf_counter()
+        try:
+            return execute(cursor, sql, params)
+        finally:
+            waited[0] += time.perf_counter() - start
+
+    postgres.PgCursor.execute = timed  # type: ignore[method-assign]
+    return waited
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -288,6 +347,7 @@ PROBES: dict[str, Callable[..., dict[str, Any]]] = {
     "pool": pool,
     "noisy": noisy,
     "naive": naive,
+    "runner": runner,
 }
 
 if __name__ == "__main__":

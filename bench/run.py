@@ -1,4 +1,5 @@
-"""`make bench`: import, idle and due ticks, pool, noisy neighbour, the naive loop, and sync.
+"""`make bench`: import, idle and due ticks, pool, noisy neighbour, the naive loop, sync,
+PostgreSQL beside SQLite, and Huey beside the due tick.
 
 Prints a table and writes bench/results.json. Every measurement runs in its own child
 process (wall time, and peak RSS from wait4). Sizes: the issue's by default (under ten
@@ -23,6 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from import_bench import side_by_side
+from pg_bench import QUICK_PG, PgPlan
+from pg_bench import measure as pg_measurements
+from pg_rows import rows as pg_rows
 from startup import lines as startup_lines
 from startup import startup_measurement
 from sync_bench import measure as sync_measurements
@@ -512,6 +516,8 @@ def table(results: dict[str, Any]) -> str:
         )
     if "senders" in m:
         senders_rows(m["senders"], add)
+    if "postgres" in m:
+        pg_rows(m["postgres"], add)
     r = m["report"]
     add(
         f"8 report, pipeline of {r['leads']:,} leads (in-process)",
@@ -580,7 +586,10 @@ def main() -> None:
         "--only-senders", action="store_true", help="only the due ticks with sender mailboxes"
     )
     parser.add_argument(
-        "--only", choices=["admission"], help="one piece: import the largest size, one tick"
+        "--only",
+        choices=["admission", "postgres", "huey"],
+        help="one piece: admission (import the largest size, one tick), postgres (its rows"
+        " beside SQLite's; bench/results-postgres.json), huey (Huey beside the due tick)",
     )
     opts = parser.parse_args()
     plan = QUICK if opts.quick else Plan()
@@ -600,6 +609,22 @@ def main() -> None:
 
     workdir = opts.workdir or Path(tempfile.mkdtemp(prefix="pipectl-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    pg_plan = QUICK_PG if opts.quick else PgPlan()
+    if opts.only in ("postgres", "huey"):
+        try:
+            postgres = opts.only == "postgres"
+            m = pg_measurements(pg_plan, workdir, log, postgres=postgres, with_huey=not postgres)
+        finally:
+            if opts.workdir is None:
+                shutil.rmtree(workdir, ignore_errors=True)
+        out = opts.out.with_name(f"results-{opts.only}.json")
+        piece = {"machine": machine(), "plan": {**asdict(pg_plan), "quick": opts.quick}, **m}
+        out.write_text(json.dumps(piece, indent=2) + "\n")
+        piece_rows: list[str] = []
+        pg_rows(m, lambda *a: piece_rows.append(line(*a)))
+        print(_head(piece_rows))
+        print(f"\n{time.perf_counter() - started:.0f} s in all; results in {out}")
+        return
     if opts.only == "admission":
         try:
             _, built = build(max(plan.sizes), workdir, [Account("acme", NURTURE)], log)
@@ -621,12 +646,13 @@ def main() -> None:
         measurements["compare"] = compare(plan, measurements)
         measurements["startup"] = startup_measurement(workdir, plan.startup_runs, log)
         measurements["sync"] = sync_measurements(plan.sync_sizes, plan.sync_runs, workdir, log)
+        measurements["postgres"] = pg_measurements(pg_plan, workdir, log)
     finally:
         if opts.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
     results = {
         "machine": machine(),
-        "plan": {**asdict(plan), "quick": opts.quick},
+        "plan": {**asdict(plan), "quick": opts.quick, "postgres": asdict(pg_plan)},
         "total_s": round(time.perf_counter() - started, 1),
         "measurements": measurements,
     }

@@ -6,6 +6,7 @@ The full benchmark (minutes) runs only from `make bench`; this runs tiny sizes (
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -97,5 +98,32 @@ def test_quick_bench_writes_every_measurement(tmp_path: Path) -> None:
     assert report["replies"] == leads // 10 and report["median_ms"] > 0
     assert report["cli_json"]["wall_s"] > 0 and report["cli_html"]["wall_s"] > 0
 
+    # 9. Huey's consumer ran every no-op task beside SQLite's due tick of as many sends
+    pg, pg_plan = m["postgres"], plan["postgres"]
+    due = pg["due"]
+    assert due["sqlite"]["sends"] == due["huey"]["ran"] == pg_plan["due_sends"]
+    assert due["huey"]["tasks_per_s"] > 0 and due["sqlite_vs_huey"] > 0
+    # 9. PostgreSQL beside SQLite (skipped with its reason where no server answers, never in CI)
+    assert not (os.environ.get("CI") and pg.get("skipped")), pg.get("skipped")
+    if not pg.get("skipped"):
+        assert due["postgres"]["sends"] == pg_plan["due_sends"]
+        assert due["postgres"]["failed"] == 0 and due["postgres"]["sends_per_s"] > 0
+        assert [i["leads"] for i in pg["idle"]] == list(pg_plan["idle_sizes"])
+        for i in pg["idle"]:
+            for backend in ("sqlite", "postgres"):
+                assert i[backend]["best_round_ms"] > 0 and i[backend]["cli"]["wall_s"] > 0
+        # db copy brought every lead, with its enrollment, stage and two actions
+        for c, size in zip(pg["copy"], pg_plan["idle_sizes"], strict=True):
+            assert c["rows"]["leads"] == c["rows"]["lead_stages"] == size
+            assert c["rows"]["lead_stage_actions"] == 2 * size and c["wall_s"] > 0
+        # 1 runner, then 4 at once: every send once, by the runners together
+        runners = pg["runners"]
+        for count in ("1", str(pg_plan["runners"])):
+            r = runners[count]
+            assert r["sent"] == sum(r["done_per_runner"]) == pg_plan["runner_sends"]
+            assert r["most_attempts"] == 1 and len(r["done_per_runner"]) == int(count)
+        assert runners["ratio"] > 0
+        assert "9 idle tick, PostgreSQL" in proc.stdout
+
     assert "measurement" in proc.stdout and "naive loop" in proc.stdout
-    assert "8 report" in proc.stdout
+    assert "8 report" in proc.stdout and "SQLite due tick / Huey" in proc.stdout

@@ -353,6 +353,29 @@ def cli_at(target: str, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+def test_db_copy_leaves_statistics_so_the_first_ticks_plan_for_the_rows_copied(cli, db, tmp_path):
+    """The copied tables are analyzed: the planner knows how many rows each holds. Without
+    statistics (a server without autovacuum, or before it comes round) it planned every
+    tick's recovery for thousands of `running` rows, with parallel workers, at 1M leads."""
+    setup(cli, tmp_path, ONE_EMAIL, {("acme", "drip"): 40})
+    cli("tick", "--now", T0)
+    actions = rows(db, "SELECT count(*) AS n FROM lead_stage_actions")[0]["n"]
+    assert actions == 80
+    for url in new_schema():
+        assert cli("db", "copy", "--to", url).exit_code == 0
+        planned = rows(
+            url,
+            "SELECT relname, reltuples FROM pg_class WHERE relkind = 'r'"
+            " AND relnamespace = current_schema()::regnamespace"
+            " AND relname IN ('leads', 'enrollments', 'lead_stage_actions')",
+        )
+        assert {r["relname"]: r["reltuples"] for r in planned} == {
+            "leads": 40,
+            "enrollments": 40,
+            "lead_stage_actions": actions,
+        }
+
+
 def test_db_copy_refuses_what_is_not_a_sqlite_file_into_postgresql(cli, db, tmp_path):
     cli("init")
     result = cli("db", "copy", "--to", str(tmp_path / "other.db"))

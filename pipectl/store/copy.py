@@ -5,6 +5,9 @@ on the target: a copy that fails leaves the target as empty as it was. The repor
 are copied as they are, with the triggers that keep them off while the rows go in. Identity
 columns then continue after the largest id copied, and the database's instance id (which
 Message-IDs carry) is the source's, so a send repeated after the move has the same Message-ID.
+Last, the copied tables are analyzed: without statistics (autovacuum off, or not yet come
+round) the planner guessed thousands of `running` rows and planned every tick's recovery
+with parallel workers (36 ms of a 1M-lead idle tick instead of 2.6).
 """
 
 from __future__ import annotations
@@ -50,6 +53,9 @@ def copy_database(
                     target.ids_given(table)
     finally:
         source.conn.execute("ROLLBACK")
+    for table in tables:  # statistics for the planner, as after any bulk load
+        if copied.get(table):
+            raw.execute(f'ANALYZE "{table}"')
     return copied
 
 
