@@ -19,7 +19,8 @@ from .database import Database
 from .pg_schema import table_order
 
 BATCH = 10_000
-KEPT_META = ("schema_version",)  # the target's own; every other meta row is the source's
+# Not copied: the processes that ticked against the file are not runners of the new database.
+LEFT_BEHIND = ("runners",)
 
 
 def copy_database(
@@ -30,13 +31,13 @@ def copy_database(
         raise PipectlError(f"{source.name}: db copy reads a SQLite database (--db a file)")
     if not target.postgres:
         raise PipectlError(f"{target.name}: db copy writes to PostgreSQL (--to postgresql://...)")
-    tables = table_order()
+    tables = [t for t in table_order() if t not in LEFT_BEHIND]
     copied: dict[str, int] = {}
     raw = target.conn.raw  # type: ignore[attr-defined]
     source.conn.execute("BEGIN")  # one snapshot of the source
     try:
         with target.transaction():  # under the write lock: nothing fills it meanwhile
-            held = [t for t in tables if t not in ("meta", "runners") and _has_rows(target, t)]
+            held = [t for t in tables if t != "meta" and _has_rows(target, t)]
             if held:
                 raise PipectlError(
                     f"{target.name} is not empty ({', '.join(held)} hold rows); db copy fills"
