@@ -105,7 +105,9 @@ def translate(sql: str, params: bool = True) -> str:
         token = m.group(0)
         if token == "?":
             return "%s"
-        return "%%" if token == "%" and params else token
+        if not params:
+            return token
+        return token.replace("%", "%%")  # psycopg reads % everywhere, literals included
 
     return _QUOTED_OR_MARK.sub(mark, sql)
 
