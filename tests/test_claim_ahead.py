@@ -19,6 +19,8 @@ from contextlib import contextmanager
 
 import pytest
 
+from pipectl.store.pg_schema import WRITE_LOCK
+
 from .backends import is_url
 from .conftest import rows
 from .scenario import (
@@ -179,7 +181,7 @@ def writer(db):
 
         conn = psycopg.connect(db, autocommit=True)
         conn.execute("BEGIN")
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema() || ':pipectl:write'))")
+        conn.execute(f"SELECT pg_advisory_xact_lock({WRITE_LOCK})")
         return conn
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("BEGIN IMMEDIATE")

@@ -22,7 +22,7 @@ from ..channels.senders import SenderPool
 from ..durations import add_seconds, format_time, parse_time, utcnow
 from ..store import Store, WriteError, is_busy
 from ..store.rows import Claim, Result, health_key
-from ..store.runners_sql import claim_token, heartbeat_seconds, new_runner_id
+from ..store.runners_sql import claim_token, new_runner_id
 from ..wording import counted
 from .dispatch import Dispatch
 from .hooks import HookCourier
@@ -152,7 +152,6 @@ def _run(
     store.runners.start(RUNNER_ID)
     summary.recovered = store.scheduler.recover_running(RUNNER_ID)
     token = claim_token(RUNNER_ID)
-    beat = time.monotonic()
     dispatch = Dispatch(workers)
     pool = Workers(workers, lambda row: perform(row, senders, clock))
     # Webhooks: threads of their own, never the sends'; a hook is this tick's while it runs.
@@ -196,9 +195,6 @@ def _run(
             # A moment more than the first gathers the sends finishing together into one write.
             results = pool.results(timeout=WAKE_EVERY, gather=GATHER_SECONDS)
             results = _blame_the_send(results, worked)
-            if time.monotonic() - beat >= heartbeat_seconds():  # its claims are still its own
-                store.runners.heartbeat(RUNNER_ID)
-                beat = time.monotonic()
     finally:
         pool.close()
     courier.finish(time.monotonic() if stop.is_set() else started + max_seconds)

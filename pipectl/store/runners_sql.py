@@ -150,13 +150,6 @@ class RunnersSQL(Part):
             thread.join(timeout=10)
             conn.close()
 
-    def heartbeat(self, runner_id: str) -> None:
-        with self.transaction():
-            self.conn.execute(
-                "UPDATE runners SET heartbeat_at = ?, stopped_at = NULL WHERE id = ?",
-                (self.now(), runner_id),
-            )
-
     def stop(self, runner_id: str) -> None:
         """The runner finished its tick with nothing in flight."""
         now = self.now()

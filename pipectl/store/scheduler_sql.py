@@ -154,7 +154,9 @@ class SchedulerSQL(Part):
     def _others_in_flight(self, token: str) -> dict[tuple[int, str], int]:
         """Sends other runners have claimed and not finished, per (account, channel): an
         account's concurrency and rates hold for all runners together (none on SQLite, where
-        one tick runs at a time)."""
+        one tick runs at a time: no query)."""
+        if not self.database.postgres:
+            return {}
         return {
             (r[0], r[1]): r[2]
             for r in self.conn.execute(
