@@ -1,9 +1,13 @@
 """The report's counters the store keeps as it writes (migration m013 took them from triggers):
-leads enrolled and stages entered, per pipeline and 15-minute slot. Admission counts a whole
-batch in one statement (`admission_sql.py`); a move or a retry counts its one lead here."""
+leads enrolled and stages entered, per pipeline and 15-minute slot, and sends (m015). Admission
+counts a whole batch in one statement (`admission_sql.py`); a move or a retry counts its one
+lead here; the tick counts a batch of sends in two statements (`sent`)."""
 
 from __future__ import annotations
 
+from collections import Counter
+
+from .batches import chunks, rows_marks
 from .database import Part
 
 # Add to a counter row, or create it (the conflict target is report_counts' primary key).
@@ -41,3 +45,36 @@ class CountersSQL(Part):
             f" WHERE s.id = ?{UPSERT}",
             (slot(at), lead_stage_id),
         )
+
+    def sent(self, sends: list[tuple[int, int, int, str, str]]) -> None:
+        """Sends that went out, each (account id, pipeline id, enrollment id, channel,
+        sent_at): `sent` per channel, and each enrollment's first send (`contacted`) and first
+        email (`emailed`), in the slot of that send. Two statements for the whole batch, each
+        of a few rows (migration m015 took this from a per-row trigger)."""
+        if not sends:
+            return
+        firsts: dict[tuple[int, str], tuple[int, int, str]] = {}  # the earliest send's
+        counts: Counter[tuple[int, int, str, str, str]] = Counter()
+        for account, pipeline, enrollment, channel, at in sends:
+            at_slot = slot(at)
+            counts[(account, pipeline, "sent", channel, at_slot)] += 1
+            firsts.setdefault((enrollment, "contacted"), (account, pipeline, at_slot))
+            if channel == "email":
+                firsts.setdefault((enrollment, "emailed"), (account, pipeline, at_slot))
+        for batch in chunks(sorted(firsts)):
+            for enrollment, what in self.conn.execute(
+                "INSERT INTO report_firsts (enrollment_id, what)"
+                f" VALUES {rows_marks(len(batch), 2)} ON CONFLICT DO NOTHING"
+                " RETURNING enrollment_id, what",
+                [value for key in batch for value in key],
+            ).fetchall():
+                account, pipeline, at_slot = firsts[(enrollment, what)]
+                counts[(account, pipeline, what, "", at_slot)] += 1
+        # Sorted: every writer takes the counter rows' locks in one order.
+        rows = sorted((*key, 0, 0, n) for key, n in counts.items())
+        for batch in chunks(rows):
+            self.conn.execute(
+                "INSERT INTO report_counts (account_id, pipeline_id, metric, detail, slot,"
+                f" stage_id, from_stage_id, n) VALUES {rows_marks(len(batch), 8)}{UPSERT}",
+                [value for row in batch for value in row],
+            )

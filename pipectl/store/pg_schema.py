@@ -162,7 +162,7 @@ def _column_ddl(column: tuple[Any, ...]) -> str:
 
 
 # The report's counters that SQLite's triggers keep (migrations.py, m008_report; `enrolled`
-# and `entered` are counted by the store since m013, on both).
+# and `entered` are counted by the store since m013, sends since m015, on both).
 REPORT_TRIGGERS = r"""
 CREATE OR REPLACE FUNCTION pipectl_slot(t text) RETURNS text IMMUTABLE LANGUAGE sql AS $$
     SELECT substr(t, 1, 14) || lpad((CAST(substr(t, 15, 2) AS integer) / 15 * 15)::text, 2, '0')
@@ -190,39 +190,6 @@ BEGIN
             pipectl_slot(coalesce(NEW.exited_at, OLD.exited_at)), NEW.pipeline_stage_id, 0,
             CASE WHEN NEW.exited_at IS NULL THEN -1 ELSE 1 END)
         FROM enrollments e WHERE e.id = NEW.enrollment_id;
-    END IF;
-    RETURN NULL;
-END $$;
-
-CREATE OR REPLACE FUNCTION report_sent() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    enrollment bigint;
-    pipeline bigint;
-    added bigint;
-BEGIN
-    SELECT a.enrollment_id, e.pipeline_id INTO enrollment, pipeline
-    FROM lead_stage_actions a JOIN enrollments e ON e.id = a.enrollment_id
-    WHERE a.id = NEW.lead_stage_action_id;
-    IF pipeline IS NULL THEN
-        RETURN NULL;
-    END IF;
-    PERFORM pipectl_count(NEW.account_id, pipeline, 'sent', NEW.channel,
-        pipectl_slot(NEW.sent_at), 0, 0, 1);
-    INSERT INTO report_firsts (enrollment_id, what) VALUES (enrollment, 'contacted')
-    ON CONFLICT DO NOTHING;
-    GET DIAGNOSTICS added = ROW_COUNT;
-    IF added > 0 THEN
-        PERFORM pipectl_count(NEW.account_id, pipeline, 'contacted', '',
-            pipectl_slot(NEW.sent_at), 0, 0, 1);
-    END IF;
-    IF NEW.channel = 'email' THEN
-        INSERT INTO report_firsts (enrollment_id, what) VALUES (enrollment, 'emailed')
-        ON CONFLICT DO NOTHING;
-        GET DIAGNOSTICS added = ROW_COUNT;
-        IF added > 0 THEN
-            PERFORM pipectl_count(NEW.account_id, pipeline, 'emailed', '',
-                pipectl_slot(NEW.sent_at), 0, 0, 1);
-        END IF;
     END IF;
     RETURN NULL;
 END $$;
@@ -280,8 +247,7 @@ DROP TRIGGER IF EXISTS report_exited ON lead_stages;
 CREATE TRIGGER report_exited AFTER UPDATE OF exited_at ON lead_stages
     FOR EACH ROW EXECUTE FUNCTION report_exited();
 DROP TRIGGER IF EXISTS report_sent ON deliveries;
-CREATE TRIGGER report_sent AFTER INSERT ON deliveries
-    FOR EACH ROW EXECUTE FUNCTION report_sent();
+DROP FUNCTION IF EXISTS report_sent();
 DROP TRIGGER IF EXISTS report_delivery_status ON deliveries;
 CREATE TRIGGER report_delivery_status AFTER UPDATE OF status ON deliveries
     FOR EACH ROW EXECUTE FUNCTION report_delivery_status();

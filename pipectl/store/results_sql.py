@@ -60,6 +60,7 @@ class ResultsSQL(Part):
                 f"INSERT INTO deliveries ({DELIVERY_COLUMNS}) VALUES {rows_marks(len(batch), 11)}",
                 [value for r in batch for value in _delivery(r)],
             )
+        self.store.counters.sent([_sent(r.action, r.finished_at) for r in done])
         # Every email that went out counts against its sender's day, even one whose result
         # is stale (another runner took the send over meanwhile and sends it again).
         self.store.senders.count_sent(results)
@@ -140,6 +141,10 @@ class ResultsSQL(Part):
             ).fetchall():
                 written[row[0]] = row
         return written
+
+
+def _sent(a: dict[str, Any], at: str) -> tuple[int, int, int, str, str]:
+    return (a["account_id"], a["pipeline_id"], a["enrollment_id"], a["channel"], at)
 
 
 def _delivery(r: Result) -> tuple[Any, ...]:

@@ -452,6 +452,8 @@ class SchedulerSQL(Part):
                 where, params = where + "AND l.sender_id = ? ", (*params, boxes[0].id)
         rows = cursor.execute(
             "SELECT a.id, a.lead_id, a.account_id, a.enrollment_id, a.lead_stage_id, "
+            "(SELECT e.pipeline_id FROM enrollments e WHERE e.id = a.enrollment_id) "
+            "AS pipeline_id, "
             "a.sequence_number, a.type, a.channel, a.params, a.attempts, a.perform_at, "
             "l.email, l.phone, l.first_name, l.last_name, l.fields, l.timezone, "
             "l.do_not_contact, l.email_opt_out, l.sms_opt_out, l.sender_id "
