@@ -21,7 +21,7 @@ from ..channels.render import render_message
 from ..channels.senders import SenderPool
 from ..durations import add_seconds, format_time, parse_time, utcnow
 from ..store import Store, WriteError, is_busy
-from ..store.rows import Claim, Result, health_key
+from ..store.rows import Claim, Late, Result, health_key
 from ..store.runners_sql import claim_token, new_runner_id
 from ..wording import counted
 from .dispatch import Dispatch
@@ -159,6 +159,14 @@ def _run(
     results: list[Result] = []
     worked: dict[tuple[int, str], bool] = {}  # did each channel's latest send get through?
     claimed_at, cut = 0.0, True
+
+    def late() -> list[Result]:
+        """Results that came in while the turn waited for the write lock (see `step`)."""
+        arrived = _blame_the_send(pool.ready(), worked)
+        for result in arrived:  # written in this step: their workers are free
+            dispatch.finished(result.action)
+        return arrived
+
     try:
         while True:
             claiming = not stop.is_set() and time.monotonic() - started < max_seconds
@@ -167,7 +175,7 @@ def _run(
             claim_now = claiming and _time_to_claim(dispatch, claimed_at, cut)
             capacity = dispatch.capacity()
             counts, admitted, claim = _step(
-                store, clock, token, dispatch, results, claiming, claim_now
+                store, clock, token, dispatch, results, claiming, claim_now, late
             )
             if claim_now:  # `cut`: it took all it could, so more may be due
                 claimed_at, cut = time.monotonic(), len(claim.sends) >= capacity
@@ -228,26 +236,36 @@ def _step(
     results: list[Result],
     claiming: bool,
     claim_now: bool,
+    late: Late,
 ) -> tuple[dict[str, int], int, Claim]:
-    """One transaction: write the results, claim more (`claim_now`) and start what the free
-    workers can take; once the tick stops claiming, release the claimed sends not started.
+    """One transaction: write the results (and those that came in while it waited for the
+    write lock: `late`), claim more (`claim_now`) and start what the free workers can take;
+    once the tick stops claiming, release the claimed sends not started.
 
     The results are sends that happened: a result not written would make the next tick send
     again, so another writer is outwaited, and a result that cannot be written at all fails
     its action. Claimed sends that could not be started or released this time wait on."""
     if claiming and not (claim_now or results or dispatch.choose([])):
         return _NO_COUNTS, 0, Claim()
+    results = list(results)  # grows by what `late` gives, for the fallbacks below too
+
+    def arrived() -> list[Result]:
+        more = late()
+        results.extend(more)
+        return more
+
     deadline = time.monotonic() + RESULTS_PATIENCE
     while True:
         try:
             return store.scheduler.step(
                 clock.now(),
                 token,
-                results,
+                list(results),
                 dispatch.ledger(with_waiting=bool(results) or not claiming),
                 dispatch.choose,
                 claiming=claiming,
                 claim_now=claim_now,
+                late=arrived,
             )
         except WriteError as e:
             if not is_busy(e):

@@ -66,6 +66,22 @@ class Workers(Generic[R]):
             raise error
         return out
 
+    def ready(self) -> list[R]:
+        """What the workers have finished by now, without waiting. A worker's unexpected
+        error is kept for `results` to raise, after these are written."""
+        out: list[R] = []
+        while self.error is None:
+            try:
+                result, error = self.done.get_nowait()
+            except queue.Empty:
+                break
+            self.busy -= 1
+            if error is not None:
+                self.error = error
+                break
+            out.append(result)  # type: ignore[arg-type]
+        return out
+
     def close(self) -> None:
         for _ in self.threads:
             self.todo.put(None)

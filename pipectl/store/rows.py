@@ -52,6 +52,10 @@ class Result:
     references: str | None = None  # an email's References header, when it was threaded
 
 
+# The scheduler's results that came in since a turn began: () -> results (see `step`).
+Late = Callable[[], list[Result]]
+
+
 @dataclass(frozen=True)
 class Ledger:
     """What the tick holds as it claims, as plain values: how much more it may claim, and

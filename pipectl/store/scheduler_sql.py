@@ -21,7 +21,7 @@ from .admission_sql import admit_batch_size
 from .batches import chunks, joined
 from .database import Part
 from .results_sql import PENDING_UNLESS_LEFT
-from .rows import Choose, Claim, Ledger, Result, health_key
+from .rows import Choose, Claim, Late, Ledger, Result, health_key
 from .runners_sql import RUNNER_ID_LENGTH
 from .senders_sql import Mailbox
 from .stages_sql import marks, snapshot
@@ -87,12 +87,19 @@ class SchedulerSQL(Part):
         *,
         claiming: bool = True,
         claim_now: bool = True,
+        late: Late | None = None,
     ) -> tuple[dict[str, int], int, Claim]:
         """One transaction per turn of the tick: write the results that came in; admit queued
         leads and claim what is due (`claim_now`); start the claimed sends that workers are
         free for (results, admitted count, claim). When the tick stops claiming, its claimed
-        sends not started are released instead, due again as they were."""
+        sends not started are released instead, due again as they were.
+
+        `late()` gives the results that came in while the transaction waited for the write
+        lock (another runner's turn): they are written in this turn too, so under contention
+        turns grow instead of queueing up."""
         with self.transaction():
+            if late is not None:
+                results = [*results, *late()]
             counts = self._record_results(results)
             claim, admitted = Claim(), 0
             if not claiming:

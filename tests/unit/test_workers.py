@@ -67,3 +67,35 @@ def test_a_workers_error_is_raised_after_the_results_that_came_before_it():
             seen += workers.results(timeout=5, gather=0.5)
     assert seen == [1]
     workers.close()
+
+
+def test_ready_returns_what_finished_without_waiting_and_keeps_an_error_for_results():
+    release = threading.Event()
+
+    def perform(row: dict) -> int:
+        if row["id"] == 3:
+            raise RuntimeError("disk on fire")
+        if row["id"] == 2:
+            release.wait(5)
+        return row["id"]
+
+    workers = Workers(1, perform)  # one thread: results arrive in order
+    for i in (1, 2, 3):
+        workers.submit({"id": i})
+    try:
+        deadline = threading.Event()
+        seen: list = []
+        while not seen:
+            seen += workers.ready()  # never blocks: row 2 is still running
+            deadline.wait(0.01)
+        assert seen == [1] and workers.busy == 2
+        assert workers.ready() == []
+    finally:
+        release.set()
+    while workers.busy:
+        seen += workers.ready()
+        deadline.wait(0.01)
+    assert seen == [1, 2]  # the error is not raised by ready...
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        workers.results(timeout=0)  # ...but by the next results, after what came before it
+    workers.close()
