@@ -111,13 +111,15 @@ def test_the_store_takes_plain_values_from_the_scheduler():
     import pipectl.store
     from pipectl.scheduler.dispatch import Dispatch
 
+    from .unit.sends import claimed_send
+
     package = Path(pipectl.store.__file__).parent
     assert [p.name for p in package.glob("*.py") if "Dispatch" in p.read_text()] == []
 
     dispatch = Dispatch(workers=2, ahead=3)
-    dispatch.update([{"id": 1, "account_id": 7, "channel": "email"}], [], [])
+    dispatch.update([claimed_send(1, account=7)], [], [])
     ledger = dispatch.ledger()
     assert ledger.capacity == 2 * 3 - 1 and dict(ledger.held) == {(7, "email"): 1}
-    assert [row["id"] for row in ledger.waiting] == [1]
+    assert [send.id for send in ledger.waiting] == [1]
     assert ledger.room(7, concurrency=1) == 1 * 3 - 1
     assert dispatch.ledger(with_waiting=False).waiting == ()

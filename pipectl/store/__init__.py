@@ -4,7 +4,10 @@ Open a database with `Store(path)`; then reach a part and call its verbs:
 
     store.config      pipelines from the YAML: apply, plan, lookups by key (config_sql.py)
     store.leads       leads and the enrollment queue: import, export, list (leads_sql.py)
-    store.scheduler   the tick's SQL: recover, admit, claim, record results (scheduler_sql.py)
+    store.scheduler   the tick's transactions: recover, one step a turn, the tick's row
+                      (scheduler_sql.py)
+    store.claim       the claim: due waits and moves done, due sends read (claim_sql.py)
+    store.starts      claimed sends starting, skipped, or put back (starts_sql.py)
     store.results     a batch of send results, written set-based (results_sql.py)
     store.senders     mailboxes: daily caps, each lead's sender, threads (senders_sql.py)
     store.admission   queued enrollments into their first stage, in batches (admission_sql.py)
@@ -33,6 +36,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from .admission_sql import AdmissionSQL
+from .claim_sql import ClaimSQL
 from .config_sql import ConfigSQL
 from .counters_sql import CountersSQL
 from .database import (
@@ -58,6 +62,7 @@ from .runners_sql import RunnersSQL
 from .scheduler_sql import SchedulerSQL
 from .senders_sql import SendersSQL
 from .stages_sql import StagesSQL
+from .starts_sql import StartsSQL
 
 __all__ = ["BUSY_TIMEOUT_MS", "Database", "Store", "busy_timeout_ms", "default_db_path"]
 __all__ += ["WriteError", "is_busy", "is_disk_full", "one_tick_at_a_time"]
@@ -86,6 +91,8 @@ class Store:
         self.config = ConfigSQL(self.database, self)
         self.leads = LeadsSQL(self.database, self)
         self.scheduler = SchedulerSQL(self.database, self)
+        self.claim = ClaimSQL(self.database, self)
+        self.starts = StartsSQL(self.database, self)
         self.results = ResultsSQL(self.database, self)
         self.senders = SendersSQL(self.database, self)
         self.admission = AdmissionSQL(self.database, self)

@@ -21,6 +21,7 @@ from ..errors import NotFound, PipectlError
 from ..statuses import ActionStatus, DeliveryStatus, EnrollmentStatus, HookEvent, ReplyKind
 from .database import Part
 from .pg_schema import SYNC_LOCK
+from .rows import ActionRow, ClaimedSend
 
 if TYPE_CHECKING:
     from ..inbound import Cursor, InboundMessage, TextStatus
@@ -402,7 +403,7 @@ class InboundSQL(Part):
             "UPDATE lead_stage_actions SET status = 'failed', last_error = ? WHERE id = ?",
             (error, action["id"]),
         )
-        row = dict(action)
+        row = ActionRow.from_row(action)
         self.store.lifecycle.action_failed(row, now)
         if self.store.scheduler.left_stage(row):
             return f"action {action['id']} failed; the lead had left that stage"
@@ -602,14 +603,14 @@ class InboundSQL(Part):
                 added.append(address)
         return added
 
-    def suppressed_sends(self, rows: list[dict[str, Any]]) -> dict[int, str]:
+    def suppressed_sends(self, sends: list[ClaimedSend]) -> dict[int, str]:
         """Of these claimed sends, those to a suppressed address, with the error that names
         the suppression: one indexed lookup per send."""
         keyed = {}
-        for row in rows:
-            address = row["email"] if row["channel"] == "email" else row["phone"]
+        for send in sends:
+            address = send.address
             if address:
-                keyed[row["id"]] = (row["account_id"], row["channel"], address.lower())
+                keyed[send.id] = (send.account_id, send.channel, address.lower())
         if not keyed:
             return {}
         found = {
@@ -627,33 +628,33 @@ class InboundSQL(Part):
         return {row_id: found[key] for row_id, key in keyed.items() if key in found}
 
     def fail_suppressed(
-        self, rows: list[dict[str, Any]], token: str, now: str
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        self, sends: list[ClaimedSend], token: str, now: str
+    ) -> tuple[list[ClaimedSend], list[ClaimedSend]]:
         """Sends just started (their lead still in the stage and not do-not-contact) to a
         suppressed address fail at once: a permanent error naming the suppression, nothing on
-        the wire, then `on_failure`. Returns (the rows to send, the rows failed)."""
-        errors = self.suppressed_sends(rows)
+        the wire, then `on_failure`. Returns (the sends to make, the sends failed)."""
+        errors = self.suppressed_sends(sends)
         if not errors:
-            return rows, []
+            return sends, []
         start, failed = [], []
-        for row in rows:
-            error = errors.get(row["id"])
+        for send in sends:
+            error = errors.get(send.id)
             if error is None:
-                start.append(row)
+                start.append(send)
                 continue
             cur = self.conn.execute(
                 "UPDATE lead_stage_actions SET status = 'failed', performed_at = ?,"
                 " last_error = ? WHERE id = ? AND claim_token = ? AND status = 'running'",
-                (now, error, row["id"], token),
+                (now, error, send.id, token),
             )
             if not cur.rowcount:
                 continue
-            failed.append(row)
-            self.store.lifecycle.action_failed(row, now)
-            if self.store.scheduler.left_stage(row):
-                self.store.lifecycle.resume_enrollment(row["enrollment_id"], now)
+            failed.append(send)
+            self.store.lifecycle.action_failed(send, now)
+            if self.store.scheduler.left_stage(send):
+                self.store.lifecycle.resume_enrollment(send.enrollment_id, now)
             else:
-                self.store.scheduler.on_failure(row, now)
+                self.store.scheduler.on_failure(send, now)
         return start, failed
 
     # --- what arrived -------------------------------------------------------------------

@@ -239,7 +239,7 @@ class ReportsSQL(Part):
     def _limit_use(self, account: sqlite3.Row, now: str, running: int) -> dict[str, Any]:
         """Each limit and what is using it now, counted as the claim counts it."""
         rates = {k: tuple(v) for k, v in json.loads(account["rates"] or "{}").items()}
-        sent = self.store.scheduler.sent_in_windows(account["id"], rates, now)
+        sent = self.store.claim.sent_in_windows(account["id"], rates, now)
         active = self.conn.execute(
             "SELECT count(*) FROM enrollments WHERE account_id = ? AND status = 'active'",
             (account["id"],),
