@@ -354,7 +354,7 @@ def test_a_channel_error_is_blamed_on_its_send_only_next_to_a_send_that_got_thro
     from .unit.sends import claimed_send
 
     def result(outcome: str, channel: str = "email", reached: bool = False) -> Result:
-        action = claimed_send(1, channel=channel, attempts=1)
+        action = claimed_send(1, channel=channel, attempt=1)
         return Result(action, outcome, T0, error="boom", reached=reached)
 
     def outcomes(results, worked=None):

@@ -367,10 +367,10 @@ def _held(row: ClaimedSend, error: str, retry_after: float | None, now: str) -> 
 
 def _retry_or_fail(row: ClaimedSend, error: str, retry_after: float | None, now: str) -> Result:
     retry = {**defaults.RETRY, **(row.params.get("retry") or {})}
-    if row.attempts >= retry["attempts"]:
-        attempts = counted(row.attempts, "attempt")
+    if row.attempt >= retry["attempts"]:
+        attempts = counted(row.attempt, "attempt")
         return Result(row, "failed", now, error=f"gave up after {attempts}: {error}")
-    delay = retry_delay(row.attempts, retry["backoff"], retry["max_backoff"], retry_after)
+    delay = retry_delay(row.attempt, retry["backoff"], retry["max_backoff"], retry_after)
     retry_at = format_time(
         datetime.fromisoformat(now.replace("Z", "+00:00")) + timedelta(seconds=delay)
     )

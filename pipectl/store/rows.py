@@ -92,7 +92,7 @@ class ClaimedSend:
     type: str  # "email" | "sms"
     channel: str
     params: dict[str, Any]  # the action's snapshot, shared between sends: read only
-    attempts: int  # as claimed; once started, this attempt included
+    attempt: int  # which attempt this send makes: those before it, plus one
     perform_at: str
     email: str | None
     phone: str | None
@@ -125,7 +125,7 @@ class ClaimedSend:
             type_,
             channel,
             snapshot(params),
-            attempts,
+            attempts + 1,
             perform_at,
             email,
             phone,
@@ -157,9 +157,10 @@ class ClaimedSend:
         """Where it goes: the lead's email or phone."""
         return self.email if self.channel == "email" else self.phone
 
-    def started(self, attempts: int) -> ClaimedSend:
-        """The send as it starts: `attempts` counts this one."""
-        return replace(self, attempts=attempts)
+    def started(self, attempt: int) -> ClaimedSend:
+        """The send as it starts: the attempt the database counted, when the claim's guess
+        was wrong (it never is while the claim holds: no one else counts its attempts)."""
+        return self if attempt == self.attempt else replace(self, attempt=attempt)
 
     def as_probe(self) -> ClaimedSend:
         return replace(self, probe=True)

@@ -24,7 +24,7 @@ class StartsSQL(Part):
         """Start claimed sends: an attempt from here (`claimed_at` is when it began), unless
         the lead was stopped, moved on or marked do-not-contact since the claim (skipped), or
         the send window closed while it waited (due again when the window opens). Adds them
-        to `claim.started` (with their attempts) or `claim.dropped`."""
+        to `claim.started` or `claim.dropped`."""
         closed = {send.id: opens for send in sends if (opens := send_window_opens(send, now))}
         for action_id, opens in closed.items():  # its send window closed while it waited
             skipped = self._put_back([action_id], token, now, perform_at=opens)
@@ -35,7 +35,7 @@ class StartsSQL(Part):
         if not sends:
             return
         ids = [send.id for send in sends]
-        attempts = dict(
+        attempt = dict(
             self.conn.execute(
                 "UPDATE lead_stage_actions SET attempts = attempts + 1, claimed_at = ? "
                 f"WHERE id IN ({marks(ids)}) AND claim_token = ? AND status = 'running' "
@@ -46,8 +46,8 @@ class StartsSQL(Part):
                 (now, *ids, token),
             ).fetchall()
         )
-        claim.started += [send.started(attempts[send.id]) for send in sends if send.id in attempts]
-        dropped = [send for send in sends if send.id not in attempts]
+        claim.started += [send.started(attempt[send.id]) for send in sends if send.id in attempt]
+        dropped = [send for send in sends if send.id not in attempt]
         if dropped:
             claim.dropped += dropped
             self._skip_unstartable(dropped, token, now, claim)
