@@ -395,7 +395,7 @@ def _dry_run(store: Store, clock: Clock, workers: int) -> TickSummary:
             summary.admitted = store.scheduler.admit_queued(clock.now())
             due = store.scheduler.count_due(clock.now())
             claim = store.scheduler.claim_due(clock.now(), "dry-run", Dispatch(workers).ledger())
-            suppressed = store.inbound.suppressed_sends(claim.sends)
+            suppressed = store.suppressions.suppressed_sends(claim.sends)
             summary.claimed = len(claim.sends) + claim.internal
             summary.done = claim.internal
             summary.skipped = claim.skipped

@@ -301,7 +301,7 @@ class RepliesSQL(Part):
             "UPDATE leads SET do_not_contact = 1, updated_at = ? WHERE id = ?", (now, lead_id)
         )
         stopped = self._stop_all(lead_id, now)
-        suppressed = self.store.inbound.suppress_lead(lead_id, "opt_out", now)
+        suppressed = self.store.suppressions.suppress_lead(lead_id, "opt_out", now)
         also = f"; suppressed {', '.join(suppressed)}" if suppressed else ""
         if not stopped:
             return f"opt-out: marked do-not-contact; no automation was running{also}"

@@ -170,7 +170,7 @@ class ReportsSQL(Part):
             "limits": limits,
             "failing_channels": failing,
             "senders": senders,
-            "inbound": (inbound := self.store.inbound.inbound_status(account_id)),
+            "inbound": (inbound := self.store.sync_sources.inbound_status(account_id)),
             "warnings": warnings + [w for s in inbound if (w := s["warning"])],
         }
 

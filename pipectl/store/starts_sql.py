@@ -51,7 +51,9 @@ class StartsSQL(Part):
         if dropped:
             claim.dropped += dropped
             self._skip_unstartable(dropped, token, now, claim)
-        claim.started, suppressed = self.store.inbound.fail_suppressed(claim.started, token, now)
+        claim.started, suppressed = self.store.suppressions.fail_suppressed(
+            claim.started, token, now
+        )
         claim.dropped += suppressed
         claim.suppressed += len(suppressed)
 
