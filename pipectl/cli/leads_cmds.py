@@ -19,7 +19,7 @@ from .app import app, err, is_terminal, open_store, out, print_json
 
 if TYPE_CHECKING:
     from ..leads import InvalidRow, LeadRecord, LeadsFile, RowReport
-    from ..store.leads_sql import ImportCounts
+    from ..store.lead_import_sql import ImportCounts
 
 leads_app = typer.Typer(help="Import, list, show, stop and enroll leads.", no_args_is_help=True)
 app.add_typer(leads_app, name="leads")
@@ -87,7 +87,7 @@ def import_(
         pipe = store.config.pipeline_by_key(pipeline)
         if pipe["account_id"] != acct["id"]:
             raise PipectlError(f"pipeline '{pipeline}' does not belong to account '{account}'")
-        pipeline_id, stage_id = pipe["id"], store.leads.entry_stage(pipe["id"], stage)["id"]
+        pipeline_id, stage_id = pipe["id"], store.enrollment.entry_stage(pipe["id"], stage)["id"]
     leads_file = open_leads(csv_file, country=acct["country"], mapping=mapping)
     with leads_file, RowReport() as report:
         records = valid_records(
@@ -95,7 +95,7 @@ def import_(
         )
         head = {"file": leads_file.name, "dry_run": dry_run}
         try:
-            counts = store.leads.import_leads(
+            counts = store.lead_import.import_leads(
                 acct["id"],
                 records,
                 pipeline_id=pipeline_id,

@@ -3,7 +3,9 @@
 Open a database with `Store(path)`; then reach a part and call its verbs:
 
     store.config           pipelines from the YAML: apply, plan, lookups by key (config_sql.py)
-    store.leads            leads and the enrollment queue: import, export, list (leads_sql.py)
+    store.leads            leads read back: list, export (leads_sql.py)
+    store.lead_import      `leads import`: merge, insert, update in batches (lead_import_sql.py)
+    store.enrollment       leads queued in a pipeline, runs restarted (enrollment_sql.py)
     store.scheduler        the tick's transactions: recover, a step a turn (scheduler_sql.py)
     store.claim            the claim: due waits and moves done, due sends read (claim_sql.py)
     store.starts           claimed sends starting, skipped, or put back (starts_sql.py)
@@ -50,11 +52,13 @@ from .database import (
     is_disk_full,
 )
 from .delivery_status_sql import DeliveryStatusSQL
+from .enrollment_sql import EnrollmentSQL
 from .funnel_sql import FunnelSQL
 from .health_sql import HealthSQL
 from .hook_delivery_sql import HookDeliverySQL
 from .hooks_sql import HooksSQL
 from .inbound_sql import InboundSQL
+from .lead_import_sql import LeadImportSQL
 from .leads_sql import LeadsSQL
 from .operator_sql import OperatorSQL
 from .postgres import is_postgres_url
@@ -95,6 +99,8 @@ class Store:
         )  # what messages call it: the file, or the URL without password
         self.config = ConfigSQL(self.database, self)
         self.leads = LeadsSQL(self.database, self)
+        self.lead_import = LeadImportSQL(self.database, self)
+        self.enrollment = EnrollmentSQL(self.database, self)
         self.scheduler = SchedulerSQL(self.database, self)
         self.claim = ClaimSQL(self.database, self)
         self.starts = StartsSQL(self.database, self)
