@@ -39,6 +39,10 @@ SENDER_OWN = ("daily_limit", "warmup", "inbox")  # a sender mailbox's keys that 
 SECRET_KEYS = ("password", "auth_token", "api_key", "token", "secret")
 SECRET_SUFFIXES = ("password", "token", "secret", "_key")
 
+# -- importing ----------------------------------------------------------------------------------
+
+MAX_LISTED = 50  # invalid rows and ignored values an import's summary lists (all go to --report)
+
 # -- inbound ------------------------------------------------------------------------------------
 
 IMAP_SECURITY = "ssl"

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
+from ..defaults import MAX_LISTED
 from ..durations import format_time, utcnow
 from ..errors import CsvError, PipectlError
 from ..store.leads_sql import LEAD_STATES, NOT_ENROLLED
@@ -18,7 +19,8 @@ from ..wording import counted
 from .app import app, err, is_terminal, open_store, out, print_json
 
 if TYPE_CHECKING:
-    from ..leads import InvalidRow, LeadRecord, LeadsFile, RowReport
+    from ..lead_report import RowReport
+    from ..leads import InvalidRow, LeadRecord, LeadsFile
     from ..store.lead_import_sql import ImportCounts
 
 leads_app = typer.Typer(help="Import, list, show, stop and enroll leads.", no_args_is_help=True)
@@ -30,7 +32,6 @@ class ExportFormat(StrEnum):
     jsonl = "jsonl"
 
 
-MAX_LISTED = 50  # as leads.MAX_LISTED: the invalid rows a summary shows
 TSV_SAFE = str.maketrans({"\t": " ", "\n": " ", "\r": " "})
 
 
@@ -74,7 +75,9 @@ def import_(
     """
     if stage and not pipeline:
         raise typer.BadParameter("--stage needs --pipeline", param_hint="--stage")
-    from ..leads import InvalidRows, RowReport, open_leads, parse_map, valid_records
+    from ..lead_columns import parse_map
+    from ..lead_report import InvalidRows, RowReport, valid_records
+    from ..leads import open_leads
 
     try:
         mapping = parse_map(maps or [])

@@ -170,7 +170,7 @@ class RepliesSQL(Part):
         if not phone:
             raise PipectlError("a reply needs the sender's email or phone")
         try:
-            from ..leads import normalise_phone  # phonenumbers is slow to import
+            from ..lead_values import normalise_phone  # phonenumbers is slow to import
 
             e164 = normalise_phone(phone, account["country"])
         except ValueError as e:
@@ -193,7 +193,7 @@ class RepliesSQL(Part):
         phones = set()
         for country in countries:
             try:
-                from ..leads import normalise_phone
+                from ..lead_values import normalise_phone
 
                 phones.add(normalise_phone(ref, country))
             except ValueError:

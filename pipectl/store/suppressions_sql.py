@@ -24,7 +24,7 @@ def normal_address(channel: str, address: str, country: str | None) -> str:
         if "@" not in address or any(c.isspace() for c in address):
             raise ValueError(f"{address!r} is not an email address")
         return address.lower()
-    from ..leads import normalise_phone  # phonenumbers is slow to import
+    from ..lead_values import normalise_phone  # phonenumbers is slow to import
 
     return normalise_phone(address, country)
 
