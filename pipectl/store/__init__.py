@@ -22,7 +22,8 @@ Open a database with `Store(path)`; then reach a part and call its verbs:
     store.operator         retry failed actions, enroll existing leads (operator_sql.py)
     store.hooks            webhooks: hooks, events beside their change (hooks_sql.py)
     store.hook_delivery    the tick's webhook posts: claim, record (hook_delivery_sql.py)
-    store.reports          read-only: status, a lead's timeline, actions (reports_sql.py)
+    store.status           read-only: `status`, per account (status_sql.py)
+    store.reports          read-only: a lead's timeline, actions by status (reports_sql.py)
     store.funnel           read-only: `pipectl report`'s counters (funnel_sql.py)
     store.runners          the processes that tick, heartbeats, leases (runners_sql.py)
     store.counters         the report's counters kept as leads move (counters_sql.py)
@@ -70,6 +71,7 @@ from .scheduler_sql import SchedulerSQL
 from .senders_sql import SendersSQL
 from .stages_sql import StagesSQL
 from .starts_sql import StartsSQL
+from .status_sql import StatusSQL
 from .suppressions_sql import SuppressionsSQL
 from .sync_sources_sql import SyncSourcesSQL
 
@@ -118,6 +120,7 @@ class Store:
         self.hooks = HooksSQL(self.database, self)
         self.hook_delivery = HookDeliverySQL(self.database, self)
         self.reports = ReportsSQL(self.database, self)
+        self.status = StatusSQL(self.database, self)
         self.funnel = FunnelSQL(self.database, self)
         self.runners = RunnersSQL(self.database, self)
         self.counters = CountersSQL(self.database, self)
