@@ -39,12 +39,19 @@ SENDER_OWN = ("daily_limit", "warmup", "inbox")  # a sender mailbox's keys that 
 SECRET_KEYS = ("password", "auth_token", "api_key", "token", "secret")
 SECRET_SUFFIXES = ("password", "token", "secret", "_key")
 
+# -- importing ----------------------------------------------------------------------------------
+
+MAX_LISTED = 50  # invalid rows and ignored values an import's summary lists (all go to --report)
+
 # -- inbound ------------------------------------------------------------------------------------
 
 IMAP_SECURITY = "ssl"
 IMAP_PORTS = {"ssl": 993, "starttls": 143, "none": 143}
 IMAP_FOLDERS = ("INBOX",)
 SMS_INBOUND = True  # twilio: poll for inbound texts and delivery reports unless told not to
+INBOUND_TIMEOUT = 30.0  # seconds at most for one read of a mailbox or the provider's API
+INBOUND_BODY = 10_000  # characters kept of an inbound message's new text
+TWILIO_API = "https://api.twilio.com"  # Twilio's `base_url` when the YAML names none
 
 # -- webhooks -----------------------------------------------------------------------------------
 

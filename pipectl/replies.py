@@ -8,7 +8,8 @@ from pathlib import Path
 
 from .durations import format_time, parse_user_time
 from .errors import CsvError, DurationError, PipectlError
-from .leads import ALIASES, normalise_header
+from .lead_columns import ALIASES
+from .opt_outs import normalise_header
 from .store.replies_sql import ReplyRow
 
 CHANNELS = ("email", "sms")

@@ -7,7 +7,7 @@ import io
 from pathlib import Path
 
 from .errors import CsvError
-from .leads import normalise_header
+from .opt_outs import normalise_header
 
 COLUMNS = {
     "email": "email emailaddress e_mail mail recipient recipientemail address",

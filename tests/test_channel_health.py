@@ -349,10 +349,12 @@ def test_a_tick_killed_during_a_probe_loses_nothing(cli, db, tmp_path):
 
 def test_a_channel_error_is_blamed_on_its_send_only_next_to_a_send_that_got_through():
     from pipectl.scheduler.run import _blame_the_send
-    from pipectl.store.scheduler_sql import Result
+    from pipectl.store.rows import Result
+
+    from .unit.sends import claimed_send
 
     def result(outcome: str, channel: str = "email", reached: bool = False) -> Result:
-        action = {"id": 1, "account_id": 1, "channel": channel, "params": {}, "attempts": 1}
+        action = claimed_send(1, channel=channel, attempt=1)
         return Result(action, outcome, T0, error="boom", reached=reached)
 
     def outcomes(results, worked=None):

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from pipectl.store.leads_sql import IMPORT_BATCH
+from pipectl.store.lead_import_sql import IMPORT_BATCH
 
 from .conftest import dump, rows
 from .test_import import YAML, imported, write

@@ -175,7 +175,7 @@ def test_a_message_matching_nothing_is_kept_unmatched(store, db):
 
 def test_the_same_message_twice_is_recorded_and_acted_on_once(store, db):
     aid = account_id(db)
-    source = store.inbound.sync_source(aid, "imap", "imap://team@imap.example:993")
+    source = store.sync_sources.sync_source(aid, "imap", "imap://team@imap.example:993")
     first = store.inbound.record_inbound(aid, message(), Cursor("INBOX", 7, 41), source, LATER)
     again = store.inbound.record_inbound(aid, message(), Cursor("INBOX", 7, 42), source, LATER)
     assert first.new and not again.new
@@ -213,15 +213,15 @@ def test_a_reply_read_from_the_mailbox_and_then_typed_by_hand_steers_once(cli, s
 
 def test_a_cursor_never_goes_back(store, db):
     aid = account_id(db)
-    source = store.inbound.sync_source(aid, "imap", "imap://team@imap.example:993")
+    source = store.sync_sources.sync_source(aid, "imap", "imap://team@imap.example:993")
     store.inbound.record_inbound(aid, message(), Cursor("INBOX", 7, 50), source, LATER)
     late = message(external_id="<older@mail.example>")
     store.inbound.record_inbound(aid, late, Cursor("INBOX", 7, 49), source, LATER)
-    assert store.inbound.sync_cursors(source)["INBOX"].last_uid == 50
+    assert store.sync_sources.sync_cursors(source)["INBOX"].last_uid == 50
     store.inbound.record_inbound(
         aid, message(external_id="<new@x>"), Cursor("INBOX", 8, 3), source, LATER
     )
-    assert store.inbound.sync_cursors(source)["INBOX"] == Cursor("INBOX", 8, 3)
+    assert store.sync_sources.sync_cursors(source)["INBOX"] == Cursor("INBOX", 8, 3)
 
 
 def test_an_auto_reply_is_recorded_and_changes_nothing(store, db):
@@ -377,8 +377,8 @@ def texted(cli, db: Path, store: Store) -> dict:
 def test_a_text_the_provider_could_not_deliver_fails_its_send(cli, store, db):
     d = texted(cli, db, store)
     aid = account_id(db)
-    assert store.inbound.texts_awaiting_status(aid, LATER) == ["SM42"]
-    changed = store.inbound.record_text_status(
+    assert store.delivery_status.texts_awaiting_status(aid, LATER) == ["SM42"]
+    changed = store.delivery_status.record_text_status(
         aid, TextStatus("SM42", "undelivered", "30003", "Unreachable destination handset"), LATER
     )
     assert changed == "undelivered"
@@ -390,13 +390,13 @@ def test_a_text_the_provider_could_not_deliver_fails_its_send(cli, store, db):
     assert action["status"] == "failed" and "30003" in action["last_error"]
     assert enrollment(db, "ann@example.com", "texts") == "failed"  # on_failure: stop
     assert rows(db, "SELECT * FROM suppressions") == []  # 30003 is no opt-out
-    assert store.inbound.texts_awaiting_status(aid, LATER) == []
+    assert store.delivery_status.texts_awaiting_status(aid, LATER) == []
 
 
 def test_error_21610_suppresses_the_number_for_texts_only(cli, store, db):
     d = texted(cli, db, store)
     aid = account_id(db)
-    store.inbound.record_text_status(
+    store.delivery_status.record_text_status(
         aid, TextStatus("SM42", "failed", "21610", "Unsubscribed recipient"), LATER
     )
     assert rows(db, "SELECT channel, address, reason FROM suppressions") == [
@@ -430,7 +430,9 @@ def test_error_21610_suppresses_the_number_for_texts_only(cli, store, db):
 
 def test_a_delivered_text_is_marked_delivered(cli, store, db):
     d = texted(cli, db, store)
-    assert store.inbound.record_text_status(account_id(db), TextStatus("SM42", "delivered"), LATER)
+    assert store.delivery_status.record_text_status(
+        account_id(db), TextStatus("SM42", "delivered"), LATER
+    )
     assert rows(db, "SELECT status FROM deliveries WHERE id = ?", d["id"]) == [
         {"status": "delivered"}
     ]

@@ -12,15 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipectl.errors import CsvError
-from pipectl.leads import (
-    InvalidRow,
-    LeadRecord,
-    normalise_email,
-    normalise_phone,
-    open_leads,
-    parse_map,
-    snake_case,
-)
+from pipectl.lead_columns import parse_map, snake_case
+from pipectl.lead_values import normalise_email, normalise_phone
+from pipectl.leads import InvalidRow, LeadRecord, open_leads
 
 
 def read(tmp_path: Path, text: str | bytes, country: str | None = "US", maps=()) -> list:

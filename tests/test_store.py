@@ -3,6 +3,7 @@ from __future__ import annotations
 from pipectl.store import Store
 
 from .conftest import rows
+from .scenario import ONE_EMAIL, T0, setup
 
 SEED_TABLES = {
     "pipelines",
@@ -53,7 +54,7 @@ def test_parts_reach_each_other_only_through_public_verbs():
     import pipectl.store
 
     package = Path(pipectl.store.__file__).parent
-    crossing = re.compile(r"self\.store\.[a-z]+\._[a-z]")
+    crossing = re.compile(r"\.store\.[a-z_]+\._[a-z]")  # part names have underscores too
     found = [
         f"{path.name}:{number}: {line.strip()}"
         for path in sorted(package.glob("*.py"))
@@ -111,13 +112,65 @@ def test_the_store_takes_plain_values_from_the_scheduler():
     import pipectl.store
     from pipectl.scheduler.dispatch import Dispatch
 
+    from .unit.sends import claimed_send
+
     package = Path(pipectl.store.__file__).parent
     assert [p.name for p in package.glob("*.py") if "Dispatch" in p.read_text()] == []
 
     dispatch = Dispatch(workers=2, ahead=3)
-    dispatch.update([{"id": 1, "account_id": 7, "channel": "email"}], [], [])
+    dispatch.update([claimed_send(1, account=7)], [], [])
     ledger = dispatch.ledger()
     assert ledger.capacity == 2 * 3 - 1 and dict(ledger.held) == {(7, "email"): 1}
-    assert [row["id"] for row in ledger.waiting] == [1]
+    assert [send.id for send in ledger.waiting] == [1]
     assert ledger.room(7, concurrency=1) == 1 * 3 - 1
     assert dispatch.ledger(with_waiting=False).waiting == ()
+
+
+def test_the_claim_hands_back_typed_sends_read_from_the_database(cli, db, tmp_path):
+    """Each claimed send is a ClaimedSend whose named fields are its action's, lead's and
+    account's values, fenced by the claim's token."""
+    import json
+
+    from pipectl.scheduler.dispatch import Dispatch
+    from pipectl.store.rows import ClaimedSend
+
+    setup(cli, tmp_path, ONE_EMAIL, {("acme", "drip"): 2})
+    store = Store(db)
+    try:
+        assert store.scheduler.admit_queued(T0) == 2
+        claim = store.scheduler.claim_due(T0, "token-1", Dispatch(workers=4).ledger())
+    finally:
+        store.close()
+    assert len(claim.sends) == 2
+    expected = rows(
+        db,
+        "SELECT a.id, a.lead_id, a.account_id, a.enrollment_id, a.lead_stage_id, a.params,"
+        " a.attempts, a.perform_at, a.claim_token, a.status, l.email, l.first_name, l.fields"
+        " FROM lead_stage_actions a JOIN leads l ON l.id = a.lead_id"
+        " WHERE a.type = 'email' ORDER BY a.id",
+    )
+    for send, row in zip(claim.sends, expected, strict=True):
+        assert isinstance(send, ClaimedSend)
+        assert (send.id, send.lead_id, send.account_id) == (
+            row["id"],
+            row["lead_id"],
+            row["account_id"],
+        )
+        assert (send.enrollment_id, send.lead_stage_id) == (
+            row["enrollment_id"],
+            row["lead_stage_id"],
+        )
+        assert send.params == json.loads(row["params"])
+        assert (row["status"], row["claim_token"], send.claim_token) == (
+            "running",
+            "token-1",
+            "token-1",
+        )
+        assert send.attempt == row["attempts"] + 1 == 1  # started later: then counted
+        assert (send.email, send.first_name) == (row["email"], row["first_name"])
+        assert json.loads(send.fields or "{}") == json.loads(row["fields"])
+        assert (send.account_key, send.channel, send.perform_at) == (
+            "acme",
+            "email",
+            row["perform_at"],
+        )

@@ -15,7 +15,7 @@ from .. import defaults
 from . import ChannelError, Message, PermanentError, TransientError
 from .resolve import Resolved, single_line
 
-TWILIO_API = "https://api.twilio.com"
+TWILIO_API = defaults.TWILIO_API
 # HTTP statuses that say the URL, the credentials or the server are wrong or down, whoever
 # the recipient: the channel's sends are held until a probe gets through.
 CHANNEL_STATUSES = frozenset({401, 403, 404, 405, 407, 408, 410, 429, 502, 503, 504})

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..store.config_sql import CHANGED, CREATED, REMOVED, UNCHANGED, Plan, RemovalRefused
+from ..store.config_plan import CHANGED, CREATED, REMOVED, UNCHANGED, Plan, RemovalRefused
 from .app import app, open_store, out, print_json
 
 if TYPE_CHECKING:

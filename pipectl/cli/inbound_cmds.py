@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..inbound import KINDS
-from ..store.inbound_sql import REASONS
+from ..store.suppressions_sql import REASONS
 from .app import app, err, open_store, out, print_json, print_rows
 from .reply_cmds import replies_app
 from .report_cmds import NowOpt, parse_now
@@ -136,7 +136,7 @@ def list_suppressions(ctx: typer.Context, account: AccountOpt = None, as_json: J
     """
     store = open_store(ctx)
     account_id = store.config.account_by_key(account)["id"] if account else None
-    entries = store.inbound.list_suppressions(account_id)
+    entries = store.suppressions.list_suppressions(account_id)
     if as_json:
         print_json(entries)
         return
@@ -164,7 +164,7 @@ def add_suppression(
 
     Example: pipectl suppressions add jane@example.com --account acme --reason "asked by phone"
     """
-    result = open_store(ctx).inbound.add_suppression(
+    result = open_store(ctx).suppressions.add_suppression(
         account, address, reason=reason, now=parse_now(now)
     )
     if as_json:
@@ -185,7 +185,7 @@ def remove_suppression(
 
     Example: pipectl suppressions remove jane@example.com --account acme
     """
-    result = open_store(ctx).inbound.remove_suppression(account, address)
+    result = open_store(ctx).suppressions.remove_suppression(account, address)
     if as_json:
         print_json(result)
         return
@@ -210,7 +210,7 @@ def import_suppressions(
     from ..suppressions import read_suppressions
 
     entries = read_suppressions(csv_file)
-    result = open_store(ctx).inbound.import_suppressions(
+    result = open_store(ctx).suppressions.import_suppressions(
         account, entries, now=parse_now(now), file=str(csv_file)
     )
     if as_json:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
+from ..defaults import MAX_LISTED
 from ..durations import format_time, utcnow
 from ..errors import CsvError, PipectlError
 from ..store.leads_sql import LEAD_STATES, NOT_ENROLLED
@@ -18,8 +19,9 @@ from ..wording import counted
 from .app import app, err, is_terminal, open_store, out, print_json
 
 if TYPE_CHECKING:
-    from ..leads import InvalidRow, LeadRecord, LeadsFile, RowReport
-    from ..store.leads_sql import ImportCounts
+    from ..lead_report import RowReport
+    from ..leads import InvalidRow, LeadRecord, LeadsFile
+    from ..store.lead_import_sql import ImportCounts
 
 leads_app = typer.Typer(help="Import, list, show, stop and enroll leads.", no_args_is_help=True)
 app.add_typer(leads_app, name="leads")
@@ -30,7 +32,6 @@ class ExportFormat(StrEnum):
     jsonl = "jsonl"
 
 
-MAX_LISTED = 50  # as leads.MAX_LISTED: the invalid rows a summary shows
 TSV_SAFE = str.maketrans({"\t": " ", "\n": " ", "\r": " "})
 
 
@@ -74,7 +75,9 @@ def import_(
     """
     if stage and not pipeline:
         raise typer.BadParameter("--stage needs --pipeline", param_hint="--stage")
-    from ..leads import InvalidRows, RowReport, open_leads, parse_map, valid_records
+    from ..lead_columns import parse_map
+    from ..lead_report import InvalidRows, RowReport, valid_records
+    from ..leads import open_leads
 
     try:
         mapping = parse_map(maps or [])
@@ -87,7 +90,7 @@ def import_(
         pipe = store.config.pipeline_by_key(pipeline)
         if pipe["account_id"] != acct["id"]:
             raise PipectlError(f"pipeline '{pipeline}' does not belong to account '{account}'")
-        pipeline_id, stage_id = pipe["id"], store.leads.entry_stage(pipe["id"], stage)["id"]
+        pipeline_id, stage_id = pipe["id"], store.enrollment.entry_stage(pipe["id"], stage)["id"]
     leads_file = open_leads(csv_file, country=acct["country"], mapping=mapping)
     with leads_file, RowReport() as report:
         records = valid_records(
@@ -95,7 +98,7 @@ def import_(
         )
         head = {"file": leads_file.name, "dry_run": dry_run}
         try:
-            counts = store.leads.import_leads(
+            counts = store.lead_import.import_leads(
                 acct["id"],
                 records,
                 pipeline_id=pipeline_id,

@@ -184,7 +184,7 @@ def enroll(
             raise CsvError("\n".join(invalid[:20]) + "\nnothing enrolled", invalid)
         lead_ids += store.operator.match_leads(acct["id"], records, file=leads_file.name)  # type: ignore[arg-type]
     # Without --stage, the first stage that is not an outcome, stored as the entry stage.
-    stage_id = store.leads.entry_stage(pipe["id"], stage)["id"]
+    stage_id = store.enrollment.entry_stage(pipe["id"], stage)["id"]
     result = store.operator.enroll_leads(
         acct["id"],
         pipe["id"],

@@ -46,7 +46,7 @@ def status(
     """
     store = open_store(ctx)
     account_id = store.config.account_by_key(account)["id"] if account else None
-    report = store.reports.status_report(parse_now(now), account_id)
+    report = store.status.status_report(parse_now(now), account_id)
     if as_json:
         print_json(report)
     else:

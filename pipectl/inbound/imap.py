@@ -29,7 +29,7 @@ DEFAULT_PORTS = defaults.IMAP_PORTS
 REREAD_DAYS = 14
 BATCH = 50  # messages per UID FETCH
 BATCH_BYTES = 16 * 1024 * 1024  # and at most this much mail (one larger message goes alone)
-MAX_TIMEOUT = 30.0
+MAX_TIMEOUT = defaults.INBOUND_TIMEOUT
 # Every command this module may send; anything else (STORE, COPY, MOVE, EXPUNGE, SELECT,
 # APPEND, DELETE...) is refused before it reaches the server.
 ALLOWED_COMMANDS = frozenset(

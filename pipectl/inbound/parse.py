@@ -19,6 +19,7 @@ from typing import Any
 
 from mailparser_reply import EmailReplyParser
 
+from .. import defaults
 from ..durations import format_time, parse_time, utcnow
 from ..store.replies_sql import is_opt_out
 from . import InboundMessage
@@ -26,7 +27,7 @@ from . import InboundMessage
 # Quoted-history markers are recognised in these languages (mail-parser-reply's codes).
 REPLY_LANGUAGES = ["en", "de", "fr", "es", "it", "nl", "pt", "sv", "pl"]
 MAX_TEXT = 64 * 1024  # a reply's text beyond this is not read for its quoted history
-MAX_BODY = 10_000  # characters of new text kept
+MAX_BODY = defaults.INBOUND_BODY  # characters of new text kept
 MAX_DIAGNOSTIC = 300
 MAX_REFERENCES = 50  # a runaway thread's References: the newest ones are the ones that match
 MSGID = re.compile(r"<[^<>\s]+>")

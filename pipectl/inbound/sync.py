@@ -110,19 +110,19 @@ def sync(
     for account in accounts:
         sources = _sources(account, env, _left(deadline))
         if not sources:
-            store.inbound.retire_sources(account["id"], [])  # an inbox removed from the YAML
+            store.sync_sources.retire_sources(account["id"], [])  # an inbox removed from the YAML
             continue
         done = AccountSync(account["key"])
         ids = []
         for source in sources:
-            source_id = store.inbound.sync_source(account["id"], source.kind, source.name)
+            source_id = store.sync_sources.sync_source(account["id"], source.kind, source.name)
             ids.append(source_id)
-            with store.inbound.reading(source_id) as mine:
+            with store.sync_sources.reading(source_id) as mine:
                 if not mine:  # another runner reads it now: each message is read once
                     done.sources.append(SourceRun(source.kind, source.name, skipped=True))
                     continue
                 done.sources.append(_run(store, account, source, source_id, now, deadline))
-        store.inbound.retire_sources(account["id"], ids)
+        store.sync_sources.retire_sources(account["id"], ids)
         results.append(done)
     return results
 
@@ -213,7 +213,7 @@ def _run(
         return run
     if source.fetcher is None:
         run.error = f"account {account['key']}: {source.name}: {source.error}"
-        store.inbound.sync_finished(source_id, now, run.error)
+        store.sync_sources.sync_finished(source_id, now, run.error)
         return run
     try:
         _read(store, account, source, source_id, now, deadline, run.counts)
@@ -225,7 +225,7 @@ def _run(
         run.error = _scrub(
             source, f"account {account['key']}: {source.name}: {type(e).__name__}: {e}"
         )
-    store.inbound.sync_finished(source_id, now, run.error)
+    store.sync_sources.sync_finished(source_id, now, run.error)
     return run
 
 
@@ -243,7 +243,7 @@ def _read(
     counts: SyncCounts,
 ) -> None:
     assert source.fetcher is not None
-    messages = source.fetcher.fetch(store.inbound.sync_cursors(source_id), now=now)
+    messages = source.fetcher.fetch(store.sync_sources.sync_cursors(source_id), now=now)
     try:
         for message, cursor in messages:
             message = _unsubscribing(_sane(message, now), source.unsubscribe)
@@ -263,12 +263,12 @@ def _read(
             close()
     if source.kind != "twilio":
         return
-    sids = store.inbound.texts_awaiting_status(account["id"], now)
+    sids = store.delivery_status.texts_awaiting_status(account["id"], now)
     if not sids:
         return
     for status in source.fetcher.statuses(sids):
         if (
-            store.inbound.record_text_status(account["id"], status, now)
+            store.delivery_status.record_text_status(account["id"], status, now)
             == DeliveryStatus.UNDELIVERED
         ):
             counts.failed_sends += 1

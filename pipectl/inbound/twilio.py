@@ -17,17 +17,18 @@ from urllib.parse import quote
 
 import httpx
 
+from .. import defaults
 from ..durations import format_time, parse_time
 from ..store.replies_sql import is_opt_out
 from . import Cursor, InboundMessage, SourceError, TextStatus
 
-TWILIO_API = "https://api.twilio.com"
+TWILIO_API = defaults.TWILIO_API
 FOLDER = "inbound"
 FIRST_DAYS = 14  # the first sync reads this far back, like a mailbox whose UIDVALIDITY changed
 PAGE_SIZE = 100
 MAX_PAGES = 200
-MAX_TIMEOUT = 30.0
-MAX_BODY = 10_000
+MAX_TIMEOUT = defaults.INBOUND_TIMEOUT
+MAX_BODY = defaults.INBOUND_BODY
 MAX_ONE_BY_ONE = 10  # more sent texts than this: their statuses come from the list
 STATUS_DAYS = 4  # the list reaches back this far (sync asks about the last 3 days)
 

@@ -21,7 +21,7 @@ from ..channels.render import render_message
 from ..channels.senders import SenderPool
 from ..durations import add_seconds, format_time, parse_time, utcnow
 from ..store import Store, WriteError, is_busy
-from ..store.rows import Claim, Late, Result, health_key
+from ..store.rows import Claim, ClaimedSend, Late, Result
 from ..store.runners_sql import claim_token, new_runner_id
 from ..wording import counted
 from .dispatch import Dispatch
@@ -153,7 +153,7 @@ def _run(
     summary.recovered = store.scheduler.recover_running(RUNNER_ID)
     token = claim_token(RUNNER_ID)
     dispatch = Dispatch(workers)
-    pool = Workers(workers, lambda row: perform(row, senders, clock))
+    pool: Workers[ClaimedSend, Result] = Workers(workers, lambda s: perform(s, senders, clock))
     # Webhooks: threads of their own, never the sends'; a hook is this tick's while it runs.
     courier = HookCourier(store, clock.now, lease=max_seconds + 60)
     results: list[Result] = []
@@ -180,8 +180,8 @@ def _run(
             if claim_now:  # `cut`: it took all it could, so more may be due
                 claimed_at, cut = time.monotonic(), len(claim.sends) >= capacity
             dispatch.update(claim.sends, claim.started, claim.dropped)
-            for row in claim.started:
-                pool.submit(row)
+            for send in claim.started:
+                pool.submit(send)
             courier.turn(starting=claiming)
             summary.done += counts["done"] + claim.internal - claim.failed
             summary.retried += counts["retry"]
@@ -304,21 +304,21 @@ def _record_one_by_one(store: Store, clock: Clock, results: list[Result]) -> dic
     return counts
 
 
-def perform(row: dict[str, Any], senders: SenderPool, clock: Clock) -> Result:
+def perform(row: ClaimedSend, senders: SenderPool, clock: Clock) -> Result:
     """In a worker thread: render and send one message; no database here. A send that
     reached the server says its channel works; a ChannelError says it does not."""
     try:
         action = SendAction(
-            action_id=row["id"],
-            lead_id=row["lead_id"],
-            account=row["account_key"],
-            type=row["type"],
-            params=row["params"],
+            action_id=row.id,
+            lead_id=row.lead_id,
+            account=row.account_key,
+            type=row.type,
+            params=row.params,
             lead=lead_context(row),
-            config=row["channel_config"],
-            instance=row.get("instance", ""),
+            config=row.channel_config,
+            instance=row.instance,
             sent_at=clock.now(),
-            thread=row.get("thread"),
+            thread=row.thread,
         )
         message = render_message(action)
     except PermanentError as e:
@@ -357,9 +357,9 @@ def _blame_the_send(results: list[Result], worked: dict[tuple[int, str], bool]) 
     channel for good. When a server goes down, the first failure after the last success is
     blamed this way, and the next ones hold the channel.
     `worked`: per (account, channel), whether its latest send in this tick got through."""
-    last_reached = {health_key(r.action): i for i, r in enumerate(results) if r.reached}
+    last_reached = {r.action.health_key: i for i, r in enumerate(results) if r.reached}
     for i, r in enumerate(results):
-        key = health_key(r.action)
+        key = r.action.health_key
         if r.outcome == "held":
             if worked.get(key) or last_reached.get(key, -1) > i:
                 wait = seconds_between(r.finished_at, r.retry_at) if r.retry_at else None
@@ -374,7 +374,7 @@ def seconds_between(earlier: str, later: str) -> float:
     return (parse_time(later) - parse_time(earlier)).total_seconds()
 
 
-def _held(row: dict[str, Any], error: str, retry_after: float | None, now: str) -> Result:
+def _held(row: ClaimedSend, error: str, retry_after: float | None, now: str) -> Result:
     """The channel failed, not the lead: the send is due again as it was, not an attempt;
     the channel's next probe waits for the server's Retry-After, if it gave one."""
     probe_at = None
@@ -383,24 +383,24 @@ def _held(row: dict[str, Any], error: str, retry_after: float | None, now: str) 
     return Result(row, "held", now, error=error, retry_at=probe_at)
 
 
-def _retry_or_fail(row: dict[str, Any], error: str, retry_after: float | None, now: str) -> Result:
-    retry = {**defaults.RETRY, **(row["params"].get("retry") or {})}
-    if row["attempts"] >= retry["attempts"]:
-        attempts = counted(row["attempts"], "attempt")
+def _retry_or_fail(row: ClaimedSend, error: str, retry_after: float | None, now: str) -> Result:
+    retry = {**defaults.RETRY, **(row.params.get("retry") or {})}
+    if row.attempt >= retry["attempts"]:
+        attempts = counted(row.attempt, "attempt")
         return Result(row, "failed", now, error=f"gave up after {attempts}: {error}")
-    delay = retry_delay(row["attempts"], retry["backoff"], retry["max_backoff"], retry_after)
+    delay = retry_delay(row.attempt, retry["backoff"], retry["max_backoff"], retry_after)
     retry_at = format_time(
         datetime.fromisoformat(now.replace("Z", "+00:00")) + timedelta(seconds=delay)
     )
     return Result(row, "retry", now, error=error, retry_at=retry_at)
 
 
-def lead_context(row: dict[str, Any]) -> dict[str, Any]:
+def lead_context(row: ClaimedSend) -> dict[str, Any]:
     """The `lead` a template sees: its custom fields, then the standard ones."""
-    lead = json.loads(row.get("fields") or "{}")
-    for key in ("email", "phone", "first_name", "last_name", "timezone"):
-        lead[key] = row.get(key)
-    lead["id"] = row["lead_id"]
+    lead: dict[str, Any] = json.loads(row.fields or "{}")
+    lead["email"], lead["phone"] = row.email, row.phone
+    lead["first_name"], lead["last_name"] = row.first_name, row.last_name
+    lead["timezone"], lead["id"] = row.timezone, row.lead_id
     return lead
 
 
@@ -413,21 +413,21 @@ def _dry_run(store: Store, clock: Clock, workers: int) -> TickSummary:
             summary.admitted = store.scheduler.admit_queued(clock.now())
             due = store.scheduler.count_due(clock.now())
             claim = store.scheduler.claim_due(clock.now(), "dry-run", Dispatch(workers).ledger())
-            suppressed = store.inbound.suppressed_sends(claim.sends)
+            suppressed = store.suppressions.suppressed_sends(claim.sends)
             summary.claimed = len(claim.sends) + claim.internal
             summary.done = claim.internal
             summary.skipped = claim.skipped
             summary.deferred = claim.deferred
             summary.would_send = [
                 {
-                    "action_id": r["id"],
-                    "account": r["account_key"],
-                    "lead_id": r["lead_id"],
-                    "type": r["type"],
-                    "to": r["email"] if r["type"] == "email" else r["phone"],
-                    "perform_at": r["perform_at"],
-                    "suppressed": suppressed.get(r["id"]),
-                    "sender": r.get("sender_address"),
+                    "action_id": r.id,
+                    "account": r.account_key,
+                    "lead_id": r.lead_id,
+                    "type": r.type,
+                    "to": r.email if r.type == "email" else r.phone,
+                    "perform_at": r.perform_at,
+                    "suppressed": suppressed.get(r.id),
+                    "sender": r.sender_address,
                 }
                 for r in claim.sends
             ]

@@ -10,25 +10,26 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
-R = TypeVar("R")
+T = TypeVar("T")  # what a worker is handed: a claimed send
+R = TypeVar("R")  # what it hands back: a result
 
 
-class Workers(Generic[R]):
-    """`count` threads, started as they are needed, each running `perform` on one row at a
+class Workers(Generic[T, R]):
+    """`count` threads, started as they are needed, each running `perform` on one item at a
     time. `results` waits for what they finish; `close` lets them finish and joins them."""
 
-    def __init__(self, count: int, perform: Callable[[dict[str, Any]], R]):
+    def __init__(self, count: int, perform: Callable[[T], R]):
         self.count = count
         self.perform = perform
-        self.todo: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+        self.todo: queue.SimpleQueue[T | None] = queue.SimpleQueue()
         self.done: queue.SimpleQueue[tuple[R | None, BaseException | None]] = queue.SimpleQueue()
         self.threads: list[threading.Thread] = []
-        self.busy = 0  # rows submitted whose results have not been taken
+        self.busy = 0  # items submitted whose results have not been taken
         self.error: BaseException | None = None  # a worker's, raised by the next `results`
 
-    def submit(self, row: dict[str, Any]) -> None:
+    def submit(self, item: T) -> None:
         self.busy += 1
         if len(self.threads) < min(self.busy, self.count):
             thread = threading.Thread(
@@ -36,7 +37,7 @@ class Workers(Generic[R]):
             )
             thread.start()
             self.threads.append(thread)
-        self.todo.put(row)
+        self.todo.put(item)
 
     def results(self, timeout: float, gather: float = 0.0) -> list[R]:
         """What the workers finished: waits up to `timeout` for one, then `gather` seconds
@@ -89,8 +90,8 @@ class Workers(Generic[R]):
             thread.join()
 
     def _work(self) -> None:
-        while (row := self.todo.get()) is not None:
+        while (item := self.todo.get()) is not None:
             try:
-                self.done.put((self.perform(row), None))
+                self.done.put((self.perform(item), None))
             except BaseException as e:  # handed to the main thread, which stops the tick
                 self.done.put((None, e))

@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .database import Part
-from .rows import health_key
-
-if TYPE_CHECKING:
-    from .scheduler_sql import Result
+from .rows import ClaimedSend, Result
 
 Key = tuple[int, str]  # (account id, channel), the channel `email:<address>` for a sender
 
@@ -62,7 +59,7 @@ class HealthSQL(Part):
         held: dict[Key, list[Result]] = {}
         reached: set[Key] = set()
         for r in results:
-            key = health_key(r.action)
+            key = r.action.health_key
             if r.outcome == "held":
                 held.setdefault(key, []).append(r)
                 reached.discard(key)
@@ -101,8 +98,8 @@ class HealthSQL(Part):
                     len(failures),
                     last.finished_at,
                     last.retry_at,
-                    last.action["id"],
-                    last.action["claim_token"],
+                    last.action.id,
+                    last.action.claim_token,
                 ),
             )
 
@@ -123,13 +120,13 @@ class HealthSQL(Part):
         ).fetchone()
         return (row["perform_at"], health["probe_action_id"]) if row and row["perform_at"] else None
 
-    def mark_probes(self, rows: Iterable[dict[str, Any]], token: str) -> None:
+    def mark_probes(self, sends: Iterable[ClaimedSend], token: str) -> None:
         """The claimed probes: their channels have had this tick's try."""
-        for row in rows:
-            if row.get("probe"):
+        for send in sends:
+            if send.probe:
                 self._wrote()
                 self.conn.execute(
                     "UPDATE channel_health SET probe_token = ?, probe_action_id = ?"
                     " WHERE account_id = ? AND channel = ?",
-                    (token, row["id"], *health_key(row)),
+                    (token, send.id, *send.health_key),
                 )

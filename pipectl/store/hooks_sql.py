@@ -21,7 +21,7 @@ from .database import Part
 
 if TYPE_CHECKING:
     from ..config.model import Hook
-    from .config_sql import Plan
+    from .config_plan import Plan
 
 REMOVED_ERROR = "the hook was removed from the YAML before this event was delivered"
 

@@ -13,7 +13,7 @@ from ..errors import CsvError, NotFound, PipectlError
 from ..statuses import ActionStatus, EnrollmentStatus, sql_list
 from ..wording import counted
 from .database import Part
-from .leads_sql import RESTARTABLE
+from .enrollment_sql import RESTARTABLE
 
 if TYPE_CHECKING:
     from ..leads import LeadRecord
@@ -192,7 +192,7 @@ class OperatorSQL(Part):
                     queued.append(lead_id)
             if restart:
                 # The import's restart: open actions skipped, stage left, queued at the entry.
-                self.store.leads.write_enrollments(
+                self.store.enrollment.write_enrollments(
                     account_id, pipeline_id, stage_id, [], list(restart), now
                 )
                 for enrollment_id, lead_id in restart.items():

@@ -18,6 +18,7 @@ from ..durations import add_seconds, format_time, utcnow
 from ..errors import NotFound, PipectlError
 from ..statuses import EnrollmentStatus, HookEvent, ReplyKind, sql_list
 from .database import Part
+from .rows import ActionRow
 
 OPT_OUT = re.compile(r"[\W_]*(stop|stopall|unsubscribe|cancel|end|quit)[\W_]*", re.IGNORECASE)
 # A stop (by hand or by an opt-out) ends these; a failed run too, so `retry` cannot restart it.
@@ -169,7 +170,7 @@ class RepliesSQL(Part):
         if not phone:
             raise PipectlError("a reply needs the sender's email or phone")
         try:
-            from ..leads import normalise_phone  # phonenumbers is slow to import
+            from ..lead_values import normalise_phone  # phonenumbers is slow to import
 
             e164 = normalise_phone(phone, account["country"])
         except ValueError as e:
@@ -192,7 +193,7 @@ class RepliesSQL(Part):
         phones = set()
         for country in countries:
             try:
-                from ..leads import normalise_phone
+                from ..lead_values import normalise_phone
 
                 phones.add(normalise_phone(ref, country))
             except ValueError:
@@ -300,7 +301,7 @@ class RepliesSQL(Part):
             "UPDATE leads SET do_not_contact = 1, updated_at = ? WHERE id = ?", (now, lead_id)
         )
         stopped = self._stop_all(lead_id, now)
-        suppressed = self.store.inbound.suppress_lead(lead_id, "opt_out", now)
+        suppressed = self.store.suppressions.suppress_lead(lead_id, "opt_out", now)
         also = f"; suppressed {', '.join(suppressed)}" if suppressed else ""
         if not stopped:
             return f"opt-out: marked do-not-contact; no automation was running{also}"
@@ -357,7 +358,7 @@ class RepliesSQL(Part):
             )
             target = json.loads(wait["params"]).get("on_reply") or e["on_reply"]
             if not target:
-                self.store.lifecycle.advance(wait, received_at)
+                self.store.lifecycle.advance(ActionRow.from_row(wait), received_at)
                 return f"wait for reply in {e['stage']} done; the next action follows"
             return self._move_on_reply(e, lead_id, wait, target, received_at)
         if e["on_reply"] and e["on_reply"] != e["stage"]:
@@ -389,6 +390,6 @@ class RepliesSQL(Part):
                 "UPDATE lead_stage_actions SET status = 'failed', last_error = ? WHERE id = ?",
                 (error, wait["id"]),
             )
-            self.store.lifecycle.action_failed(wait, received_at)
+            self.store.lifecycle.action_failed(ActionRow.from_row(wait), received_at)
         self.store.lifecycle.stop_enrollment(e["id"], lead_id, EnrollmentStatus.FAILED, received_at)
         return f"failed: {error}"

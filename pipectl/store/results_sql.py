@@ -13,7 +13,7 @@ from typing import Any
 from ..statuses import ActionStatus
 from .batches import chunks, joined, rows_marks
 from .database import Part
-from .rows import Result
+from .rows import ClaimedSend, Result
 
 # A send to retry (or recover) whose stage the lead left while it ran (a reply moved it, it
 # was stopped) is skipped: retrying it would reach a lead that has moved on.
@@ -54,7 +54,7 @@ class ResultsSQL(Part):
             lambda r: (r.finished_at,),
             "",
         )
-        done = [r for r in results if r.action["id"] in written]
+        done = [r for r in results if r.action.id in written]
         for batch in chunks(done):
             self.conn.execute(
                 f"INSERT INTO deliveries ({DELIVERY_COLUMNS}) VALUES {rows_marks(len(batch), 11)}",
@@ -91,7 +91,7 @@ class ResultsSQL(Part):
             ", lead_stage_actions.status, lead_stage_actions.enrollment_id",
         )
         for r in results:
-            row = written.get(r.action["id"])
+            row = written.get(r.action.id)
             if row is not None and row[1] == ActionStatus.SKIPPED:
                 self.store.lifecycle.resume_enrollment(row[2], r.finished_at)
         return len(written)
@@ -106,7 +106,7 @@ class ResultsSQL(Part):
             ", (SELECT exited_at FROM lead_stages s WHERE s.id = lead_stage_actions.lead_stage_id)",
         )
         for r in results:
-            row = written.get(r.action["id"])
+            row = written.get(r.action.id)
             if row is None:
                 continue
             a = r.action
@@ -115,7 +115,7 @@ class ResultsSQL(Part):
             if not left:
                 self.store.scheduler.on_failure(a, r.finished_at)
             if left or self.store.scheduler.left_stage(a):  # on_failure may have moved it
-                self.store.lifecycle.resume_enrollment(a["enrollment_id"], r.finished_at)
+                self.store.lifecycle.resume_enrollment(a.enrollment_id, r.finished_at)
         return len(written)
 
     def _fenced_update(
@@ -132,7 +132,7 @@ class ResultsSQL(Part):
         for batch in chunks(results):
             batch_from, params = joined(
                 "lead_stage_actions",
-                [(r.action["id"], r.action["claim_token"], *row_values(r)) for r in batch],
+                [(r.action.id, r.action.claim_token, *row_values(r)) for r in batch],
             )
             for row in self.conn.execute(
                 f"UPDATE lead_stage_actions SET {assignments} {batch_from} {FENCED} "
@@ -143,22 +143,22 @@ class ResultsSQL(Part):
         return written
 
 
-def _sent(a: dict[str, Any], at: str) -> tuple[int, int, int, str, str]:
-    return (a["account_id"], a["pipeline_id"], a["enrollment_id"], a["channel"], at)
+def _sent(a: ClaimedSend, at: str) -> tuple[int, int, int, str, str]:
+    return (a.account_id, a.pipeline_id, a.enrollment_id, a.channel, at)
 
 
 def _delivery(r: Result) -> tuple[Any, ...]:
     a = r.action
     return (
-        a["account_id"],
-        a["lead_id"],
-        a["id"],
-        a["channel"],
+        a.account_id,
+        a.lead_id,
+        a.id,
+        a.channel,
         r.recipient or "",
         r.message_id,
         r.provider_id,
         r.finished_at,
-        a.get("sender_id"),
+        a.sender_id,
         r.subject,
         r.references,
     )

@@ -18,7 +18,7 @@ from .. import defaults
 from ..channels.addresses import mailbox_address as sender_address
 from ..scheduler.limits import local_day, next_day_opens, sender_cap
 from .database import Part
-from .rows import Result
+from .rows import ClaimedSend, Result
 
 SENDER_OWN = defaults.SENDER_OWN
 
@@ -151,40 +151,38 @@ class SendersSQL(Part):
             full,
         )
 
-    def assign(self, rows: list[dict[str, Any]], boxes: list[Mailbox]) -> list[dict[str, Any]]:
-        """The due emails their senders have room for, in order, each with its sender's
-        settings: a lead keeps its sender; a lead without one (or whose sender was removed)
-        gets the one with the most room left. The rest stay pending, held back."""
+    def assign(self, sends: list[ClaimedSend], boxes: list[Mailbox]) -> list[ClaimedSend]:
+        """The due emails their senders have room for, in order, each from its sender (its
+        settings; a broken mailbox holds only its own): a lead keeps its sender; a lead
+        without one (or whose sender was removed) gets the one with the most room left. The
+        rest stay pending, held back."""
         by_id = {b.id: b for b in boxes}
         by_room = attrgetter("room")  # boxes are in id order: a tie goes to the oldest sender
         chosen: dict[int, int] = {}  # lead id -> sender id, for leads met in this batch
         kept, assigned = [], []
-        for row in rows:
-            box = by_id.get(chosen.get(row["lead_id"], row.get("sender_id") or 0))
+        for send in sends:
+            box = by_id.get(chosen.get(send.lead_id, send.sender_id or 0))
             if box is None:
                 box = max(boxes, key=by_room, default=None)
                 if box is None or box.room <= 0:
                     continue  # every sender is full: a new lead's first email waits too
-                assigned.append((box.id, row["lead_id"]))
+                assigned.append((box.id, send.lead_id))
             if box.room <= 0:
                 continue
-            chosen[row["lead_id"]] = box.id
+            chosen[send.lead_id] = box.id
             box.take()
-            row["sender_id"], row["sender_address"] = box.id, box.address
-            row["health_channel"] = f"email:{box.address}"  # a broken mailbox holds its own
-            row["channel_config"] = {**row["channel_config"], **box.settings}
-            kept.append(row)
+            kept.append(send.from_sender(box.id, box.address, box.settings))
         if assigned:
             self.conn.executemany("UPDATE leads SET sender_id = ? WHERE id = ?", assigned)
         return kept
 
-    def previous_emails(self, rows: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    def previous_emails(self, sends: list[ClaimedSend]) -> dict[int, dict[str, Any]]:
         """Each enrollment's last email sent, what a `thread: true` follow-up answers, for
         many claimed sends at once (one read): by enrollment id."""
-        if not rows:
+        if not sends:
             return {}
-        leads = sorted({row["lead_id"] for row in rows})
-        wanted = {row["enrollment_id"] for row in rows}
+        leads = sorted({send.lead_id for send in sends})
+        wanted = {send.enrollment_id for send in sends}
         latest: dict[int, tuple[Any, ...]] = {}
         for enrollment_id, *found in self.conn.execute(
             "SELECT a.enrollment_id, d.sent_at, d.id, d.message_id, d.subject, "
@@ -207,9 +205,9 @@ class SendersSQL(Part):
         that records them; a sender's first send starts its warm-up."""
         days: dict[tuple[int, str], int] = {}
         for r in done:
-            if r.action.get("sender_id"):
-                day = local_day(r.finished_at, r.action["account_timezone"])
-                key = (r.action["sender_id"], day)
+            if r.action.sender_id:
+                day = local_day(r.finished_at, r.action.account_timezone)
+                key = (r.action.sender_id, day)
                 days[key] = days.get(key, 0) + 1
         if not days:
             return

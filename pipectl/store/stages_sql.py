@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Collection
-from functools import lru_cache
 from typing import Any
 
 from ..durations import add_seconds
 from ..statuses import ActionStatus, Channel, EnrollmentStatus, HookEvent, sql_list
 from .batches import chunks, joined
 from .database import Part
+from .rows import ActionKeys, snapshot
 
 OPEN_STATUSES = (ActionStatus.WAITING, ActionStatus.PENDING, ActionStatus.AWAITING_REPLY)
 MAX_MOVES_PER_MINUTE = 20  # more than this in a minute is a loop, not a sequence
@@ -34,13 +34,6 @@ FINISHED = (
 def marks(values: Collection[Any]) -> str:
     """`?, ?, ?`: one placeholder per value, for `IN (...)` and `VALUES (...)`."""
     return ", ".join("?" * len(values))
-
-
-@lru_cache(maxsize=4096)
-def snapshot(params: str) -> dict[str, Any]:
-    """An action's params, parsed once per distinct text: leads entering a stage share its
-    snapshot, and thousands of sends a second would parse the same JSON. Read only."""
-    return json.loads(params)
 
 
 def channel_of(action_type: str) -> str:
@@ -116,21 +109,21 @@ class StagesSQL(Part):
         if outcome:
             self.store.hooks.emit(HookEvent(outcome), lead_id, now, lead_stage_id=lead_stage_id)
 
-    def action_failed(self, action: Any, now: str) -> None:
+    def action_failed(self, action: ActionKeys, now: str) -> None:
         """An action of the lead failed for good (its row is `failed` now): tell the hooks."""
         self.store.hooks.emit(
-            HookEvent.FAILED, action["lead_id"], now, lead_stage_id=action["lead_stage_id"]
+            HookEvent.FAILED, action.lead_id, now, lead_stage_id=action.lead_stage_id
         )
 
-    def advance(self, action: Any, now: str) -> None:
+    def advance(self, action: ActionKeys, now: str) -> None:
         """The lead's next action in the stage becomes due; after the last, the lead is idle."""
         self.advance_many([(action, now)])
 
-    def advance_many(self, done: list[tuple[Any, str]]) -> None:
+    def advance_many(self, done: list[tuple[ActionKeys, str]]) -> None:
         """`_advance` for many actions at once, each at its own time: one read for them all."""
         if not done:
             return
-        ids = [action["id"] for action, _ in done]
+        ids = [action.id for action, _ in done]
         following = {
             row["id"]: row
             for row in self.conn.execute(
@@ -144,11 +137,11 @@ class StagesSQL(Part):
         }
         activate, idle = [], []
         for action, now in done:
-            row = following[action["id"]]
+            row = following[action.id]
             if row["exited_at"] is not None:  # the lead moved on while this action ran
-                self.resume_enrollment(action["enrollment_id"], now)
+                self.resume_enrollment(action.enrollment_id, now)
             elif row["next_id"] is None:
-                idle.append((action["enrollment_id"], action["lead_id"], now))
+                idle.append((action.enrollment_id, action.lead_id, now))
             else:
                 status, perform_at = activation(row["type"], snapshot(row["params"]), now)
                 activate.append((row["next_id"], str(status), perform_at))

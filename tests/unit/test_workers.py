@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,7 @@ def collect(workers: Workers, n: int) -> list:
 
 
 def test_every_submitted_row_comes_back_performed():
-    workers = Workers(3, lambda row: row["id"] * 10)
+    workers: Workers[dict, Any] = Workers(3, lambda row: row["id"] * 10)
     for i in range(20):
         workers.submit({"id": i})
     try:
@@ -29,7 +30,7 @@ def test_every_submitted_row_comes_back_performed():
 
 
 def test_threads_start_as_needed_up_to_the_count():
-    workers = Workers(4, lambda row: row["id"])
+    workers: Workers[dict, Any] = Workers(4, lambda row: row["id"])
     workers.submit({"id": 1})
     assert len(workers.threads) == 1
     for i in range(10):
@@ -42,7 +43,7 @@ def test_threads_start_as_needed_up_to_the_count():
 
 def test_results_returns_nothing_when_no_worker_finishes_in_time():
     release = threading.Event()
-    workers = Workers(1, lambda row: release.wait(5) and row["id"])
+    workers: Workers[dict, Any] = Workers(1, lambda row: release.wait(5) and row["id"])
     workers.submit({"id": 7})
     try:
         assert workers.results(timeout=0.05) == []
@@ -58,7 +59,7 @@ def test_a_workers_error_is_raised_after_the_results_that_came_before_it():
             raise RuntimeError("disk on fire")
         return row["id"]
 
-    workers = Workers(1, perform)  # one thread: results arrive in order
+    workers: Workers[dict, Any] = Workers(1, perform)  # one thread: results arrive in order
     for i in (1, 2):
         workers.submit({"id": i})
     seen: list = []
