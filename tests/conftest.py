@@ -65,6 +65,7 @@ BOTH_BACKENDS = {
     "test_faults",
     "test_senders",
     "test_hooks",
+    "test_admission",
 }
 
 

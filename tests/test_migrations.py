@@ -8,8 +8,9 @@ from pathlib import Path
 
 from pipectl.statuses import HookEvent
 from pipectl.store import Store
-from pipectl.store.migrations import MIGRATIONS
+from pipectl.store.migrations import MIGRATIONS, RETIRED_INDEXES
 
+from .backends import new_schema
 from .conftest import rows
 
 
@@ -151,7 +152,8 @@ def test_statuses_migration_keeps_rows_and_indexes_and_refuses_unknown_statuses(
         {"id": 3, "lead_stage_action_id": 11}
     ]
     after = rows(db, "SELECT name FROM sqlite_master WHERE type = 'index' ORDER BY name")
-    assert set(indexes) <= {r["name"] for r in after}  # later migrations may add more
+    retired = set(RETIRED_INDEXES)  # m016 drops them; later migrations may add more
+    assert set(indexes) - retired <= {r["name"] for r in after}
     assert rows(db, "PRAGMA foreign_key_check") == []
     conn = sqlite3.connect(db)
     for statement in (
@@ -284,3 +286,30 @@ def test_hooks_migration_upgrades_a_database_with_leads_and_events_then_flow(
         assert payload["lead"]["email"] == "ann@example.com"
     finally:
         store.close()
+
+
+def test_an_older_postgresql_database_loses_the_indexes_m016_dropped() -> None:
+    """PostgreSQL's upgrade is additive except for `RETIRED_INDEXES`: a database made before
+    m016 drops them, gains the partial `lsa_performed_at`, and keeps every row."""
+    for url in new_schema():
+        Store(url).close()
+        for sql in (  # as pipectl made it before m016
+            "DROP INDEX lsa_performed_at",
+            "CREATE INDEX enrollments_queued ON enrollments (account_id, id)"
+            " WHERE status = 'queued'",
+            "CREATE INDEX lsa_lead ON lead_stage_actions (lead_id)",
+            "CREATE INDEX lsa_performed ON lead_stage_actions (performed_at)",
+            f"UPDATE meta SET value = '{len(MIGRATIONS) - 1}' WHERE key = 'schema_version'",
+        ):
+            rows(url, sql)
+        Store(url).close()
+        indexes = {
+            r["indexname"]
+            for r in rows(
+                url, "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()"
+            )
+        }
+        assert "lsa_performed_at" in indexes
+        assert not indexes & set(RETIRED_INDEXES)
+        version = rows(url, "SELECT value FROM meta WHERE key = 'schema_version'")
+        assert version == [{"value": str(len(MIGRATIONS))}]

@@ -82,18 +82,7 @@ class AdmissionSQL(Part):
         started). Those of a pipeline or stage removed from the YAML never start: stopped."""
         self.conn.execute(BATCH_TABLE)
         self.conn.execute("DELETE FROM admit_batch")
-        taken = self.conn.execute(
-            "INSERT INTO admit_batch (seq, enrollment_id, lead_id, pipeline_id, stage_id, removed)"
-            " SELECT row_number() OVER (ORDER BY q.queued_at, q.id), q.id, q.lead_id,"
-            " q.pipeline_id, q.entry_stage_id, q.removed FROM (SELECT e.id, e.queued_at,"
-            " e.lead_id, e.pipeline_id, e.entry_stage_id, CASE WHEN p.removed_at IS NOT NULL"
-            " OR s.removed_at IS NOT NULL THEN 1 ELSE 0 END AS removed"
-            " FROM enrollments e JOIN pipelines p ON p.id = e.pipeline_id"
-            " LEFT JOIN pipeline_stages s ON s.id = e.entry_stage_id"
-            " WHERE e.account_id = ? AND e.status = 'queued'"
-            " ORDER BY e.queued_at, e.id LIMIT ?) q",  # a re-enrolled lead queues anew
-            (account_id, limit),
-        ).rowcount
+        taken = self._take(account_id, limit)
         if not taken:
             return 0, 0
         self._first_stages()
@@ -133,6 +122,29 @@ class AdmissionSQL(Part):
                     lead_id, lead_stage_id, outcome if outcome in ("won", "lost") else None, now
                 )
         return taken, started
+
+    def _take(self, account_id: int, limit: int) -> int:
+        """Fill the batch from the account's queue, oldest first (`seq`: SQLite's rowid follows
+        the insert's order, PostgreSQL numbers the rows); those of a pipeline or stage removed
+        from the YAML are marked `removed`. Returns how many. A re-enrolled lead queues anew."""
+        fifo = "ORDER BY queued_at, id"
+        columns = "enrollment_id, lead_id, pipeline_id, stage_id, removed"
+        seq = ""
+        if self.database.postgres:
+            columns, seq = f"seq, {columns}", f"row_number() OVER ({fifo}),"
+        taken = self.conn.execute(
+            f"INSERT INTO admit_batch ({columns}) SELECT {seq} id, lead_id, pipeline_id,"
+            " entry_stage_id, 0 FROM enrollments WHERE account_id = ? AND status = 'queued'"
+            f" {fifo} LIMIT ?",
+            (account_id, limit),
+        ).rowcount
+        if taken:
+            self.conn.execute(
+                "UPDATE admit_batch SET removed = 1 WHERE pipeline_id IN (SELECT id FROM"
+                " pipelines WHERE removed_at IS NOT NULL) OR stage_id IN (SELECT id FROM"
+                " pipeline_stages WHERE removed_at IS NOT NULL)"
+            )
+        return int(taken)
 
     def _first_stages(self) -> None:
         """Enrollments that name no entry stage start at their pipeline's first stage with no

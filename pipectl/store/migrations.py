@@ -742,3 +742,21 @@ def m015_count_sends(conn: sqlite3.Connection) -> None:
     per-row trigger that counted each delivery goes (against PostgreSQL it cost a third of
     the tick's time in the database)."""
     conn.execute("DROP TRIGGER IF EXISTS report_sent")
+
+
+# Indexes a later migration dropped: an older PostgreSQL database drops them on upgrade too
+# (`pg_schema.py` otherwise only adds what the SQLite schema has and it lacks).
+RETIRED_INDEXES = ("enrollments_queued", "lsa_lead", "lsa_performed")
+
+
+@migration
+def m016_admit_fewer_index_writes(conn: sqlite3.Connection) -> None:
+    """Indexes that every admitted lead wrote and that no query needs: `enrollments_queued`
+    (`enrollments_fifo` covers the same rows), `lsa_lead` (a lead's actions are found through
+    its lead_stages) and every unperformed action's NULL in `lsa_performed` (now partial)."""
+    for name in RETIRED_INDEXES:
+        conn.execute(f"DROP INDEX IF EXISTS {name}")
+    conn.execute(
+        "CREATE INDEX lsa_performed_at ON lead_stage_actions (performed_at)"
+        " WHERE performed_at IS NOT NULL"
+    )

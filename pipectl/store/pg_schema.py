@@ -5,7 +5,8 @@ schema those migrations produce (run on an in-memory SQLite database), translate
 `INTEGER PRIMARY KEY` becomes an identity column, `INTEGER` `BIGINT`, `TEXT` binary-ordered
 text (`COLLATE "C"`, so times and addresses sort as they do in SQLite), and the report's
 counters, kept by SQLite triggers, are kept by the PL/pgSQL triggers below. A database made by
-an older pipectl gains the tables, columns and indexes added since (an additive upgrade);
+an older pipectl gains the tables, columns and indexes added since (an additive upgrade)
+and loses the indexes a migration dropped (`RETIRED_INDEXES`);
 migrations that rewrite rows run on SQLite only. All of it under one advisory lock, so
 several processes opening a new database at once create it once.
 """
@@ -17,7 +18,7 @@ import secrets
 import sqlite3
 from typing import Any
 
-from .migrations import MIGRATIONS, migrate
+from .migrations import MIGRATIONS, RETIRED_INDEXES, migrate
 
 
 # Advisory lock keys, one set per schema (two installations may share a database): creating
@@ -143,12 +144,21 @@ def _create_or_upgrade(conn: Any, *, fresh: bool) -> None:
     for name, _, sql in _indexes(lite):
         if name not in indexes:
             conn.execute(sql)
+    _drop_retired(conn, indexes)
     conn.execute(REPORT_TRIGGERS)
     if fresh:
         conn.execute(
             "INSERT INTO meta (key, value) VALUES ('instance', ?) ON CONFLICT (key) DO NOTHING",
             (secrets.token_hex(6),),
         )
+
+
+def _drop_retired(conn: Any, indexes: set[str]) -> None:
+    """Indexes the migrations dropped since (this schema's own, named with the schema)."""
+    schema = conn.execute("SELECT current_schema()").fetchone()[0]
+    for name in RETIRED_INDEXES:
+        if name in indexes:
+            conn.execute(f'DROP INDEX "{schema}"."{name}"')
 
 
 def _column_ddl(column: tuple[Any, ...]) -> str:

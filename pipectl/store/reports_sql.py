@@ -49,7 +49,8 @@ class ReportsSQL(Part):
         for d in self.conn.execute(
             "SELECT lead_stage_action_id, channel, recipient, message_id, provider_id, sent_at"
             " FROM deliveries WHERE lead_stage_action_id IN"
-            " (SELECT id FROM lead_stage_actions WHERE lead_id = ?) ORDER BY sent_at, id",
+            " (SELECT a.id FROM lead_stages ls JOIN lead_stage_actions a"
+            " ON a.lead_stage_id = ls.id WHERE ls.lead_id = ?) ORDER BY sent_at, id",
             (lead["id"],),
         ):
             deliveries.setdefault(d["lead_stage_action_id"], []).append(
@@ -59,7 +60,8 @@ class ReportsSQL(Part):
         for a in self.conn.execute(
             "SELECT id, lead_stage_id, sequence_number, type, status, perform_at, due_at,"
             " claimed_at, performed_at, attempts, last_error FROM lead_stage_actions"
-            " WHERE lead_id = ? ORDER BY lead_stage_id, sequence_number",
+            " WHERE lead_stage_id IN (SELECT id FROM lead_stages WHERE lead_id = ?)"
+            " ORDER BY lead_stage_id, sequence_number",
             (lead["id"],),
         ):
             action = {k: v for k, v in dict(a).items() if k != "lead_stage_id"}

@@ -217,7 +217,7 @@ class StatusSQL(Part):
     def _lateness(self, account_id: int, now: str) -> dict[str, Any]:
         """Seconds from due to claimed, of the actions performed in the last hour."""
         rows = self.conn.execute(
-            "SELECT due_at, claimed_at FROM lead_stage_actions INDEXED BY lsa_performed"
+            "SELECT due_at, claimed_at FROM lead_stage_actions INDEXED BY lsa_performed_at"
             " WHERE performed_at > ? AND performed_at <= ? AND account_id = ?"
             " AND due_at IS NOT NULL AND claimed_at IS NOT NULL",
             (add_seconds(now, -LATENESS_WINDOW), now, account_id),
