@@ -43,11 +43,7 @@ class SuppressionsSQL(Part):
         """Suppress one address by hand; the reason is one of REASONS or free text (manual)."""
         with self.transaction():
             account = self.store.config.account_by_key(account_key)
-            channel = channel_of_address(address)
-            try:
-                normal = normal_address(channel, address, account["country"])
-            except ValueError as e:
-                raise PipectlError(str(e)) from None
+            channel, normal = _normal(account, address)
             if reason not in REASONS:
                 reason, detail = "manual", reason
             added = self.suppress(account["id"], channel, normal, reason, now, detail)
@@ -57,11 +53,7 @@ class SuppressionsSQL(Part):
         """Allow sends to an address again; NotFound when it was not suppressed."""
         with self.transaction():
             account = self.store.config.account_by_key(account_key)
-            channel = channel_of_address(address)
-            try:
-                normal = normal_address(channel, address, account["country"])
-            except ValueError as e:
-                raise PipectlError(str(e)) from None
+            channel, normal = _normal(account, address)
             removed = self.conn.execute(
                 "DELETE FROM suppressions WHERE account_id = ? AND channel = ? AND address = ?",
                 (account["id"], channel, normal),
@@ -215,3 +207,12 @@ class SuppressionsSQL(Part):
             else:
                 self.store.scheduler.on_failure(send, now)
         return start, failed
+
+
+def _normal(account: Any, address: str) -> tuple[str, str]:
+    """The channel an address belongs to and its normal form; a clear error if invalid."""
+    channel = channel_of_address(address)
+    try:
+        return channel, normal_address(channel, address, account["country"])
+    except ValueError as e:
+        raise PipectlError(str(e)) from None
