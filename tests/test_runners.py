@@ -376,6 +376,56 @@ def test_db_copy_leaves_statistics_so_the_first_ticks_plan_for_the_rows_copied(c
         }
 
 
+CATALOG = (
+    "SELECT 'key' AS kind, conname AS name, pg_get_constraintdef(oid) AS definition"
+    " FROM pg_constraint WHERE connamespace = current_schema()::regnamespace UNION ALL"
+    " SELECT 'index', indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()"
+    " ORDER BY 1, 2"
+)
+
+
+def test_db_copy_puts_back_every_key_and_index_a_new_database_has(cli, db, tmp_path):
+    """The copy loads the rows before the foreign keys and the query indexes (as pg_restore
+    does) and then adds them again: the copied database has the very keys and indexes that
+    migrations give a new one, and they hold."""
+    setup(cli, tmp_path, ONE_EMAIL, {("acme", "drip"): 5})
+    cli("tick", "--now", T0)
+    for copied, made in ((c, m) for c in new_schema() for m in new_schema()):
+        assert cli("db", "copy", "--to", copied).exit_code == 0
+        assert cli_at(made, "init").returncode == 0
+        schemas = [rows(url, "SELECT current_schema() AS s")[0]["s"] for url in (copied, made)]
+        catalogs = [
+            [{**r, "definition": r["definition"].replace(f"{s}.", "")} for r in rows(url, CATALOG)]
+            for url, s in zip((copied, made), schemas, strict=True)
+        ]
+        kinds = Counter(r["kind"] for r in catalogs[0])
+        assert kinds["key"] > 20 and kinds["index"] > 40
+        assert catalogs[0] == catalogs[1]
+        orphan = rows(
+            copied,
+            "SELECT count(*) AS n FROM lead_stage_actions a"
+            " WHERE NOT EXISTS (SELECT 1 FROM leads l WHERE l.id = a.lead_id)",
+        )
+        assert orphan == [{"n": 0}]
+
+
+def test_db_copy_of_a_file_whose_foreign_keys_do_not_hold_copies_nothing(cli, db, tmp_path):
+    """A SQLite file edited by hand with its foreign keys off can name a lead that is not
+    there: the keys, added back after the rows, refuse it, and the target stays empty."""
+    setup(cli, tmp_path, ONE_EMAIL, {("acme", "drip"): 5})
+    cli("tick", "--now", T0)
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA foreign_keys = OFF")
+        conn.execute("UPDATE lead_stage_actions SET lead_id = 999999 WHERE id = 2")
+    for url in new_schema():
+        result = cli_at(str(db), "db", "copy", "--to", url)
+        assert result.returncode == 1, result.stdout
+        assert "lead_stage_actions" in result.stderr and "foreign key" in result.stderr
+        assert "Traceback" not in result.stderr
+        assert rows(url, "SELECT count(*) AS n FROM leads") == [{"n": 0}]
+        assert rows(url, "SELECT count(*) AS n FROM lead_stage_actions") == [{"n": 0}]
+
+
 def test_db_copy_refuses_what_is_not_a_sqlite_file_into_postgresql(cli, db, tmp_path):
     cli("init")
     result = cli("db", "copy", "--to", str(tmp_path / "other.db"))
