@@ -11,12 +11,12 @@ import codecs
 import csv
 import io
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from . import csv_text
 from .errors import CsvError
 from .lead_columns import plan_columns
 from .lead_values import PLACEHOLDER, check_timezone, normalise_email, normalise_phone, split_name
@@ -82,12 +82,9 @@ class LeadsFile:
             self._check_head(head)
             self._raw.seek(0)
             sample = head.decode("utf-8-sig", errors="replace")
-            sep = excel_separator(sample)
             self._text = io.TextIOWrapper(self._raw, encoding="utf-8-sig", newline="")
-            self._reader = csv.reader(self._text, delimiter=sep or sniff_delimiter(sample))
-            if sep:
-                next(self._reader)  # the `sep=;` line itself; line numbers stay the file's own
-            self.header_line, header = self._read_header()
+            self._reader, sep_line = csv_text.reader(self._text, sample)
+            self.header_line, header = self._read_header(skip=int(sep_line))
             self.header = header
             self.columns = len(header)
             plan = plan_columns(f"{self.name}:{self.header_line}", self.name, header, mapping)
@@ -149,13 +146,16 @@ class LeadsFile:
                 line += chunk.count(b"\n")
         return CsvError(f"{self.name}: not UTF-8 text; save the file as CSV UTF-8")
 
-    def _read_header(self) -> tuple[int, list[str]]:
+    def _read_header(self, skip: int) -> tuple[int, list[str]]:
+        """The first row with a value, after `skip` rows (Excel's `sep=` line)."""
         try:
+            for _ in range(skip):
+                next(self._reader, None)
             for row in self._reader:
                 if any(cell.strip() for cell in row):
                     return self._reader.line_num, row
         except csv.Error as e:
-            raise CsvError(f"{self.name}:{self._reader.line_num}: not valid CSV: {e}") from None
+            raise CsvError(f"{self.name}:{self._reader.line_num}: {csv_text.problem(e)}") from None
         except UnicodeDecodeError:
             raise self._not_utf8() from None
         raise CsvError(f"{self.name}: no header row (the file has no data)")
@@ -175,7 +175,7 @@ class LeadsFile:
             except StopIteration:
                 return
             except csv.Error as e:
-                raise CsvError(f"{self.name}:{previous + 1}: not valid CSV: {e}") from None
+                raise CsvError(f"{self.name}:{previous + 1}: {csv_text.problem(e)}") from None
             except UnicodeDecodeError:
                 raise self._not_utf8() from None
             line, previous = previous + 1, reader.line_num
@@ -278,35 +278,6 @@ class LeadsFile:
             f" it: --map '{column}=do_not_contact' (or email_opt_out, sms_opt_out), or"
             f" --map '{column}=custom' if it is not an opt-out"
         )
-
-
-def excel_separator(text: str) -> str | None:
-    """The delimiter named by Excel's `sep=;` first line, else None."""
-    m = re.match(r'"?sep=(.)"?[ \t]*\r?\n', text[:16], re.IGNORECASE)
-    return m.group(1) if m else None
-
-
-def sniff_delimiter(text: str) -> str:
-    """Comma, semicolon, tab or pipe: the one that splits the header into the most columns and
-    the first rows into as many (Excel in much of Europe saves CSV with semicolons)."""
-    sample = text[:65536]
-    if len(text) > len(sample) and "\n" in sample:
-        sample = sample[: sample.rindex("\n")]
-    best, score = ",", (0, 0.0, 0)
-    for sep in (",", ";", "\t", "|"):
-        try:
-            rows = [r for r in csv.reader(io.StringIO(sample, newline=""), delimiter=sep) if r]
-        except csv.Error:
-            continue
-        rows = rows[:50]
-        if not rows:
-            continue
-        n = len(rows[0])
-        same = sum(len(r) == n for r in rows) / len(rows)
-        candidate = (int(n > 1), same, n)
-        if candidate > score:
-            best, score = sep, candidate
-    return best
 
 
 def _first(row: list[str], columns: tuple[int, ...]) -> str:

@@ -6,6 +6,7 @@ import csv
 import io
 from pathlib import Path
 
+from . import csv_text
 from .durations import format_time, parse_user_time
 from .errors import CsvError, DurationError, PipectlError
 from .lead_columns import ALIASES
@@ -35,8 +36,11 @@ def read_replies(path: Path, *, now: str) -> list[ReplyRow]:
         raise CsvError(f"{name}: cannot read the file: {e.strerror}") from None
     except UnicodeDecodeError:
         raise CsvError(f"{name}: not UTF-8 text; save the file as CSV UTF-8") from None
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader, sep_line = csv_text.reader(io.StringIO(text, newline=""), text[:65536])
+    line = 0  # the last line of the last row read: the next row starts after it
     try:
+        if sep_line:
+            next(reader, None)  # Excel's `sep=;` line
         header = next((row for row in reader if any(c.strip() for c in row)), None)
         if header is None:
             raise CsvError(f"{name}: the file is empty; it needs a header row")
@@ -51,7 +55,7 @@ def read_replies(path: Path, *, now: str) -> list[ReplyRow]:
             except ValueError as e:
                 problems.append(f"{name}:{start}: {e}")
     except csv.Error as e:
-        raise CsvError(f"{name}:{reader.line_num}: not valid CSV: {e}") from None
+        raise CsvError(f"{name}:{line + 1}: {csv_text.problem(e)}") from None
     if problems:
         raise CsvError("\n".join(problems[:20]) + "\nnothing was imported", problems)
     return replies

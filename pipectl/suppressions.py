@@ -6,6 +6,7 @@ import csv
 import io
 from pathlib import Path
 
+from . import csv_text
 from .errors import CsvError
 from .opt_outs import normalise_header
 
@@ -48,9 +49,12 @@ def read_suppressions(path: Path) -> list[tuple[int, str, str, str | None]]:
         raise CsvError(f"{name}: cannot read the file: {e.strerror}") from None
     except UnicodeDecodeError:
         raise CsvError(f"{name}: not UTF-8 text; save the file as CSV UTF-8") from None
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader, sep_line = csv_text.reader(io.StringIO(text, newline=""), text[:65536])
+    line = 0  # the last line of the last row read: the next row starts after it
     entries, problems = [], []
     try:
+        if sep_line:
+            next(reader, None)  # Excel's `sep=;` line
         header = next((row for row in reader if any(c.strip() for c in row)), None)
         if header is None:
             raise CsvError(f"{name}: the file is empty; it needs a header row")
@@ -77,7 +81,7 @@ def read_suppressions(path: Path) -> list[tuple[int, str, str, str | None]]:
             for address in addresses:
                 entries.append((start, address, reason_of(said), said or None))
     except csv.Error as e:
-        raise CsvError(f"{name}:{reader.line_num}: not valid CSV: {e}") from None
+        raise CsvError(f"{name}:{line + 1}: {csv_text.problem(e)}") from None
     if problems:
         raise CsvError("\n".join(problems[:20]) + "\nnothing was imported", problems)
     return entries
