@@ -522,6 +522,132 @@ def test_replies_import_records_matches_reports_unmatched_rows_and_applies_opt_o
     ]
 
 
+# One email and one text, each to a lead that did not exist when its address said STOP.
+TEXTS = """\
+  - key: texts
+    account: acme
+    name: Texts
+    stages:
+      - key: intro
+        actions:
+          - sms: "Hi {{ lead.first_name }}"
+"""
+
+# Each address that said STOP, as a lead of its own pipeline.
+STRANGERS = {
+    "nurture": "Email,First Name\nstranger@example.com,Sam\n",
+    "texts": "First Name,Mobile Phone\nPat,(212) 555-0177\n",
+}
+
+
+def assert_strangers_are_never_sent_to(cli, db, tmp_path: Path) -> None:
+    """The STOPs' senders become leads later; the tick sends them nothing: each send fails at
+    once naming the opt-out suppression, as any suppressed send does."""
+    sent = outbox(tmp_path)
+    for pipeline, leads in STRANGERS.items():
+        path = tmp_path / f"strangers-{pipeline}.csv"
+        path.write_text(leads, encoding="utf-8")
+        result = cli("leads", "import", path, "--account", "acme", "--pipeline", pipeline)
+        assert result.exit_code == 0, result.output
+    tick(cli, "2027-03-02T12:00:00Z")
+    assert outbox(tmp_path) == sent
+    failed = rows(
+        db,
+        "SELECT coalesce(l.email, l.phone) AS lead, a.type, a.status, a.last_error"
+        " FROM lead_stage_actions a JOIN leads l ON l.id = a.lead_id"
+        " WHERE l.first_name IN ('Sam', 'Pat') AND a.type IN ('email', 'sms') ORDER BY l.id",
+    )
+    assert [(r["lead"], r["type"], r["status"]) for r in failed] == [
+        ("stranger@example.com", "email", "failed"),
+        ("+12125550177", "sms", "failed"),
+    ]
+    assert (
+        "suppressed: stranger@example.com is on the suppression list (opt_out"
+        in (failed[0]["last_error"])
+    )
+    assert (
+        "suppressed: +12125550177 is on the suppression list (opt_out" in (failed[1]["last_error"])
+    )
+
+
+def test_replies_import_of_a_stop_from_an_unknown_sender_suppresses_it_and_keeps_it_unmatched(
+    cli, db, tmp_path
+):
+    prepare(cli, tmp_path, NURTURE + TEXTS, LEADS, "nurture")
+    tick(cli, T0)
+    path = tmp_path / "replies.csv"
+    path.write_text(
+        "From,Body,Received At,Channel\n"
+        "Stranger@Example.com,STOP,2027-03-01T11:00:00Z,email\n"
+        "(212) 555-0177,stop,2027-03-01T11:05:00Z,sms\n",
+        encoding="utf-8",
+    )
+    result = cli("replies", "import", path, "--account", "acme")
+    assert result.exit_code == 0, result.output
+    assert (
+        "2 replies: 0 matched (0 opt-outs), 2 unmatched (2 opt-outs: 2 senders suppressed)"
+        in result.stdout
+    )
+    assert (
+        f"{path}:2: unmatched: no lead has 'Stranger@Example.com';"
+        " opt-out kept unmatched, stranger@example.com suppressed" in result.stdout
+    )
+    assert f"{path}:3: unmatched: no lead has '(212) 555-0177'; opt-out kept unmatched," in (
+        result.stdout
+    )
+    assert rows(db, "SELECT channel, address, reason FROM suppressions ORDER BY id") == [
+        {"channel": "email", "address": "stranger@example.com", "reason": "opt_out"},
+        {"channel": "sms", "address": "+12125550177", "reason": "opt_out"},
+    ]
+    assert rows(
+        db,
+        "SELECT lead_id, channel, sender, kind, source, body FROM replies"
+        " WHERE lead_id IS NULL ORDER BY id",
+    ) == [
+        {"lead_id": None, "channel": "email", "sender": "stranger@example.com",
+         "kind": "opt_out", "source": "csv", "body": "STOP"},
+        {"lead_id": None, "channel": "sms", "sender": "+12125550177",
+         "kind": "opt_out", "source": "csv", "body": "stop"},
+    ]  # fmt: skip
+    listed = json.loads(cli("replies", "list", "--unmatched", "--json").stdout)
+    assert sorted(r["sender"] for r in listed) == ["+12125550177", "stranger@example.com"]
+    assert_strangers_are_never_sent_to(cli, db, tmp_path)
+
+
+def test_reply_stop_from_an_unknown_sender_suppresses_it_and_keeps_it_unmatched(cli, db, tmp_path):
+    prepare(cli, tmp_path, NURTURE + TEXTS, LEADS, "nurture")
+    tick(cli, T0)
+    by_mail = reply(cli, "--email", "Stranger@Example.com", "--body", "STOP", "--at", T0)
+    assert by_mail.exit_code == 0, by_mail.output
+    assert (
+        f"opt-out from stranger@example.com (no lead) at {T0}: unmatched: no send and no lead"
+        " of the account; stranger@example.com suppressed" in by_mail.stdout
+    )
+    by_text = reply(cli, "--phone", "(212) 555-0177", "--body", "Stop.", "--json")
+    assert by_text.exit_code == 0, by_text.output
+    result = json.loads(by_text.stdout)
+    assert (result["opt_out"], result["unmatched"], result["sender"]) == (
+        True,
+        True,
+        "+12125550177",
+    )
+    assert result["replies"][0]["lead_id"] is None
+    assert "+12125550177 suppressed" in result["replies"][0]["effect"]
+    assert rows(db, "SELECT channel, address, reason FROM suppressions ORDER BY id") == [
+        {"channel": "email", "address": "stranger@example.com", "reason": "opt_out"},
+        {"channel": "sms", "address": "+12125550177", "reason": "opt_out"},
+    ]
+    assert rows(
+        db, "SELECT lead_id, channel, sender, kind, source FROM replies ORDER BY id"
+    ) == [
+        {"lead_id": None, "channel": "email", "sender": "stranger@example.com",
+         "kind": "opt_out", "source": "manual"},
+        {"lead_id": None, "channel": "sms", "sender": "+12125550177",
+         "kind": "opt_out", "source": "manual"},
+    ]  # fmt: skip
+    assert_strangers_are_never_sent_to(cli, db, tmp_path)
+
+
 def test_replies_import_of_a_malformed_file_exits_1_and_imports_nothing(cli, db, tmp_path):
     prepare(cli, tmp_path, NURTURE, LEADS, "nurture")
     before = dump(db)

@@ -62,6 +62,13 @@ def reply(
         print_json(result)
         return
     kind = "opt-out" if result["opt_out"] else "reply"
+    if result.get("unmatched"):
+        [r] = result["replies"]
+        out.print(
+            f"{kind} from {result['sender']} (no lead) at {received_at}: {r['effect']}",
+            markup=False,
+        )
+        return
     for r in result["replies"]:
         out.print(
             f"{kind} from lead {r['lead_id']} ({r['lead']}) at {received_at}: {r['effect']}",
@@ -96,11 +103,20 @@ def import_replies(
     out.print(
         f"{csv_file}: {counted(summary['rows'], 'reply', 'replies')}: {summary['matched']}"
         f" matched ({counted(summary['opt_outs'], 'opt-out')}),"
-        f" {len(summary['unmatched'])} unmatched",
+        f" {len(summary['unmatched'])} unmatched{_unmatched_opt_outs(summary)}",
         markup=False,
     )
     for u in summary["unmatched"]:
         out.print(f"  {csv_file}:{u['line']}: unmatched: {u['reason']}", markup=False)
+
+
+def _unmatched_opt_outs(summary: dict) -> str:
+    """The opt-outs among the unmatched rows: kept, their senders suppressed."""
+    n = summary["unmatched_opt_outs"]
+    if not n:
+        return ""
+    suppressed = counted(summary["senders_suppressed"], "sender")
+    return f" ({counted(n, 'opt-out')}: {suppressed} suppressed)"
 
 
 @leads_app.command("stop")

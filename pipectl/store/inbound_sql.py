@@ -17,6 +17,7 @@ from ..durations import add_seconds
 from ..errors import PipectlError
 from ..statuses import ReplyKind
 from .database import Part
+from .suppressions_sql import channel_of_address
 
 if TYPE_CHECKING:
     from ..inbound import Cursor, InboundMessage
@@ -35,6 +36,7 @@ class Recorded:
     kind: str
     matched: bool
     effect: str = ""
+    reply_id: int | None = None
 
 
 class InboundSQL(Part):
@@ -67,7 +69,18 @@ class InboundSQL(Part):
             else:
                 leads = self._leads_of_sender(account, message.channel, message.sender)
             if not leads:
-                return self._record_unmatched(account, message, now)
+                return self.record_unmatched(
+                    account,
+                    channel=message.channel,
+                    sender=message.sender,
+                    body=message.body,
+                    received_at=message.received_at,
+                    source=message.source,
+                    kind=message.kind,
+                    now=now,
+                    subject=message.subject,
+                    external_id=message.external_id,
+                )
             result = self.store.replies.record_for_leads(
                 account_id,
                 leads,
@@ -144,35 +157,48 @@ class InboundSQL(Part):
                 return True
         return False
 
-    def _record_unmatched(
-        self, account: sqlite3.Row, message: InboundMessage, now: str
+    def record_unmatched(
+        self,
+        account: sqlite3.Row,
+        *,
+        channel: str,
+        sender: str,
+        body: str,
+        received_at: str,
+        source: str,
+        kind: str,
+        now: str,
+        subject: str | None = None,
+        external_id: str | None = None,
     ) -> Recorded:
-        """Kept with no lead, for `replies list --unmatched`; an opt-out still suppresses."""
+        """Kept with no lead, for `replies list --unmatched`; an opt-out still suppresses its
+        sender for the account (on the sender's channel), whatever lead has it later. The
+        sync, `pipectl reply` and `replies import` all keep unmatched opt-outs here."""
         effect = "unmatched: no send and no lead of the account"
         reply_id = self.store.replies.insert_reply(
             account["id"],
             None,
-            message.channel,
-            message.body,
-            message.received_at,
-            source=message.source,
-            kind=message.kind,
-            sender=message.sender,
-            subject=message.subject,
-            external_id=message.external_id,
+            channel,
+            body,
+            received_at,
+            source=source,
+            kind=kind,
+            sender=sender,
+            subject=subject,
+            external_id=external_id,
         )
         if reply_id is None:
-            return Recorded(False, message.kind, False)
+            return Recorded(False, kind, False)
         if (
-            message.kind == ReplyKind.OPT_OUT
-            and message.sender
+            kind == ReplyKind.OPT_OUT
+            and sender
             and self.store.suppressions.suppress_quietly(
-                account, message.channel, message.sender, "opt_out", now
+                account, channel_of_address(sender), sender, "opt_out", now
             )
         ):
-            effect += f"; {message.sender} suppressed"
+            effect += f"; {sender} suppressed"
         self.set_effect(reply_id, effect)
-        return Recorded(True, message.kind, False, effect)
+        return Recorded(True, kind, False, effect, reply_id)
 
     def set_effect(self, reply_id: int, effect: str) -> None:
         """What recording a message did, for `replies list`."""

@@ -7,6 +7,7 @@ The state changes reuse the scheduler's helpers, inside one transaction per call
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sqlite3
@@ -19,6 +20,7 @@ from ..errors import NotFound, PipectlError
 from ..statuses import EnrollmentStatus, HookEvent, ReplyKind, sql_list
 from .database import Part
 from .rows import ActionRow
+from .suppressions_sql import channel_of_address, normal_address
 
 OPT_OUT = re.compile(r"[\W_]*(stop|stopall|unsubscribe|cancel|end|quit)[\W_]*", re.IGNORECASE)
 # A stop (by hand or by an opt-out) ends these; a failed run too, so `retry` cannot restart it.
@@ -68,6 +70,10 @@ class RepliesSQL(Part):
         with self.transaction():
             account = self.store.config.account_by_key(account_key)
             leads = self.sender_leads(account, email=email, phone=phone)
+            if not leads and is_opt_out(body):
+                return self._opt_out_unmatched(
+                    account, channel, email or phone or "", body or "", received_at, "manual"
+                )
             if not leads:
                 sender = f"email {email!r}" if email else f"phone {phone!r}"
                 raise NotFound(
@@ -81,20 +87,26 @@ class RepliesSQL(Part):
 
     def import_replies(self, account_key: str, replies: Iterable[ReplyRow]) -> dict[str, Any]:
         """Record many replies in time order, in one transaction; unmatched rows are reported."""
-        summary: dict[str, Any] = {"rows": 0, "matched": 0, "opt_outs": 0, "unmatched": []}
+        summary: dict[str, Any] = {
+            "rows": 0,
+            "matched": 0,
+            "opt_outs": 0,
+            "unmatched": [],
+            "unmatched_opt_outs": 0,
+            "senders_suppressed": 0,
+        }
         with self.transaction():
             account = self.store.config.account_by_key(account_key)
             for reply in sorted(replies, key=lambda r: (r.received_at, r.line)):
                 summary["rows"] += 1
                 try:
                     leads = self.sender_leads(account, email=reply.email, phone=reply.phone)
+                    reason = f"no lead has {reply.email or reply.phone!r}"
                 except PipectlError as e:
-                    summary["unmatched"].append({"line": reply.line, "reason": str(e)})
-                    continue
+                    leads, reason = [], str(e)
                 if not leads:
-                    sender = reply.email or reply.phone
                     summary["unmatched"].append(
-                        {"line": reply.line, "reason": f"no lead has {sender!r}"}
+                        self._import_unmatched(account, reply, reason, summary)
                     )
                     continue
                 result = self.record_for_leads(
@@ -105,6 +117,68 @@ class RepliesSQL(Part):
                 summary["opt_outs"] += result["opt_out"]
         summary["unmatched"].sort(key=lambda u: u["line"])
         return summary
+
+    def _import_unmatched(
+        self, account: sqlite3.Row, reply: ReplyRow, reason: str, summary: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A row that matches no lead is reported; an opt-out is also kept unmatched and its
+        sender suppressed, as the sync does: a STOP binds whoever has the address later."""
+        if not is_opt_out(reply.body):
+            return {"line": reply.line, "reason": reason}
+        sender = _sender(reply.channel, reply.email, reply.phone)
+        result = self._opt_out_unmatched(
+            account, reply.channel, sender, reply.body, reply.received_at, "csv"
+        )
+        summary["unmatched_opt_outs"] += 1
+        suppressed = self.store.suppressions.is_suppressed(account, result["sender"])
+        summary["senders_suppressed"] += suppressed
+        sender = result["sender"]
+        state = f"{sender} suppressed" if suppressed else f"{sender!r} cannot be suppressed"
+        return {
+            "line": reply.line,
+            "reason": f"{reason}; opt-out kept unmatched, {state}",
+            "opt_out": True,
+            "suppressed": sender if suppressed else None,
+        }
+
+    def _opt_out_unmatched(
+        self,
+        account: sqlite3.Row,
+        channel: str,
+        sender: str,
+        body: str,
+        received_at: str,
+        source: str,
+    ) -> dict[str, Any]:
+        """An opt-out from an address no lead has: kept unmatched, the address suppressed,
+        by the sync's own path (`store.inbound.record_unmatched`)."""
+        with contextlib.suppress(ValueError):  # as the sync keeps one: lower-case, E.164
+            sender = normal_address(channel_of_address(sender), sender, account["country"])
+        recorded = self.store.inbound.record_unmatched(
+            account,
+            channel=channel,
+            sender=sender,
+            body=body,
+            received_at=received_at,
+            source=source,
+            kind=ReplyKind.OPT_OUT,
+            now=received_at,
+        )
+        return {
+            "channel": channel,
+            "received_at": received_at,
+            "opt_out": True,
+            "unmatched": True,
+            "sender": sender,
+            "replies": [
+                {
+                    "reply_id": recorded.reply_id,
+                    "lead_id": None,
+                    "lead": None,
+                    "effect": recorded.effect,
+                }
+            ],
+        }
 
     def stop_lead(
         self, lead_ref: str, *, account_key: str | None = None, now: str | None = None
@@ -393,3 +467,9 @@ class RepliesSQL(Part):
             self.store.lifecycle.action_failed(ActionRow.from_row(wait), received_at)
         self.store.lifecycle.stop_enrollment(e["id"], lead_id, EnrollmentStatus.FAILED, received_at)
         return f"failed: {error}"
+
+
+def _sender(channel: str, email: str | None, phone: str | None) -> str:
+    """The address a reply came from: the one of its channel, else the one it has."""
+    first, other = (email, phone) if channel == "email" else (phone, email)
+    return first or other or ""

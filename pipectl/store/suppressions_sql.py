@@ -141,6 +141,21 @@ class SuppressionsSQL(Part):
             return False
         return self.suppress(account["id"], channel, normal, reason, now, detail)
 
+    def is_suppressed(self, account: sqlite3.Row, address: str) -> bool:
+        """Whether the account never sends to this address (on its channel) again."""
+        channel = channel_of_address(address)
+        try:
+            normal = normal_address(channel, address, account["country"])
+        except ValueError:
+            return False
+        return (
+            self.conn.execute(
+                "SELECT 1 FROM suppressions WHERE account_id = ? AND channel = ? AND address = ?",
+                (account["id"], channel, normal),
+            ).fetchone()
+            is not None
+        )
+
     def suppress_lead(self, lead_id: int, reason: str, now: str) -> list[str]:
         """Suppress every address of a lead (an opt-out); returns those newly suppressed."""
         lead = self.conn.execute(
