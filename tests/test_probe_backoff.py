@@ -4,6 +4,8 @@ is not sent the same text every minute forever."""
 
 from __future__ import annotations
 
+import pytest
+
 from .channel_servers import http_server
 from .conftest import rows
 from .scenario import write_yaml
@@ -101,6 +103,7 @@ def test_a_probe_refused_with_503_backs_off_counts_as_an_attempt_and_gives_up(cl
     assert [r["status"] for r in rows(db, "SELECT status FROM enrollments")] == ["failed"]
 
 
+@pytest.mark.slow  # an hour of ticks
 def test_probes_of_a_channel_that_stays_down_back_off_to_15_minutes(cli, db, tmp_path):
     """Always 503: each probe waits twice as long as the one before (30-60 s, 60-120 s, ...),
     never more than 15 minutes; plenty of attempts, so the sends stay pending."""
@@ -135,6 +138,16 @@ def test_a_probe_that_gets_through_resets_the_backoff(cli, db, tmp_path):
         tick(cli, at(20))  # the probe gets through: the channel works, every held send goes
         assert health(db) == []
         assert [r["status"] for r in rows(db, "SELECT status FROM enrollments")] == ["won"] * 3
+
+        http.default = (503, {}, b"down again")  # a new outage starts from the first step
+        csv = tmp_path / "later.csv"
+        csv.write_text("Email,Phone\nlate@acme.example,+12125550104\n", encoding="utf-8")
+        imported = cli("leads", "import", csv, "--account", "acme", "--pipeline", "texts")
+        assert imported.exit_code == 0, imported.output
+        tick(cli, at(30))
+        (failing,) = health(db)
+        assert failing["failures"] == 1
+        assert at(30, 30) <= failing["next_probe_at"] <= at(31)
 
 
 def _seconds(earlier: str, later: str) -> float:
