@@ -62,6 +62,7 @@ BOTH_BACKENDS = {
     "test_claim_ahead",
     "test_limits",
     "test_channel_health",
+    "test_probe_backoff",
     "test_faults",
     "test_senders",
     "test_hooks",

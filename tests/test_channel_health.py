@@ -42,6 +42,12 @@ def sends(db, channel: str = "email") -> list[dict]:
     )
 
 
+def next_probe_at(db) -> str:
+    """When the failing channel may be probed next (its backoff, with jitter)."""
+    (row,) = rows(db, "SELECT next_probe_at FROM channel_health")
+    return row["next_probe_at"]
+
+
 def enrollments(db) -> list[str]:
     return [r["status"] for r in rows(db, "SELECT status FROM enrollments ORDER BY id")]
 
@@ -78,16 +84,20 @@ def test_sender_refused_holds_every_send_probes_once_a_tick_and_sends_all_once_f
             " <sales@acme.example>: Sender address rejected"
         }
 
-        for n in (1, 2, 3):  # a tick a minute: one probe each, nothing used up
-            assert cli("tick", "--now", minute(n)).exit_code == 0
+        assert cli("tick", "--now", minute(1)).exit_code == 0
+        assert len(smtp.mail_froms) == 3  # backing off: 2-4 minutes after three failures
+        for n in (1, 2, 3):  # one probe each time its backoff is up, nothing used up
+            probe_at = next_probe_at(db)
+            assert cli("tick", "--now", probe_at).exit_code == 0
             assert len(smtp.mail_froms) == 3 + n
             assert_held(db, 3)
-        (failing,) = status(cli, minute(3))["failing_channels"]
-        assert failing["since"] == T0 and failing["last_probe_at"].startswith("2027-03-01T14:03")
+        (failing,) = status(cli, probe_at)["failing_channels"]
+        assert failing["since"] == T0 and failing["last_probe_at"][:16] == probe_at[:16]
         assert failing["held_back"] == 3 and failing["failures"] == 6
 
         smtp.mail_reply = None  # the operator fixes the sender at the provider
-        assert cli("tick", "--now", minute(4)).exit_code == 0
+        fixed_at = next_probe_at(db)
+        assert cli("tick", "--now", fixed_at).exit_code == 0
     assert sorted(r.rcpt_tos[0] for r in smtp.received) == [
         "lead0@acme.example",
         "lead1@acme.example",
@@ -95,8 +105,8 @@ def test_sender_refused_holds_every_send_probes_once_a_tick_and_sends_all_once_f
     ]
     assert {(r["status"], r["attempts"]) for r in sends(db)} == {("done", 1)}
     assert enrollments(db) == ["won"] * 3
-    assert status(cli, minute(5))["failing_channels"] == []
-    assert cli("status", "--now", minute(5), "--check").exit_code == 0
+    assert status(cli, fixed_at)["failing_channels"] == []
+    assert cli("status", "--now", fixed_at, "--check").exit_code == 0
 
 
 @pytest.mark.parametrize("leads", [1, 2])
@@ -133,16 +143,16 @@ def test_refused_login_is_held_without_the_password_and_goes_once_fixed(
         )
         setup(cli, tmp_path, ONE_EMAIL, {("acme", "drip"): 2}, acme_extra=channel)
         assert cli("tick", "--now", T0).exit_code == 0
-        assert cli("tick", "--now", minute(1)).exit_code == 0
-        assert_held(db, 2)
+        assert cli("tick", "--now", minute(2)).exit_code == 0  # two failures: 1-2 minutes
+        assert_held(db, 2)  # the login was refused: no message went out, no attempt
         assert smtp.connections == 3  # two sends, then one probe
-        report = cli("status", "--now", minute(1), "--json")
+        report = cli("status", "--now", minute(2), "--json")
         assert "authentication refused (535)" in report.stdout
         for shown in (report.stdout, dump(db)):
             assert "wrong-horse-3141" not in shown
 
         monkeypatch.setenv("SMTP_PASSWORD", "right-horse-2718")
-        assert cli("tick", "--now", minute(2)).exit_code == 0
+        assert cli("tick", "--now", minute(6)).exit_code == 0
     assert len(smtp.received) == 2
     assert enrollments(db) == ["won", "won"]
     assert status(cli, minute(3))["failing_channels"] == []
@@ -202,22 +212,34 @@ def test_sms_webhook_answering_404_holds_the_texts_until_the_url_works(cli, db, 
         assert cli("tick", "--now", T0).exit_code == 0
         assert len(http.requests) == 3
         assert cli("tick", "--now", minute(1)).exit_code == 0
-        assert len(http.requests) == 4  # one probe
-        assert_held(db, 3, channel="sms")
-        (failing,) = status(cli, minute(1))["failing_channels"]
+        assert len(http.requests) == 3  # backing off: 2-4 minutes after three failures
+        assert cli("tick", "--now", minute(4)).exit_code == 0
+        assert len(http.requests) == 4  # one probe: it went out, so it was lead0's attempt
+        texts = sends(db, "sms")
+        (probed,) = [r for r in texts if r["attempts"]]
+        held = [r for r in texts if r is not probed]
+        assert probed["status"] == "pending" and probed["attempts"] == 1
+        assert probed["perform_at"] > minute(4) and "HTTP 404" in probed["last_error"]
+        assert {(r["status"], r["attempts"], r["perform_at"]) for r in held} == {("pending", 0, T0)}
+        (failing,) = status(cli, minute(4))["failing_channels"]
         assert failing["channel"] == "sms" and "HTTP 404: no such hook" in failing["error"]
+        assert failing["failures"] == 4
 
         http.default = (200, {"Content-Type": "application/json"}, b'{"id": "ok"}')
-        assert cli("tick", "--now", minute(2)).exit_code == 0
+        assert cli("tick", "--now", minute(12)).exit_code == 0  # 4 failures: 4-8 minutes
         assert len(http.requests) == 7
     assert sorted(r.json()["to"] for r in http.requests[4:]) == [
         "+12125550100",
         "+12125550101",
         "+12125550102",
     ]
-    assert {(r["status"], r["attempts"]) for r in sends(db, "sms")} == {("done", 1)}
+    assert sorted((r["status"], r["attempts"]) for r in sends(db, "sms")) == [
+        ("done", 1),
+        ("done", 1),
+        ("done", 2),  # the failed probe, then this
+    ]
     assert enrollments(db) == ["won"] * 3
-    assert status(cli, minute(3))["failing_channels"] == []
+    assert status(cli, minute(13))["failing_channels"] == []
 
 
 def test_a_server_retry_after_delays_the_probe(cli, db, tmp_path):
@@ -326,7 +348,7 @@ def test_a_tick_killed_during_a_probe_loses_nothing(cli, db, tmp_path):
         setup(cli, tmp_path, ONE_EMAIL, {("acme", "drip"): 3}, acme_extra=smtp_channel(server.port))
         assert cli("tick", "--now", T0).exit_code == 0
         recorder.delay = 30
-        ticking = spawn(db, "tick", "--now", minute(1))
+        ticking = spawn(db, "tick", "--now", minute(4))  # three failures: 2-4 minutes
         wait_for(lambda: len(recorder.mail_froms) == 4, process=ticking)  # the probe, in flight
         ticking.send_signal(signal.SIGKILL)
         ticking.wait()
@@ -336,7 +358,7 @@ def test_a_tick_killed_during_a_probe_loses_nothing(cli, db, tmp_path):
         assert len(rows(db, "SELECT * FROM channel_health")) == 1  # still failing
 
         recorder.delay, recorder.mail_reply = 0, None  # fixed
-        assert cli("tick", "--now", minute(2)).exit_code == 0
+        assert cli("tick", "--now", minute(5)).exit_code == 0
     finally:
         server.stop()
     assert sorted(r.rcpt_tos[0] for r in recorder.received) == [
@@ -355,7 +377,8 @@ def test_a_channel_error_is_blamed_on_its_send_only_next_to_a_send_that_got_thro
 
     def result(outcome: str, channel: str = "email", reached: bool = False) -> Result:
         action = claimed_send(1, channel=channel, attempt=1)
-        return Result(action, outcome, T0, error="boom", reached=reached)
+        held = outcome == "held"
+        return Result(action, outcome, T0, error="boom", reached=reached, channel_failed=held)
 
     def outcomes(results, worked=None):
         return [r.outcome for r in _blame_the_send(results, {} if worked is None else worked)]

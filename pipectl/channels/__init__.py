@@ -28,7 +28,15 @@ class ChannelError(TransientError):
     """The channel is broken, whoever the recipient: the server is down or unreachable, TLS
     or the login fails, the sender is refused, a ${VAR} is missing, the URL is wrong. Its
     sends are held (not an attempt) until a probe gets through; `retry_after` delays the
-    probe. A TransientError, so code that does not know it still retries."""
+    probe. A TransientError, so code that does not know it still retries.
+
+    `sent`: the message itself went out (a provider answered its request with an error), so
+    a probe that failed this way was an attempt of its send; a missing ${VAR} or a refused
+    connection sent nothing."""
+
+    def __init__(self, message: str, retry_after: float | None = None, sent: bool = False):
+        super().__init__(message, retry_after)
+        self.sent = sent
 
 
 class PermanentError(Exception):

@@ -101,18 +101,19 @@ class HttpSmsSender:
             key = "sid" if self.transport == "twilio" else "id"
             value = data.get(key) if isinstance(data, dict) else None
             return str(value) if value is not None else None
+        # Every error below answered the request that carried the text: it went out.
         excerpt = self.resolved.scrub(single_line(response.text)[:200])
         text = f"HTTP {status}: {excerpt}" if excerpt else f"HTTP {status}"
         wait = retry_after(response.headers.get("retry-after"))
         if status in (401, 403):  # the channel's credentials, not the lead: held until fixed
-            raise self._channel_error(f"authentication refused: HTTP {status}", wait)
+            raise self._channel_error(f"authentication refused: HTTP {status}", wait, sent=True)
         if status in CHANNEL_STATUSES or self._twilio_code(response) in TWILIO_CHANNEL_CODES:
-            raise self._channel_error(text, wait)
+            raise self._channel_error(text, wait, sent=True)
         if status >= 500:  # this request broke the server: retried, as this lead's
             raise self._transient(text, wait)
         if 400 <= status < 500:  # the number or the message: this lead's
             raise PermanentError(f"channel sms: {text}")
-        raise self._channel_error(f"unexpected {text}")
+        raise self._channel_error(f"unexpected {text}", sent=True)
 
     def _twilio_code(self, response: httpx.Response) -> int | None:
         """Twilio's error code in a JSON error body, if any."""
@@ -127,8 +128,12 @@ class HttpSmsSender:
     def _transient(self, text: str, retry: float | None = None) -> TransientError:
         return TransientError(self.resolved.scrub(f"channel sms: {text}"), retry_after=retry)
 
-    def _channel_error(self, text: str, retry: float | None = None) -> ChannelError:
-        return ChannelError(self.resolved.scrub(f"channel sms: {text}"), retry_after=retry)
+    def _channel_error(
+        self, text: str, retry: float | None = None, sent: bool = False
+    ) -> ChannelError:
+        return ChannelError(
+            self.resolved.scrub(f"channel sms: {text}"), retry_after=retry, sent=sent
+        )
 
 
 def retry_after(value: str | None) -> float | None:

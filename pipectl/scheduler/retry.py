@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
+from .. import defaults
+
 MAX_RETRY_AFTER = 86400.0
 
 
@@ -20,3 +22,9 @@ def retry_delay(
     delay = min(cap, base * 2 ** max(0, attempt - 1))
     delay = delay / 2 + rand() * delay / 2
     return max(delay, min(retry_after or 0, MAX_RETRY_AFTER))
+
+
+def probe_delay(failures: int, retry_after: float | None = None) -> float:
+    """How long a failing channel waits before its next probe: the sends' own backoff, over
+    its failures in a row, so a provider that is down is not hammered once a minute."""
+    return retry_delay(failures, defaults.PROBE_BACKOFF, defaults.PROBE_MAX_BACKOFF, retry_after)

@@ -19,7 +19,7 @@ from .. import defaults
 from ..channels import ChannelError, PermanentError, SendAction, TransientError
 from ..channels.render import render_message
 from ..channels.senders import SenderPool
-from ..durations import add_seconds, format_time, parse_time, utcnow
+from ..durations import format_time, utcnow
 from ..store import Store, WriteError, is_busy
 from ..store.rows import Claim, ClaimedSend, Late, Result
 from ..store.runners_sql import claim_token, new_runner_id
@@ -27,7 +27,7 @@ from ..wording import counted
 from .dispatch import Dispatch
 from .hooks import HookCourier
 from .lock import tick_lock
-from .retry import MAX_RETRY_AFTER, retry_delay
+from .retry import retry_delay
 from .workers import Workers
 
 # How long the tick keeps trying to write the results of sends that went out while another
@@ -328,6 +328,8 @@ def perform(row: ClaimedSend, senders: SenderPool, clock: Clock) -> Result:
     try:
         provider_id = senders.send(message)
     except ChannelError as e:
+        if row.probe and e.sent:
+            return _probe_failed(row, e, clock.now())
         return _held(row, str(e), e.retry_after, clock.now())
     except PermanentError as e:
         return Result(row, "failed", clock.now(), error=str(e), reached=True)
@@ -360,27 +362,28 @@ def _blame_the_send(results: list[Result], worked: dict[tuple[int, str], bool]) 
     last_reached = {r.action.health_key: i for i, r in enumerate(results) if r.reached}
     for i, r in enumerate(results):
         key = r.action.health_key
-        if r.outcome == "held":
+        if r.channel_failed:
             if worked.get(key) or last_reached.get(key, -1) > i:
-                wait = seconds_between(r.finished_at, r.retry_at) if r.retry_at else None
-                results[i] = _retry_or_fail(r.action, r.error or "", wait, r.finished_at)
+                results[i] = _retry_or_fail(r.action, r.error or "", r.retry_after, r.finished_at)
             worked[key] = False
         elif r.reached:
             worked[key] = True
     return results
 
 
-def seconds_between(earlier: str, later: str) -> float:
-    return (parse_time(later) - parse_time(earlier)).total_seconds()
-
-
 def _held(row: ClaimedSend, error: str, retry_after: float | None, now: str) -> Result:
     """The channel failed, not the lead: the send is due again as it was, not an attempt;
-    the channel's next probe waits for the server's Retry-After, if it gave one."""
-    probe_at = None
-    if retry_after:
-        probe_at = add_seconds(now, min(retry_after, MAX_RETRY_AFTER))
-    return Result(row, "held", now, error=error, retry_at=probe_at)
+    the channel's next probe backs off (and waits for the server's Retry-After)."""
+    return Result(row, "held", now, error=error, channel_failed=True, retry_after=retry_after)
+
+
+def _probe_failed(row: ClaimedSend, error: ChannelError, now: str) -> Result:
+    """A probe that went out and failed was an attempt of its send: retried as the lead's
+    own (its `retry` backoff, and failed after `retry.attempts`), while its channel stays
+    failing and backs off; otherwise a text re-sent at every probe would never stop."""
+    result = _retry_or_fail(row, str(error), error.retry_after, now)
+    result.channel_failed, result.retry_after = True, error.retry_after
+    return result
 
 
 def _retry_or_fail(row: ClaimedSend, error: str, retry_after: float | None, now: str) -> Result:

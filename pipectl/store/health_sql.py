@@ -2,9 +2,10 @@
 
 A row in `channel_health` exists while a channel fails that way (the server down, the login
 or the sender refused, a ${VAR} missing, a wrong URL). The claim then holds the channel's
-sends, still `pending` and due, and takes one of them per tick as a probe; any send that
-reaches the server (delivered, or refused for its recipient) ends the row. The tick thread
-writes it, inside the transaction that records the results.
+sends, still `pending` and due, and takes one of them as a probe, at most once a tick and
+backing off as the failures in a row grow (`next_probe_at`); any send that reaches the server
+(delivered, or refused for its recipient) ends the row. The tick thread writes it, inside the
+transaction that records the results.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
+from ..durations import add_seconds
+from ..scheduler.retry import probe_delay
 from .database import Part
 from .rows import ClaimedSend, Result
 
@@ -60,7 +63,7 @@ class HealthSQL(Part):
         reached: set[Key] = set()
         for r in results:
             key = r.action.health_key
-            if r.outcome == "held":
+            if r.channel_failed:
                 held.setdefault(key, []).append(r)
                 reached.discard(key)
             elif r.reached:
@@ -80,6 +83,8 @@ class HealthSQL(Part):
             )
         for key, failures in held.items():
             last = failures[-1]
+            in_a_row = (failing[key]["failures"] if key in failing else 0) + len(failures)
+            next_probe_at = add_seconds(last.finished_at, probe_delay(in_a_row, last.retry_after))
             self.conn.execute(
                 "INSERT INTO channel_health (account_id, channel, failing_since, last_error,"
                 " failures, last_probe_at, next_probe_at, probe_action_id, probe_token)"
@@ -97,7 +102,7 @@ class HealthSQL(Part):
                     last.error or "failed",
                     len(failures),
                     last.finished_at,
-                    last.retry_at,
+                    next_probe_at,
                     last.action.id,
                     last.action.claim_token,
                 ),
@@ -105,7 +110,7 @@ class HealthSQL(Part):
 
     def may_probe(self, health: sqlite3.Row, token: str, now: str) -> bool:
         """One probe per tick (the tick that saw the failure has had its try), and none
-        before the server's Retry-After."""
+        before its backoff (`probe_delay`) or the server's Retry-After."""
         if health["probe_token"] == token:
             return False
         return health["next_probe_at"] is None or health["next_probe_at"] <= now

@@ -208,8 +208,12 @@ class Result:
     outcome: str  # "done" | "retry" | "failed" | "held" (its channel failed: not an attempt)
     finished_at: str
     error: str | None = None
-    retry_at: str | None = None  # "retry": when; "held": the channel's next probe, if delayed
+    retry_at: str | None = None  # "retry": when
     reached: bool = False  # the send reached the server: its channel works
+    # Its channel failed (every "held"; a probe that went out and failed is "retry" or
+    # "failed" too): the channel stays failing, its next probe after `retry_after` at least.
+    channel_failed: bool = False
+    retry_after: float | None = None  # seconds the server asked for, if it did
     recipient: str | None = None
     message_id: str | None = None
     provider_id: str | None = None
