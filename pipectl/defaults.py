@@ -31,8 +31,8 @@ SMTP_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
 SEND_TIMEOUT = 30.0  # seconds: SMTP and HTTP reads
 CONNECT_TIMEOUT = 10.0  # seconds: an HTTP provider's connect
 EMAIL_FROM = "pipectl@pipectl.local"  # the outbox's sender when none is configured
-# A failing channel's probe: after its k-th failure in a row, the next one waits
-# min(PROBE_BACKOFF * 2^(k-1), PROBE_MAX_BACKOFF) seconds, with jitter (or the server's longer
+# A failing channel's probe: the next one waits as long as the channel has been failing,
+# between PROBE_BACKOFF and PROBE_MAX_BACKOFF seconds, with jitter (or the server's longer
 # Retry-After), so a provider that is down is not sent the same message every minute.
 PROBE_BACKOFF = 60
 PROBE_MAX_BACKOFF = 900

@@ -129,3 +129,8 @@ def utcnow() -> datetime:
 def add_seconds(t: str, seconds: float) -> str:
     """The stored time `t` plus `seconds`, in the stored format."""
     return format_time(parse_time(t) + timedelta(seconds=seconds))
+
+
+def seconds_between(earlier: str, later: str) -> float:
+    """Seconds from one stored time to another."""
+    return (parse_time(later) - parse_time(earlier)).total_seconds()

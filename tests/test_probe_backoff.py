@@ -1,4 +1,5 @@
-"""A failing channel's probe backs off (60 s doubling, capped at 15 minutes, with jitter), and
+"""A failing channel's probe backs off (it waits as long as the channel has been failing: at
+least 60 s, at most 15 minutes, with jitter), and
 a probe that went out and failed is an attempt of its send: a provider refusing one number
 is not sent the same text every minute forever."""
 
@@ -52,7 +53,9 @@ def text(db) -> dict:
 
 
 def health(db) -> list[dict]:
-    return rows(db, "SELECT failures, last_probe_at, next_probe_at FROM channel_health")
+    return rows(
+        db, "SELECT failures, failing_since, last_probe_at, next_probe_at FROM channel_health"
+    )
 
 
 def tick(cli, now: str) -> str:
@@ -88,14 +91,14 @@ def test_a_probe_refused_with_503_backs_off_counts_as_an_attempt_and_gives_up(cl
         assert "HTTP 503: unavailable" in first["last_error"]
         (failing,) = health(db)
         assert failing["failures"] == 2
-        assert at(12) <= failing["next_probe_at"] <= at(13)  # 120 s, with jitter
+        assert at(11, 30) <= failing["next_probe_at"] <= at(12)  # failing 60 s: waits 60 s
 
         posts = [len(http.requests)]
         for minute in range(12, 26):
             tick(cli, at(minute))
             posts.append(len(http.requests))
-    assert posts[-1] == 3  # 10:10, 10:11, then one more probe at 10:12 or 10:13; no more
-    assert posts[:3] in ([2, 3, 3], [2, 2, 3])
+    assert posts[-1] == 3  # 10:10, 10:11, then one more probe at 10:12; no more
+    assert posts[:3] == [2, 3, 3]
     gave_up = text(db)
     assert gave_up["status"] == "failed" and gave_up["attempts"] == 2
     assert gave_up["last_error"].startswith("gave up after 2 attempts: channel sms:")
@@ -105,8 +108,9 @@ def test_a_probe_refused_with_503_backs_off_counts_as_an_attempt_and_gives_up(cl
 
 @pytest.mark.slow  # an hour of ticks
 def test_probes_of_a_channel_that_stays_down_back_off_to_15_minutes(cli, db, tmp_path):
-    """Always 503: each probe waits twice as long as the one before (30-60 s, 60-120 s, ...),
-    never more than 15 minutes; plenty of attempts, so the sends stay pending."""
+    """Always 503: each probe waits as long as the channel has been failing (so the waits
+    about double), never more than 15 minutes; plenty of attempts, so the sends stay pending.
+    Two sends failing in one tick count once: the first wait is 30-60 s, not 60-120."""
     with http_server() as (url, http):
         http.default = (503, {}, b"down")
         setup(cli, tmp_path, url, ["+12125550101", "+12125550102"], attempts=50)
@@ -116,14 +120,17 @@ def test_probes_of_a_channel_that_stays_down_back_off_to_15_minutes(cli, db, tmp
             tick(cli, at(minute))
             if len(http.requests) > before:
                 (failing,) = health(db)
-                delays.append((failing["failures"], failing["next_probe_at"], at(minute)))
+                down = _seconds(failing["failing_since"], at(minute))
+                delays.append((failing["failures"], failing["next_probe_at"], at(minute), down))
     # Ticks that probed: the first (two sends, held), then probes at growing intervals.
-    assert [failures for failures, _, _ in delays] == list(range(2, 2 + len(delays)))
-    for failures, next_probe_at, now in delays:
-        full = min(60 * 2 ** (failures - 1), 900)
+    assert [failures for failures, *_ in delays] == list(range(2, 2 + len(delays)))
+    for _, next_probe_at, now, down in delays:
+        full = min(max(60, down), 900)
         assert _seconds(now, next_probe_at) >= full / 2 - 1
         assert _seconds(now, next_probe_at) <= full + 1
-    # 2 sends, then probes after >= 60 s, 2, 4, 7.5, 7.5, 7.5 ... minutes: far fewer than 60.
+    waits = [_seconds(now, next_at) for _, next_at, now, _ in delays]
+    assert waits[0] <= 60 and max(waits) <= 900 and max(waits) > 300  # it grew, to the cap
+    # 2 sends, then probes at about 1, 2, 4, 8, 15 minutes apart: far fewer than 60.
     assert 5 <= len(http.requests) <= 2 + 12
 
 

@@ -24,7 +24,10 @@ def retry_delay(
     return max(delay, min(retry_after or 0, MAX_RETRY_AFTER))
 
 
-def probe_delay(failures: int, retry_after: float | None = None) -> float:
-    """How long a failing channel waits before its next probe: the sends' own backoff, over
-    its failures in a row, so a provider that is down is not hammered once a minute."""
-    return retry_delay(failures, defaults.PROBE_BACKOFF, defaults.PROBE_MAX_BACKOFF, retry_after)
+def probe_delay(down_for: float, retry_after: float | None = None) -> float:
+    """How long a failing channel waits before its next probe: as long as it has been
+    failing (at least PROBE_BACKOFF, at most PROBE_MAX_BACKOFF), with the sends' jitter, so
+    the waits about double and a provider that is down is not hammered once a minute. Time,
+    not the number of failed sends: sixteen sends failing together are one failure."""
+    wait = min(max(down_for, defaults.PROBE_BACKOFF), defaults.PROBE_MAX_BACKOFF)
+    return retry_delay(1, wait, wait, retry_after)

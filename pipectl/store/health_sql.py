@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
-from ..durations import add_seconds
+from ..durations import add_seconds, seconds_between
 from ..scheduler.retry import probe_delay
 from .database import Part
 from .rows import ClaimedSend, Result
@@ -83,8 +83,9 @@ class HealthSQL(Part):
             )
         for key, failures in held.items():
             last = failures[-1]
-            in_a_row = (failing[key]["failures"] if key in failing else 0) + len(failures)
-            next_probe_at = add_seconds(last.finished_at, probe_delay(in_a_row, last.retry_after))
+            since = failing[key]["failing_since"] if key in failing else failures[0].finished_at
+            down_for = seconds_between(since, last.finished_at)
+            next_probe_at = add_seconds(last.finished_at, probe_delay(down_for, last.retry_after))
             self.conn.execute(
                 "INSERT INTO channel_health (account_id, channel, failing_since, last_error,"
                 " failures, last_probe_at, next_probe_at, probe_action_id, probe_token)"

@@ -11,7 +11,7 @@ import json
 import sqlite3
 from typing import Any
 
-from ..durations import add_seconds, parse_time
+from ..durations import add_seconds, seconds_between
 from ..statuses import NOT_ENROLLED, ActionStatus
 from ..wording import counted
 from .database import Part
@@ -33,10 +33,6 @@ def percentile(values: list[float], p: float) -> float | None:
     ordered = sorted(values)
     rank = max(1, -(-len(ordered) * p // 100))  # ceil
     return round(ordered[int(rank) - 1], 1)
-
-
-def _seconds_between(earlier: str, later: str) -> float:
-    return (parse_time(later) - parse_time(earlier)).total_seconds()
 
 
 class StatusSQL(Part):
@@ -89,7 +85,7 @@ class StatusSQL(Part):
         if row is None:
             return None
         tick = {k: v for k, v in dict(row).items() if k not in ("id", "pid")}
-        tick["age_seconds"] = int(_seconds_between(row["now"], now))
+        tick["age_seconds"] = int(seconds_between(row["now"], now))
         tick["stale"] = tick["age_seconds"] > STALE_TICK_SECONDS
         return tick
 
@@ -222,7 +218,7 @@ class StatusSQL(Part):
             " AND due_at IS NOT NULL AND claimed_at IS NOT NULL",
             (add_seconds(now, -LATENESS_WINDOW), now, account_id),
         ).fetchall()
-        late = [max(0.0, _seconds_between(r["due_at"], r["claimed_at"])) for r in rows]
+        late = [max(0.0, seconds_between(r["due_at"], r["claimed_at"])) for r in rows]
         return {
             "window_seconds": LATENESS_WINDOW,
             "performed": len(late),
