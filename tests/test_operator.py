@@ -524,3 +524,25 @@ def test_status_and_leads_list_agree_on_leads_in_no_pipeline(cli, db, tmp_path):
     bad = cli("leads", "list", "--status", "asleep")
     assert bad.exit_code == 2
     assert "failed, not_enrolled" in " ".join(bad.stderr.replace("│", " ").split())
+
+
+def test_leads_list_names_no_stage_for_a_run_stopped_while_queued(cli, db, tmp_path):
+    setup(cli, tmp_path, DRIP, {("acme", "drip"): 3})  # no tick: all three still queued
+    assert cli("leads", "stop", "lead0@acme.example").exit_code == 0
+    opted = cli("reply", "--account", "acme", "--email", "lead1@acme.example", "--body", "STOP")
+    assert opted.exit_code == 0, opted.output
+    assert rows(db, "SELECT lead_id, status FROM enrollments ORDER BY lead_id") == [
+        {"lead_id": 1, "status": "stopped"},
+        {"lead_id": 2, "status": "stopped"},
+        {"lead_id": 3, "status": "queued"},
+    ]
+
+    listed = cli("leads", "list")
+    assert listed.exit_code == 0, listed.output
+    lines = {line.split("\t")[2]: line.split("\t")[-1] for line in listed.stdout.splitlines()}
+    assert lines["lead0@acme.example"] == "drip (stopped)"
+    assert lines["lead1@acme.example"] == "drip (stopped)"
+    assert lines["lead2@acme.example"] == "drip/intro (queued)"
+    assert "None" not in listed.stdout
+    stages = [e["stage"] for lead in as_json(cli, "leads", "list") for e in lead["enrollments"]]
+    assert stages == [None, None, "intro"]
