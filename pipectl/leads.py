@@ -90,7 +90,7 @@ class LeadsFile:
             self.header_line, header = self._read_header()
             self.header = header
             self.columns = len(header)
-            plan = plan_columns(f"{self.name}:{self.header_line}", self.name, header, mapping)
+            plan = plan_columns(f"{self.name}:{self.header_line}", header, mapping)
             # Read once per row: plain attributes, not the plan's.
             self.targets, self.custom, self.unnamed = plan.targets, plan.custom, plan.unnamed
             self.opt_outs, self.suspect = plan.opt_outs, plan.suspect
