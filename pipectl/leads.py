@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .errors import CsvError
+from .exports import unquoted
 from .lead_columns import plan_columns
 from .lead_values import PLACEHOLDER, check_timezone, normalise_email, normalise_phone, split_name
 from .opt_outs import opted_out, shown
@@ -188,6 +189,8 @@ class LeadsFile:
                     f"row has {len(row)} fields but the header has {ncols} (an unquoted comma?)",
                 )
                 continue
+            if "'" in "".join(row):  # rarely: a cell `leads export` kept from running as a formula
+                row = [unquoted(cell) for cell in row]
             row.extend([""] * (ncols + 1 - len(row)))  # index `ncols` stands for "no column"
             yield self._record(line, row)
 
