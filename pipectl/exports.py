@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterable
 from typing import Any, TextIO
 
@@ -12,6 +13,25 @@ OPT_OUTS = ("do_not_contact", "email_opt_out", "sms_opt_out")
 STATE = ("id", "account", "pipeline", "stage", "status")
 # What pipectl knows of each lead, for a spreadsheet; `leads import` skips these columns.
 EXPORT_COLUMNS = tuple(f"pipectl_{name}" for name in STATE)
+# A spreadsheet runs a cell starting with one of these as a formula (CSV injection, OWASP):
+# the CSV writes such a cell after a `'`, and `leads import` takes exactly that `'` off
+# again. Cells already starting with quotes before one get one more, so every value
+# round-trips (`'=x` -> `''=x` -> `'=x`).
+FORMULA_START = re.compile(r"'*[=+\-@\t\r]")
+QUOTED_FORMULA = re.compile(r"'+[=+\-@\t\r]")
+_RISKY_FIRST = frozenset("=+-@\t\r'")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """The value as a spreadsheet shows it without running it: `=1+2` -> `'=1+2`."""
+    if isinstance(value, str) and value[:1] in _RISKY_FIRST and FORMULA_START.match(value):
+        return "'" + value
+    return value
+
+
+def unquoted(cell: str) -> str:
+    """A cell as `write_csv` had it before `spreadsheet_safe`: `'+15551234567` -> `+1555...`."""
+    return cell[1:] if QUOTED_FORMULA.match(cell) else cell
 
 
 def write_csv(out: TextIO, leads: Iterable[dict[str, Any]], fields: list[str]) -> int:
@@ -24,10 +44,10 @@ def write_csv(out: TextIO, leads: Iterable[dict[str, Any]], fields: list[str]) -
         values = lead["fields"]
         writer.writerow(
             [
-                *(lead[k] or "" for k in STANDARD),
+                *(spreadsheet_safe(lead[k] or "") for k in STANDARD),
                 *("yes" if lead[k] else "no" for k in OPT_OUTS),
-                *("" if lead[k] is None else lead[k] for k in STATE),
-                *(values.get(f, "") for f in custom),
+                *("" if lead[k] is None else spreadsheet_safe(lead[k]) for k in STATE),
+                *(spreadsheet_safe(values.get(f, "")) for f in custom),
             ]
         )
         n += 1

@@ -77,12 +77,11 @@ def parse_map(specs: list[str]) -> dict[str, str]:
     return mapping
 
 
-def plan_columns(where: str, name: str, header: list[str], mapping: dict[str, str]) -> ColumnPlan:
-    """What each column of the header is read as (`where`: the header's file:line, `name`
-    the file's): a lead field, an opt-out, a custom field; CsvError for a header that
-    cannot be imported."""
+def plan_columns(where: str, header: list[str], mapping: dict[str, str]) -> ColumnPlan:
+    """What each column of the header is read as (`where`: the header's file:line): a lead
+    field, an opt-out, a custom field; CsvError for a header that cannot be imported."""
     keys = [normalise_header(h) for h in header]
-    _check_header(where, name, header, keys, mapping)
+    _check_header(where, header, keys, mapping)
     has_names = {"first_name", "last_name"} & {mapping.get(k, ALIAS_TO_FIELD.get(k)) for k in keys}
     targets: dict[str, int] = {}
     alternates: dict[str, list[int]] = {}
@@ -155,9 +154,7 @@ def plan_columns(where: str, name: str, header: list[str], mapping: dict[str, st
     )
 
 
-def _check_header(
-    where: str, name: str, header: list[str], keys: list[str], mapping: dict[str, str]
-) -> None:
+def _check_header(where: str, header: list[str], keys: list[str], mapping: dict[str, str]) -> None:
     """No two columns read as one name, and every --map names a column that exists."""
     seen: dict[str, int] = {}
     for i, (key, name) in enumerate(zip(keys, header, strict=True)):
@@ -171,6 +168,6 @@ def _check_header(
     for key in mapping:
         if key not in seen:
             raise CsvError(
-                f"{name}: --map names column {key!r}, which is not in the header"
+                f"{where}: --map names column {key!r}, which is not in the header"
                 f" (columns: {', '.join(h for h in header)})"
             )

@@ -18,6 +18,7 @@ from typing import BinaryIO
 
 from . import csv_text
 from .errors import CsvError
+from .exports import unquoted
 from .lead_columns import plan_columns
 from .lead_values import PLACEHOLDER, check_timezone, normalise_email, normalise_phone, split_name
 from .opt_outs import opted_out, shown
@@ -87,7 +88,7 @@ class LeadsFile:
             self.header_line, header = self._read_header(skip=int(sep_line))
             self.header = header
             self.columns = len(header)
-            plan = plan_columns(f"{self.name}:{self.header_line}", self.name, header, mapping)
+            plan = plan_columns(f"{self.name}:{self.header_line}", header, mapping)
             # Read once per row: plain attributes, not the plan's.
             self.targets, self.custom, self.unnamed = plan.targets, plan.custom, plan.unnamed
             self.opt_outs, self.suspect = plan.opt_outs, plan.suspect
@@ -188,6 +189,8 @@ class LeadsFile:
                     f"row has {len(row)} fields but the header has {ncols} (an unquoted comma?)",
                 )
                 continue
+            if "'" in "".join(row):  # rarely: a cell `leads export` kept from running as a formula
+                row = [unquoted(cell) for cell in row]
             row.extend([""] * (ncols + 1 - len(row)))  # index `ncols` stands for "no column"
             yield self._record(line, row)
 

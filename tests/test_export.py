@@ -81,13 +81,57 @@ def test_an_export_imported_again_changes_nothing(imported, db, tmp_path):
     assert leads(db) == before
 
 
+FORMULAS = (
+    "Email,First Name,Last Name,Phone,Formula,Minus,Quoted,Plain\n"
+    "eve@x.com,=1+2,''=x,+12125550142,@SUM(A1),-5,'tis,O'Brien\n"
+)
+
+
+def test_cells_a_spreadsheet_would_run_are_quoted_and_import_back_as_they_were(cli, db, tmp_path):
+    path = tmp_path / "pipelines.yaml"
+    path.write_text(YAML)
+    assert cli("apply", path).exit_code == 0
+    source = write(tmp_path, FORMULAS, "formulas.csv")
+    assert cli("leads", "import", source, "--account", "acme").exit_code == 0
+    [stored] = leads(db)
+    assert (stored["first_name"], stored["last_name"], stored["phone"]) == (
+        "=1+2",
+        "'=x",
+        "+12125550142",
+    )
+
+    out = tmp_path / "export.csv"
+    assert cli("leads", "export", "--account", "acme", "-o", out).exit_code == 0
+    [row] = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
+    assert (row["first_name"], row["last_name"], row["phone"]) == ("'=1+2", "''=x", "'+12125550142")
+    assert (row["formula"], row["minus"]) == ("'@SUM(A1)", "'-5")
+    assert (row["quoted"], row["plain"]) == ("'tis", "O'Brien")  # nothing a formula starts with
+    jsonl = cli("leads", "export", "--account", "acme", "--format", "jsonl").stdout
+    assert json.loads(jsonl)["first_name"] == "=1+2"  # JSON lines as stored
+
+    other = tmp_path / "other.db"
+    runner = CliRunner()
+    assert runner.invoke(app, ["--db", str(other), "apply", str(path)]).exit_code == 0
+    again = runner.invoke(
+        app, ["--db", str(other), "leads", "import", str(out), "--account", "acme"]
+    )
+    assert again.exit_code == 0, again.output
+    assert leads(other) == leads(db)
+    assert json.loads(leads(other)[0]["fields"]) == {
+        "formula": "@SUM(A1)",
+        "minus": "-5",
+        "quoted": "'tis",
+        "plain": "O'Brien",
+    }
+
+
 def test_csv_to_stdout_has_state_stage_and_custom_fields(imported, db):
     result = imported("leads", "export", "--account", "acme", "--pipeline", "adwords")
     assert result.exit_code == 0, result.output
     table = list(csv.DictReader(io.StringIO(result.stdout)))
     by_email = {r["email"]: r for r in table}
     ann = by_email["ann@x.com"]
-    assert (ann["first_name"], ann["last_name"], ann["phone"]) == ("Ann", "Lee", "+12125550101")
+    assert (ann["first_name"], ann["last_name"], ann["phone"]) == ("Ann", "Lee", "'+12125550101")
     assert (ann["pipectl_pipeline"], ann["pipectl_stage"], ann["pipectl_status"]) == (
         "adwords",
         "inquired",

@@ -143,6 +143,18 @@ def test_every_invalid_row_is_listed_up_to_a_cap(applied, db, tmp_path):
     assert leads(db) == []
 
 
+def test_a_map_naming_no_column_is_refused_at_the_files_header_line(applied, db, tmp_path):
+    before = dump(db)
+    path = write(tmp_path, GOOD, "g.csv")
+    result = applied("leads", "import", path, "--account", "acme", "--map", "Nope=email")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr == (
+        f"error: {path}:1: --map names column 'nope', which is not in the header"
+        " (columns: Email, First Name, Phone)\n"
+    )
+    assert dump(db) == before
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

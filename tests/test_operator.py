@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+from datetime import timedelta
 
+from pipectl.durations import format_time, utcnow
+
+from .backends import is_url
 from .channel_servers import free_port, smtp_server
 from .conftest import dump, rows
-from .scenario import T0, setup, smtp_channel, statuses
+from .scenario import T0, pipectl, setup, smtp_channel, statuses
 
 DRIP = """\
   - key: drip
@@ -125,6 +130,52 @@ def test_status_names_a_channel_that_keeps_failing_and_its_error(cli, db, tmp_pa
     assert failing["channel"] == "email" and failing["failures"] == 3
     assert failing["error"] == errors.pop() and failing["last_delivery"] is None
     assert any("email failing since" in w for w in report["warnings"])
+
+
+def test_status_counts_runners_idle_after_their_tick_in_one_line(cli, db, tmp_path):
+    for minute in range(10, 14):  # cron: a tick a minute, each its own process
+        tick = pipectl(db, "tick", "-q", "--no-sync", "--now", f"2027-03-05T10:{minute}:00Z")
+        assert tick.returncode == 0, tick.stderr
+    ticks = rows(db, "SELECT host, pid, stopped_at FROM runners ORDER BY stopped_at")
+    assert len(ticks) == 4 and all(t["stopped_at"] for t in ticks)
+    last = ticks[-1]
+
+    text = cli("status").stdout
+    runner_lines = [line for line in text.splitlines() if line.startswith("runners:")]
+    assert runner_lines == [
+        "runners: none working; 4 runners idle after a tick in the last 10 minutes,"
+        f" the latest {last['host']} pid {last['pid']} at {last['stopped_at']}"
+    ]
+    listed = as_json(cli, "status")["runners"]  # JSON keeps every runner
+    assert sorted(r["pid"] for r in listed) == sorted(t["pid"] for t in ticks)
+    assert {r["state"] for r in listed} == {"idle"}
+
+    now, hour_ago = format_time(utcnow()), format_time(utcnow() - timedelta(hours=1))
+    _write(db, "INSERT INTO runners (id, host, pid, started_at, heartbeat_at) VALUES"
+           " ('a00000000001', 'web1', 101, ?, ?), ('a00000000002', 'web2', 202, ?, ?)",
+           now, now, hour_ago, hour_ago)  # fmt: skip
+    report = as_json(cli, "status")
+    assert {r["pid"]: r["state"] for r in report["runners"]}[101] == "working"
+    assert any("runner a00000000002 on web2 (pid 202) went quiet" in w for w in report["warnings"])
+    text = cli("status").stdout
+    runner_lines = [line for line in text.splitlines() if line.startswith("runners:")]
+    assert runner_lines == [
+        f"runners: web2 pid 202 quiet (heartbeat {hour_ago}),"
+        f" web1 pid 101 working (heartbeat {now});"
+        " 4 runners idle after a tick in the last 10 minutes,"
+        f" the latest {last['host']} pid {last['pid']} at {last['stopped_at']}"
+    ]
+
+
+def _write(db, sql: str, *params) -> None:
+    """A change made by hand, committed, on either backend."""
+    if is_url(db):
+        rows(db, sql, *params)
+        return
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute(sql, params)
+    conn.close()
 
 
 # --- retry ----------------------------------------------------------------------------------
@@ -524,3 +575,25 @@ def test_status_and_leads_list_agree_on_leads_in_no_pipeline(cli, db, tmp_path):
     bad = cli("leads", "list", "--status", "asleep")
     assert bad.exit_code == 2
     assert "failed, not_enrolled" in " ".join(bad.stderr.replace("│", " ").split())
+
+
+def test_leads_list_names_no_stage_for_a_run_stopped_while_queued(cli, db, tmp_path):
+    setup(cli, tmp_path, DRIP, {("acme", "drip"): 3})  # no tick: all three still queued
+    assert cli("leads", "stop", "lead0@acme.example").exit_code == 0
+    opted = cli("reply", "--account", "acme", "--email", "lead1@acme.example", "--body", "STOP")
+    assert opted.exit_code == 0, opted.output
+    assert rows(db, "SELECT lead_id, status FROM enrollments ORDER BY lead_id") == [
+        {"lead_id": 1, "status": "stopped"},
+        {"lead_id": 2, "status": "stopped"},
+        {"lead_id": 3, "status": "queued"},
+    ]
+
+    listed = cli("leads", "list")
+    assert listed.exit_code == 0, listed.output
+    lines = {line.split("\t")[2]: line.split("\t")[-1] for line in listed.stdout.splitlines()}
+    assert lines["lead0@acme.example"] == "drip (stopped)"
+    assert lines["lead1@acme.example"] == "drip (stopped)"
+    assert lines["lead2@acme.example"] == "drip/intro (queued)"
+    assert "None" not in listed.stdout
+    stages = [e["stage"] for lead in as_json(cli, "leads", "list") for e in lead["enrollments"]]
+    assert stages == [None, None, "intro"]

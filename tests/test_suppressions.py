@@ -136,6 +136,18 @@ def test_import_a_providers_export_maps_its_reasons(cli, tmp_path, db):
     }
 
 
+def test_import_summary_of_one_address_reads_in_the_singular(cli, tmp_path, db):
+    assert cli("apply", write_yaml(tmp_path, FAILING)).exit_code == 0
+    export = tmp_path / "one.csv"
+    export.write_text("Email\ngone@example.com\n", encoding="utf-8")
+    result = cli("suppressions", "import", export, "--account", "acme")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"{export}: 1 address: 1 suppressed, 0 already suppressed\n"
+    again = cli("suppressions", "import", export, "--account", "acme")
+    assert again.stdout == f"{export}: 1 address: 0 suppressed, 1 already suppressed\n"
+    assert rows(db, "SELECT address FROM suppressions") == [{"address": "gone@example.com"}]
+
+
 def test_import_with_a_bad_row_names_it_and_imports_nothing(cli, tmp_path, db):
     assert cli("apply", write_yaml(tmp_path, FAILING)).exit_code == 0
     export = tmp_path / "numbers.csv"

@@ -9,6 +9,7 @@ import typer
 
 from ..inbound import KINDS
 from ..store.suppressions_sql import REASONS
+from ..wording import counted
 from .app import app, err, open_store, out, print_json, print_rows
 from .reply_cmds import replies_app
 from .report_cmds import NowOpt, parse_now
@@ -216,8 +217,9 @@ def import_suppressions(
     if as_json:
         print_json(result)
         return
+    addresses = counted(result["rows"], "address", "addresses")
     out.print(
-        f"{csv_file}: {result['rows']} addresses: {result['added']} suppressed,"
+        f"{csv_file}: {addresses}: {result['added']} suppressed,"
         f" {result['rows'] - result['added']} already suppressed",
         markup=False,
     )

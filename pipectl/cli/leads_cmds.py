@@ -325,9 +325,7 @@ def list_(
 
 
 def _row(lead: dict) -> tuple[str, ...]:
-    pipelines = ", ".join(
-        f"{e['pipeline']}/{e['stage']} ({e['state']})" for e in lead["enrollments"]
-    )
+    pipelines = ", ".join(_enrollment(e) for e in lead["enrollments"])
     status = (lead["status"] or "-") + (" dnc" if lead["do_not_contact"] else "")
     return (
         str(lead["id"]),
@@ -338,3 +336,10 @@ def _row(lead: dict) -> tuple[str, ...]:
         status,
         pipelines,
     )
+
+
+def _enrollment(e: dict) -> str:
+    """`adwords/intro (active)`; a run stopped before it entered a stage has no stage to name,
+    so only its pipeline and state (`adwords (stopped)`), as `leads show` words it."""
+    where = f"{e['pipeline']}/{e['stage']}" if e["stage"] is not None else e["pipeline"]
+    return f"{where} ({e['state']})"

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from ..durations import DurationError, format_time, parse_user_time, utcnow
+from ..store.runners_sql import LISTED_IDLE_SECONDS
 from ..wording import counted
 from .app import app, is_terminal, open_store, out, print_json
 
@@ -68,13 +69,9 @@ def _render(report: dict[str, Any]) -> None:
             f" admitted {tick['admitted']} in {tick['seconds'] or 0:.2f}s",
             markup=False,
         )
-    busy = [r for r in report["runners"] if r["state"] != "idle"]
-    if len(report["runners"]) > 1 or busy:
-        shown = ", ".join(
-            f"{r['host']} pid {r['pid']} {r['state']} (heartbeat {r['heartbeat_at']})"
-            for r in report["runners"]
-        )
-        out.print(f"runners: {shown}", markup=False)
+    runners = _runners_line(report["runners"])
+    if runners:
+        out.print(runners, markup=False)
     for warning in report["warnings"]:
         out.print(f"WARNING: {warning}", style="bold red" if terminal else None, markup=False)
     if not report["accounts"]:
@@ -99,6 +96,28 @@ def _render(report: dict[str, Any]) -> None:
         out.print("", "hooks", sep="\n", markup=False)
     for hook in report["hooks"]:
         out.print(f"  {hook_line(hook)}", markup=False)
+
+
+def _runners_line(runners: list[dict[str, Any]]) -> str | None:
+    """The runners working or gone quiet, one each; those whose tick finished, in one count
+    (cron starts a tick a minute: one line each would bury the live ones). None when the
+    last tick's line already says it all: one runner, idle."""
+    live = [r for r in runners if r["state"] != "idle"]
+    idle = [r for r in runners if r["state"] == "idle"]
+    if not live and len(idle) < 2:
+        return None
+    shown = ", ".join(
+        f"{r['host']} pid {r['pid']} {r['state']} (heartbeat {r['heartbeat_at']})" for r in live
+    )
+    line = f"runners: {shown or 'none working'}"
+    if idle:
+        last = max(idle, key=lambda r: (r["stopped_at"], r["started_at"]))
+        line += (
+            f"; {counted(len(idle), 'runner')} idle after a tick in the last"
+            f" {LISTED_IDLE_SECONDS // 60} minutes, the latest {last['host']} pid {last['pid']}"
+            f" at {last['stopped_at']}"
+        )
+    return line
 
 
 def hook_line(hook: dict[str, Any]) -> str:
