@@ -15,23 +15,32 @@ STATE = ("id", "account", "pipeline", "stage", "status")
 EXPORT_COLUMNS = tuple(f"pipectl_{name}" for name in STATE)
 # A spreadsheet runs a cell starting with one of these as a formula (CSV injection, OWASP):
 # the CSV writes such a cell after a `'`, and `leads import` takes exactly that `'` off
-# again. Cells already starting with quotes before one get one more, so every value
-# round-trips (`'=x` -> `''=x` -> `'=x`).
+# again. A plain number (a phone in E.164, `-5`) runs nothing and is written as it is, so an
+# export read by a CRM has its phones intact. Cells already starting with quotes before one
+# of those characters get one more, so every value round-trips (`'=x` -> `''=x` -> `'=x`).
 FORMULA_START = re.compile(r"'*[=+\-@\t\r]")
 QUOTED_FORMULA = re.compile(r"'+[=+\-@\t\r]")
+NUMBER = re.compile(r"[+-]?\d+(?:\.\d+)?")
 _RISKY_FIRST = frozenset("=+-@\t\r'")
 
 
 def spreadsheet_safe(value: Any) -> Any:
     """The value as a spreadsheet shows it without running it: `=1+2` -> `'=1+2`."""
-    if isinstance(value, str) and value[:1] in _RISKY_FIRST and FORMULA_START.match(value):
+    if (
+        isinstance(value, str)
+        and value[:1] in _RISKY_FIRST
+        and FORMULA_START.match(value)
+        and not NUMBER.fullmatch(value)
+    ):
         return "'" + value
     return value
 
 
 def unquoted(cell: str) -> str:
-    """A cell as `write_csv` had it before `spreadsheet_safe`: `'+15551234567` -> `+1555...`."""
-    return cell[1:] if QUOTED_FORMULA.match(cell) else cell
+    """A cell as `write_csv` had it before `spreadsheet_safe`: `'=1+2` -> `=1+2`."""
+    if QUOTED_FORMULA.match(cell) and not NUMBER.fullmatch(cell[1:]):
+        return cell[1:]
+    return cell
 
 
 def write_csv(out: TextIO, leads: Iterable[dict[str, Any]], fields: list[str]) -> int:

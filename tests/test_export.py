@@ -103,8 +103,8 @@ def test_cells_a_spreadsheet_would_run_are_quoted_and_import_back_as_they_were(c
     out = tmp_path / "export.csv"
     assert cli("leads", "export", "--account", "acme", "-o", out).exit_code == 0
     [row] = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
-    assert (row["first_name"], row["last_name"], row["phone"]) == ("'=1+2", "''=x", "'+12125550142")
-    assert (row["formula"], row["minus"]) == ("'@SUM(A1)", "'-5")
+    assert (row["first_name"], row["last_name"], row["phone"]) == ("'=1+2", "''=x", "+12125550142")
+    assert (row["formula"], row["minus"]) == ("'@SUM(A1)", "-5")  # a number runs nothing
     assert (row["quoted"], row["plain"]) == ("'tis", "O'Brien")  # nothing a formula starts with
     jsonl = cli("leads", "export", "--account", "acme", "--format", "jsonl").stdout
     assert json.loads(jsonl)["first_name"] == "=1+2"  # JSON lines as stored
@@ -131,7 +131,7 @@ def test_csv_to_stdout_has_state_stage_and_custom_fields(imported, db):
     table = list(csv.DictReader(io.StringIO(result.stdout)))
     by_email = {r["email"]: r for r in table}
     ann = by_email["ann@x.com"]
-    assert (ann["first_name"], ann["last_name"], ann["phone"]) == ("Ann", "Lee", "'+12125550101")
+    assert (ann["first_name"], ann["last_name"], ann["phone"]) == ("Ann", "Lee", "+12125550101")
     assert (ann["pipectl_pipeline"], ann["pipectl_stage"], ann["pipectl_status"]) == (
         "adwords",
         "inquired",
