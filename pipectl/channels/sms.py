@@ -19,6 +19,7 @@ TWILIO_API = defaults.TWILIO_API
 # HTTP statuses that say the URL, the credentials or the server are wrong or down, whoever
 # the recipient: the channel's sends are held until a probe gets through.
 CHANNEL_STATUSES = frozenset({401, 403, 404, 405, 407, 408, 410, 429, 502, 503, 504})
+SERVER_ERRORS = frozenset({502, 503, 504})
 # Twilio's error codes about the sending side (the account, the `From` number), not about
 # the `To` number or the message, which fail only that lead (21211, 21610, 21614, ...).
 TWILIO_CHANNEL_CODES = frozenset(
@@ -101,14 +102,15 @@ class HttpSmsSender:
             key = "sid" if self.transport == "twilio" else "id"
             value = data.get(key) if isinstance(data, dict) else None
             return str(value) if value is not None else None
-        # Every error below answered the request that carried the text: it went out.
         excerpt = self.resolved.scrub(single_line(response.text)[:200])
         text = f"HTTP {status}: {excerpt}" if excerpt else f"HTTP {status}"
         wait = retry_after(response.headers.get("retry-after"))
         if status in (401, 403):  # the channel's credentials, not the lead: held until fixed
-            raise self._channel_error(f"authentication refused: HTTP {status}", wait, sent=True)
+            raise self._channel_error(f"authentication refused: HTTP {status}", wait)
         if status in CHANNEL_STATUSES or self._twilio_code(response) in TWILIO_CHANNEL_CODES:
-            raise self._channel_error(text, wait, sent=True)
+            # A server error may have come after the provider took the text: a probe answered
+            # so was an attempt. A refused login, a wrong URL or a rate limit sent nothing.
+            raise self._channel_error(text, wait, sent=status in SERVER_ERRORS)
         if status >= 500:  # this request broke the server: retried, as this lead's
             raise self._transient(text, wait)
         if 400 <= status < 500:  # the number or the message: this lead's
