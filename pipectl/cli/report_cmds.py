@@ -110,12 +110,11 @@ def _runners_line(runners: list[dict[str, Any]]) -> str | None:
         f"{r['host']} pid {r['pid']} {r['state']} (heartbeat {r['heartbeat_at']})" for r in live
     )
     line = f"runners: {shown or 'none working'}"
-    if idle:
-        last = max(idle, key=lambda r: (r["stopped_at"], r["started_at"]))
+    if idle:  # which of two ticks stopping in the same second was last cannot be told
+        last = max(r["stopped_at"] for r in idle)
         line += (
             f"; {counted(len(idle), 'runner')} idle after a tick in the last"
-            f" {LISTED_IDLE_SECONDS // 60} minutes, the latest {last['host']} pid {last['pid']}"
-            f" at {last['stopped_at']}"
+            f" {LISTED_IDLE_SECONDS // 60} minutes, the last stopped at {last}"
         )
     return line
 
