@@ -4,6 +4,7 @@ retried while the receiver is down, never holding up the sends."""
 from __future__ import annotations
 
 import json
+import signal
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,7 +15,7 @@ from pipectl.store import Store
 
 from .conftest import dump, rows
 from .hook_receiver import HookReceiver
-from .scenario import ONE_EMAIL, T0, outbox, pipectl, summary, write_yaml
+from .scenario import ONE_EMAIL, T0, outbox, pipectl, spawn, summary, wait_for, write_yaml
 
 SECRET = "whsec-test-7f3a9c"  # a test receiver's secret; never a real one
 PAYLOAD_KEYS = ["id", "type", "occurred_at", "account", "pipeline", "stage", "lead", "reply"]
@@ -620,3 +621,34 @@ def test_a_slow_receiver_keeps_what_it_took_when_the_tick_ends(cli, db, tmp_path
     assert [e["status"] for e in outbox_events(db)] == ["delivered"] * 6
     ids = [event["id"] for event in receiver.accepted]
     assert len(set(ids)) == 6 and len(ids) - 6 <= 1  # at most the one left running, again
+
+
+def test_run_stops_on_sigterm_while_it_posts_events_and_leaves_the_rest_pending(
+    cli, db, tmp_path, receiver
+):
+    """SIGTERM during the webhook deliveries after the sends: `run` used to post on until the
+    tick's time was up (`--interval` less 10 s: 90 s here), so systemd would kill it mid-POST.
+    It stops at once; the POST in flight is left behind and goes again, same id, next tick."""
+    prepare(cli, tmp_path, ONE_EMAIL, hooks_yaml(receiver.url))
+    receiver.hang = 3.0  # a slow CRM: each event takes 3 s to answer
+    service = spawn(db, "run", "--interval", "100")
+    try:
+        wait_for(lambda: len(receiver.requests) >= 1, process=service)
+        stopped_at = time.monotonic()
+        service.send_signal(signal.SIGTERM)
+        code = service.wait(timeout=60)
+        took = time.monotonic() - stopped_at
+    finally:
+        if service.poll() is None:
+            service.kill()
+    assert code == 0, service.stderr.read()
+    assert took < 6, f"run took {took:.1f} s to stop after SIGTERM"
+    time.sleep(3.5)  # the POST left in flight is answered
+    assert len(receiver.requests) <= 2  # none started after the signal (one may have, before)
+    events = outbox_events(db)
+    assert len(events) == 6 and sum(e["status"] == "pending" for e in events) >= 4
+    receiver.hang = 0.0
+    tick(cli, "2027-03-01T14:05:00Z")
+    assert [e["status"] for e in outbox_events(db)] == ["delivered"] * 6
+    ids = [event["id"] for event in receiver.accepted]
+    assert set(ids) == {e["event_id"] for e in events} and len(ids) - 6 <= 2

@@ -81,14 +81,19 @@ class HookCourier:
             ):
                 self._start(batch)
 
-    def finish(self, deadline: float) -> None:
+    def finish(self, deadline: float, stop: threading.Event | None = None) -> None:
         """After the sends: deliver what is due (this tick's events too) until nothing is,
-        or until `deadline` (monotonic); a POST still in flight then is left behind."""
+        until `deadline` (monotonic) or until `stop` is set (SIGTERM); a POST still in flight
+        then is left behind, its event pending for the next tick."""
         self.stop_at = deadline
+
+        def over() -> bool:
+            return time.monotonic() >= deadline or (stop is not None and stop.is_set())
+
         while self.enabled:
             self.looked = 0.0  # look every time here: no sends to make room for
-            self.turn(starting=time.monotonic() < deadline)
-            if not self.busy or time.monotonic() >= deadline:
+            self.turn(starting=not over())
+            if not self.busy or over():
                 break
             self._collect(timeout=min(WAKE_EVERY, max(0.0, deadline - time.monotonic())))
         self.stopping.set()

@@ -205,7 +205,7 @@ def _run(
             results = _blame_the_send(results, worked)
     finally:
         pool.close()
-    courier.finish(time.monotonic() if stop.is_set() else started + max_seconds)
+    courier.finish(time.monotonic() if stop.is_set() else started + max_seconds, stop)
     summary.hooks_delivered, summary.hooks_refused = courier.delivered, courier.refused
     store.runners.stop(RUNNER_ID)
     summary.held_back = store.scheduler.count_due(clock.now())
