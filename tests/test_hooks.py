@@ -652,3 +652,26 @@ def test_run_stops_on_sigterm_while_it_posts_events_and_leaves_the_rest_pending(
     assert [e["status"] for e in outbox_events(db)] == ["delivered"] * 6
     ids = [event["id"] for event in receiver.accepted]
     assert set(ids) == {e["event_id"] for e in events} and len(ids) - 6 <= 2
+
+
+def test_a_missing_secret_variable_posts_nothing_and_uses_up_no_attempts(
+    cli, db, tmp_path, monkeypatch
+):
+    """As a channel's sends wait for a missing `${VAR}` without using attempts, so do a
+    hook's events: they used to fail for good after the hook's attempts (about 8 hours)."""
+    monkeypatch.delenv("HOOK_SECRET", raising=False)
+    receiver = HookReceiver(SECRET).start()
+    try:
+        prepare(cli, tmp_path, ONE_EMAIL, hooks_yaml(receiver.url, "    retry: {attempts: 2}\n"))
+        for minute in range(0, 120, 10):  # two hours of ticks
+            tick(cli, f"2027-03-01T{14 + minute // 60:02d}:{minute % 60:02d}:00Z")
+        events = outbox_events(db)
+        assert receiver.requests == []  # nothing unsigned went out
+        assert {(e["status"], e["attempts"]) for e in events} == {("pending", 0)}
+        assert "HOOK_SECRET is not set" in events[0]["last_error"]
+        monkeypatch.setenv("HOOK_SECRET", SECRET)  # the operator sets it
+        tick(cli, "2027-03-01T16:30:00Z")
+    finally:
+        receiver.stop()
+    assert [e["status"] for e in outbox_events(db)] == ["delivered"] * 6
+    assert [r.verified for r in receiver.requests] == [True] * 6

@@ -40,6 +40,7 @@ class Posted:
     status: int | None = None  # the HTTP status, None when no answer came
     error: str | None = None
     retry_after: float | None = None
+    sent: bool = True  # False: nothing went out (a ${VAR} is missing): not an attempt
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ def post_event(
     try:
         resolved = resolve_config("hook", settings, os.environ if env is None else env)
     except ChannelError as e:
-        return Posted(False, error=str(e).replace("channel hook", "hook"))
+        return Posted(False, error=str(e).replace("channel hook", "hook"), sent=False)
     data = body.encode("utf-8")
     headers = {
         str(k): single_line(str(v)) for k, v in (resolved.config.get("headers") or {}).items()

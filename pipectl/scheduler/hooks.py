@@ -130,7 +130,13 @@ class HookCourier:
                         break
                     posted = post_event(client, endpoint, event.type, event.event_id, event.payload)
                     outcome = HookOutcome(
-                        event, hook, posted.delivered, self.now(), posted.error, posted.retry_after
+                        event,
+                        hook,
+                        posted.delivered,
+                        self.now(),
+                        posted.error,
+                        posted.retry_after,
+                        posted.sent,
                     )
                     posted_count += 1
                     self.done.put((hook.id, [outcome], False))  # written as it comes
@@ -191,6 +197,10 @@ class HookCourier:
         if outcome.delivered:
             return None
         retry = {**defaults.HOOK_RETRY, **outcome.hook.retry}
+        if not outcome.sent:  # nothing went out (a ${VAR} missing): held, as a channel's sends
+            return add_seconds(
+                outcome.finished_at, retry_delay(1, retry["backoff"], retry["backoff"])
+            )
         attempts = outcome.delivery.attempts + 1
         if attempts >= retry["attempts"]:
             return None

@@ -126,9 +126,15 @@ class HookDeliverySQL(Part):
                     )
                     continue
                 self.conn.execute(
-                    "UPDATE hook_events SET status = ?, attempts = attempts + 1,"
+                    "UPDATE hook_events SET status = ?, attempts = attempts + ?,"
                     " next_attempt_at = ?, last_error = ? WHERE id = ? AND status = 'pending'",
-                    ("pending" if retry_at else "failed", retry_at, outcome.error, d.id),
+                    (
+                        "pending" if retry_at else "failed",
+                        int(outcome.sent),
+                        retry_at,
+                        outcome.error,
+                        d.id,
+                    ),
                 )
                 self.conn.execute(
                     "UPDATE hooks SET last_error = ?,"

@@ -283,3 +283,4 @@ class HookOutcome:
     finished_at: str
     error: str | None = None
     retry_after: float | None = None
+    sent: bool = True  # False: nothing was posted (a ${VAR} missing): not an attempt
