@@ -606,6 +606,7 @@ def test_a_url_from_the_environment_is_read_when_posting_and_never_stored(
     assert "t0k3n-8812" not in dump(db)
 
 
+@pytest.mark.slow  # a receiver taking 0.7 s an event, ticks of seconds
 def test_a_slow_receiver_keeps_what_it_took_when_the_tick_ends(cli, db, tmp_path, receiver):
     """Each event's outcome is written as it comes: a receiver slower than the tick's time
     gets the events it answered recorded, and the next tick goes on from there instead of
@@ -623,6 +624,7 @@ def test_a_slow_receiver_keeps_what_it_took_when_the_tick_ends(cli, db, tmp_path
     assert len(set(ids)) == 6 and len(ids) - 6 <= 1  # at most the one left running, again
 
 
+@pytest.mark.slow  # a real `pipectl run` and a receiver taking 3 s an event
 def test_run_stops_on_sigterm_while_it_posts_events_and_leaves_the_rest_pending(
     cli, db, tmp_path, receiver
 ):
@@ -663,7 +665,7 @@ def test_a_missing_secret_variable_posts_nothing_and_uses_up_no_attempts(
     receiver = HookReceiver(SECRET).start()
     try:
         prepare(cli, tmp_path, ONE_EMAIL, hooks_yaml(receiver.url, "    retry: {attempts: 2}\n"))
-        for minute in range(0, 120, 10):  # two hours of ticks
+        for minute in range(0, 120, 30):  # two hours of ticks, more than its 2 attempts
             tick(cli, f"2027-03-01T{14 + minute // 60:02d}:{minute % 60:02d}:00Z")
         events = outbox_events(db)
         assert receiver.requests == []  # nothing unsigned went out

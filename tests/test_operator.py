@@ -6,6 +6,8 @@ import json
 import sqlite3
 from datetime import timedelta
 
+import pytest
+
 from pipectl.durations import format_time, utcnow
 
 from .backends import is_url
@@ -132,6 +134,7 @@ def test_status_names_a_channel_that_keeps_failing_and_its_error(cli, db, tmp_pa
     assert any("email failing since" in w for w in report["warnings"])
 
 
+@pytest.mark.slow  # four tick processes
 def test_status_counts_runners_idle_after_their_tick_in_one_line(cli, db, tmp_path):
     for minute in range(10, 14):  # cron: a tick a minute, each its own process
         tick = pipectl(db, "tick", "-q", "--no-sync", "--now", f"2027-03-05T10:{minute}:00Z")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from .backends import is_url
 from .conftest import rows
 from .scenario import T0, outbox, setup, smtp_channel, start_smtp, statuses, summary
@@ -149,6 +151,7 @@ def test_active_leads_limit_queues_the_rest_and_admits_as_leads_finish(cli, db, 
     assert len(outbox(tmp_path)) == 20
 
 
+@pytest.mark.slow  # a real slow relay and a tick of 1-3 s
 def test_small_account_is_served_while_a_big_one_has_a_backlog(cli, db, tmp_path):
     """Acme has 3,000 due behind a slow SMTP relay; Beta's ten still go in the first tick."""
     pipelines = DRIP + DRIP.replace("key: drip", "key: drip-b").replace(
