@@ -149,14 +149,17 @@ class LeadsFile:
 
     def _read_header(self, skip: int) -> tuple[int, list[str]]:
         """The first row with a value, after `skip` rows (Excel's `sep=` line)."""
+        start = 1  # the line the row being read starts on
         try:
             for _ in range(skip):
                 next(self._reader, None)
+            start = self._reader.line_num + 1
             for row in self._reader:
                 if any(cell.strip() for cell in row):
                     return self._reader.line_num, row
+                start = self._reader.line_num + 1
         except csv.Error as e:
-            raise CsvError(f"{self.name}:{self._reader.line_num}: {csv_text.problem(e)}") from None
+            raise CsvError(f"{self.name}:{start}: {csv_text.problem(e)}") from None
         except UnicodeDecodeError:
             raise self._not_utf8() from None
         raise CsvError(f"{self.name}: no header row (the file has no data)")

@@ -41,6 +41,7 @@ def read_replies(path: Path, *, now: str) -> list[ReplyRow]:
     try:
         if sep_line:
             next(reader, None)  # Excel's `sep=;` line
+            line = reader.line_num
         header = next((row for row in reader if any(c.strip() for c in row)), None)
         if header is None:
             raise CsvError(f"{name}: the file is empty; it needs a header row")

@@ -55,6 +55,7 @@ def read_suppressions(path: Path) -> list[tuple[int, str, str, str | None]]:
     try:
         if sep_line:
             next(reader, None)  # Excel's `sep=;` line
+            line = reader.line_num
         header = next((row for row in reader if any(c.strip() for c in row)), None)
         if header is None:
             raise CsvError(f"{name}: the file is empty; it needs a header row")

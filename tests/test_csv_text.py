@@ -110,3 +110,10 @@ def test_suppressions_and_replies_import_refuse_an_unclosed_quote(
     assert f"{path}:2: a quoted value starts on this row and is never closed" in result.stderr
     assert "Traceback" not in result.output
     assert dump(db) == before
+
+
+def test_an_unclosed_quote_in_the_header_names_the_header_line(applied, db, tmp_path):  # noqa: F811
+    path = write(tmp_path, 'Email,"First Name\nann@x.com,Ann\nbob@x.com,Bob\n')
+    result = imported(applied, path)
+    assert result.exit_code == 1, result.output
+    assert f"{path}:1: a quoted value starts on this row and is never closed" in result.stderr

@@ -161,3 +161,16 @@ def _seconds(earlier: str, later: str) -> float:
     from pipectl.durations import parse_time
 
     return (parse_time(later) - parse_time(earlier)).total_seconds()
+
+
+def test_a_probe_answered_with_a_redirect_is_held_not_an_attempt(cli, db, tmp_path):
+    """A redirect (http:// for https://) is a wrong URL: nothing was taken, no lead fails."""
+    with http_server() as (url, http):
+        http.default = (301, {"Location": "https://elsewhere.example/send"}, b"")
+        setup(cli, tmp_path, url, [REFUSED], attempts=2)
+        for minute in (10, 11, 13, 16, 25, 40):
+            tick(cli, at(minute))
+        assert len(http.requests) >= 3  # probed again and again, backing off
+    held = text(db)
+    assert held["status"] == "pending" and held["attempts"] == 0
+    assert "unexpected HTTP 301" in held["last_error"]

@@ -115,7 +115,7 @@ class HttpSmsSender:
             raise self._transient(text, wait)
         if 400 <= status < 500:  # the number or the message: this lead's
             raise PermanentError(f"channel sms: {text}")
-        raise self._channel_error(f"unexpected {text}", sent=True)
+        raise self._channel_error(f"unexpected {text}")  # a redirect: a wrong URL
 
     def _twilio_code(self, response: httpx.Response) -> int | None:
         """Twilio's error code in a JSON error body, if any."""

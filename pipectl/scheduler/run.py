@@ -363,7 +363,8 @@ def _blame_the_send(results: list[Result], worked: dict[tuple[int, str], bool]) 
     for i, r in enumerate(results):
         key = r.action.health_key
         if r.channel_failed:
-            if worked.get(key) or last_reached.get(key, -1) > i:
+            # A held send is blamed; a failed probe (already the lead's attempt) stays as it is.
+            if r.outcome == "held" and (worked.get(key) or last_reached.get(key, -1) > i):
                 results[i] = _retry_or_fail(r.action, r.error or "", r.retry_after, r.finished_at)
             worked[key] = False
         elif r.reached:

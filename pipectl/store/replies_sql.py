@@ -126,12 +126,13 @@ class RepliesSQL(Part):
         if not is_opt_out(reply.body):
             return {"line": reply.line, "reason": reason}
         sender = _sender(reply.channel, reply.email, reply.phone)
+        before = self.store.suppressions.is_suppressed(account, sender)
         result = self._opt_out_unmatched(
             account, reply.channel, sender, reply.body, reply.received_at, "csv"
         )
         summary["unmatched_opt_outs"] += 1
         suppressed = self.store.suppressions.is_suppressed(account, result["sender"])
-        summary["senders_suppressed"] += suppressed
+        summary["senders_suppressed"] += suppressed and not before  # newly, once an address
         sender = result["sender"]
         state = f"{sender} suppressed" if suppressed else f"{sender!r} cannot be suppressed"
         return {
